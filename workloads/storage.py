@@ -1,0 +1,272 @@
+"""Byte-level object storage for the workloads: local paths, ``file://``, ``s3://`` and ``gs://``.
+
+One small API shared by the trainer (datasets, checkpoints, artifacts) and the model server
+(artifacts). Every function takes a URI; a string without a scheme is a local path.
+
+- ``write_bytes`` is atomic everywhere: a reader sees either the previous object or the new one,
+  never a torn mix. Local files are written to a hidden temporary file in the same directory,
+  fsynced and renamed over the target. S3 uses one PUT for small payloads and a multipart upload
+  (aborted on any exception) for large ones; S3 makes the object visible only on success. GCS
+  uploads are single requests and likewise all-or-nothing.
+- ``list_prefix`` has directory semantics: ``list_prefix("s3://b/runs/a")`` lists every object
+  under ``runs/a/`` (recursively), never ``runs/ab``. Results are full URIs in the caller's style,
+  sorted.
+- S3 honours ``AWS_ENDPOINT_URL_S3`` and ``AWS_ENDPOINT_URL`` (in that order), so a local
+  ``moto_server`` works; credentials and region come from the usual boto3 chain.
+- ``google-cloud-storage`` is imported only for ``gs://`` URIs (``pip install 'aicloud[gcs]'``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = [
+    "MULTIPART_THRESHOLD",
+    "MULTIPART_PART_SIZE",
+    "read_bytes",
+    "write_bytes",
+    "exists",
+    "list_prefix",
+    "delete",
+    "join",
+    "s3_client",
+]
+
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+"""S3 payloads of at least this many bytes are sent as a multipart upload (else one PUT)."""
+
+MULTIPART_PART_SIZE = 16 * 1024 * 1024
+"""Size of each multipart part in bytes (S3 requires at least 5 MiB for all but the last)."""
+
+_TMP_PREFIX = ".aicloud-tmp-"
+"""Name prefix of in-flight local temporary files; ``list_prefix`` never reports them."""
+
+Scheme = Literal["file", "s3", "gs"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Location:
+    """A parsed URI: the scheme, the bucket (empty for local) and the key or local path."""
+
+    scheme: Scheme
+    bucket: str
+    key: str
+    file_uri: bool
+    """For local paths: whether the caller wrote ``file://`` (results keep the caller's style)."""
+
+
+def _parse(uri: str) -> _Location:
+    if not isinstance(uri, str) or not uri:
+        raise ValueError(f"storage URI must be a non-empty string, got {uri!r}")
+    if "://" not in uri:
+        return _Location("file", "", uri, file_uri=False)
+    scheme, rest = uri.split("://", 1)
+    if scheme == "file":
+        if not rest.startswith("/"):
+            raise ValueError(f"file URI must be absolute (file:///path), got {uri!r}")
+        return _Location("file", "", rest, file_uri=True)
+    if scheme in ("s3", "gs"):
+        bucket, _, key = rest.partition("/")
+        if not bucket:
+            raise ValueError(f"{scheme} URI has no bucket: {uri!r}")
+        return _Location(scheme, bucket, key, file_uri=False)
+    raise ValueError(
+        f"unsupported storage scheme {scheme!r} in {uri!r}; allowed: local path, file://, s3://, gs://"
+    )
+
+
+def _format(loc: _Location, key: str) -> str:
+    if loc.scheme == "file":
+        return f"file://{key}" if loc.file_uri else key
+    return f"{loc.scheme}://{loc.bucket}/{key}"
+
+
+def join(base_uri: str, *parts: str) -> str:
+    """Join ``parts`` onto ``base_uri`` with ``/`` (slashes at the seams are collapsed).
+
+    ``join("s3://b/runs", "r1", "ckpt/")`` is ``"s3://b/runs/r1/ckpt"``.
+    """
+    pieces = [base_uri.rstrip("/") or base_uri]
+    pieces += [p.strip("/") for p in parts if p.strip("/")]
+    return "/".join(pieces)
+
+
+# --------------------------------------------------------------------------------------- S3
+def s3_client() -> Any:
+    """The boto3 S3 client this module uses (cached per endpoint and region).
+
+    The endpoint comes from ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` when set.
+    """
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return _s3_client_for(endpoint, region)
+
+
+@functools.lru_cache(maxsize=8)
+def _s3_client_for(endpoint: str | None, region: str | None) -> Any:
+    import boto3
+
+    return boto3.session.Session().client("s3", endpoint_url=endpoint, region_name=region)
+
+
+def _s3_is_missing(exc: Exception) -> bool:
+    response = getattr(exc, "response", None) or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    return code in ("404", "NoSuchKey", "NotFound")
+
+
+def _s3_write(bucket: str, key: str, data: bytes) -> None:
+    client = s3_client()
+    if len(data) < MULTIPART_THRESHOLD:
+        client.put_object(Bucket=bucket, Key=key, Body=data)
+        return
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    try:
+        parts = []
+        view = memoryview(data)
+        for number, start in enumerate(range(0, len(data), MULTIPART_PART_SIZE), start=1):
+            chunk = view[start : start + MULTIPART_PART_SIZE]
+            etag = client.upload_part(
+                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=bytes(chunk)
+            )["ETag"]
+            parts.append({"PartNumber": number, "ETag": etag})
+        client.complete_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+        )
+    except BaseException:
+        # The object only changes on complete; aborting frees the uploaded parts.
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        raise
+
+
+def _s3_list(bucket: str, prefix: str) -> list[str]:
+    paginator = s3_client().get_paginator("list_objects_v2")
+    keys: list[str] = []
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        keys.extend(obj["Key"] for obj in page.get("Contents", []))
+    return keys
+
+
+# --------------------------------------------------------------------------------------- GCS
+def _gcs_bucket(bucket: str) -> Any:
+    try:
+        from google.cloud import storage as gcs  # type: ignore[import-not-found]
+    except ImportError as exc:  # pragma: no cover - depends on the optional extra
+        raise ImportError(
+            "gs:// URIs need the google-cloud-storage package: pip install 'aicloud[gcs]'"
+        ) from exc
+    return _gcs_client(gcs).bucket(bucket)
+
+
+@functools.lru_cache(maxsize=1)
+def _gcs_client(gcs: Any) -> Any:
+    return gcs.Client()
+
+
+# ------------------------------------------------------------------------------------ public API
+def read_bytes(uri: str) -> bytes:
+    """Return the whole object at ``uri``; raises ``FileNotFoundError`` if it does not exist."""
+    loc = _parse(uri)
+    if loc.scheme == "file":
+        return Path(loc.key).read_bytes()
+    if loc.scheme == "s3":
+        client = s3_client()
+        try:
+            return client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
+        except client.exceptions.NoSuchKey as exc:
+            raise FileNotFoundError(uri) from exc
+    blob = _gcs_bucket(loc.bucket).blob(loc.key)
+    if not blob.exists():
+        raise FileNotFoundError(uri)
+    return blob.download_as_bytes()
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Atomically replace the object at ``uri`` with ``data`` (parents are created locally)."""
+    loc = _parse(uri)
+    data = bytes(data)
+    if loc.scheme == "file":
+        _local_write(Path(loc.key), data)
+    elif loc.scheme == "s3":
+        _s3_write(loc.bucket, loc.key, data)
+    else:
+        _gcs_bucket(loc.bucket).blob(loc.key).upload_from_string(data)
+
+
+def _local_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def exists(uri: str) -> bool:
+    """Whether an object (not a directory or prefix) exists at ``uri``."""
+    loc = _parse(uri)
+    if loc.scheme == "file":
+        return Path(loc.key).is_file()
+    if loc.scheme == "s3":
+        try:
+            s3_client().head_object(Bucket=loc.bucket, Key=loc.key)
+        except Exception as exc:
+            if _s3_is_missing(exc):
+                return False
+            raise
+        return True
+    return bool(_gcs_bucket(loc.bucket).blob(loc.key).exists())
+
+
+def list_prefix(uri: str) -> list[str]:
+    """Full URIs of every object below the directory-like prefix ``uri`` (recursive, sorted).
+
+    A missing prefix gives an empty list. Local in-flight temporary files are never listed.
+    """
+    loc = _parse(uri)
+    if loc.scheme == "file":
+        root = Path(loc.key)
+        if not root.is_dir():
+            return []
+        found = [
+            str(Path(dirpath) / name)
+            for dirpath, _, names in os.walk(root)
+            for name in names
+            if not name.startswith(_TMP_PREFIX)
+        ]
+        return sorted(_format(loc, p) for p in found)
+    prefix = loc.key.rstrip("/") + "/" if loc.key.strip("/") else ""
+    if loc.scheme == "s3":
+        keys = _s3_list(loc.bucket, prefix)
+    else:
+        bucket = _gcs_bucket(loc.bucket)
+        keys = [blob.name for blob in bucket.client.list_blobs(loc.bucket, prefix=prefix)]
+    return sorted(_format(loc, k) for k in keys)
+
+
+def delete(uri: str) -> None:
+    """Delete the object at ``uri``; deleting a missing object is not an error."""
+    loc = _parse(uri)
+    if loc.scheme == "file":
+        Path(loc.key).unlink(missing_ok=True)
+    elif loc.scheme == "s3":
+        s3_client().delete_object(Bucket=loc.bucket, Key=loc.key)
+    else:
+        blob = _gcs_bucket(loc.bucket).blob(loc.key)
+        if blob.exists():
+            blob.delete()

@@ -1,0 +1,93 @@
+"""Shared building blocks for every aicloud component.
+
+- `Spec`: the base of every cloud-neutral, typed component spec. Specs are pydantic models with
+  camelCase aliases, so the same class validates a stack's YAML config (`nodePools[0].minNodes`)
+  and is used from Python (`NodePoolSpec(min_nodes=0)`). Unknown keys are errors, not ignored.
+- `child_opts`: resource options for a child, parented to its component.
+- `data_opts`: the options every data-holding resource gets (retain on delete, protect in prod).
+- `merge_tags`: tags/labels merged once, in one order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+PACKAGE = "aicloud"
+
+
+class Spec(BaseModel):
+    """Base class of typed component specs (camelCase in YAML, snake_case in Python)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DataSafety:
+    """How resources that hold data are guarded against deletion.
+
+    `retain_on_delete` keeps the cloud resource when Pulumi deletes it (default on everywhere);
+    `protect` makes Pulumi refuse to delete or replace it at all (default on in prod).
+    """
+
+    protect: bool = False
+    retain_on_delete: bool = True
+
+
+def child_opts(parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
+    """Options for a child resource: parented to `parent` (providers are inherited from it)."""
+    return pulumi.ResourceOptions(parent=parent, **kwargs)
+
+
+def data_opts(
+    parent: pulumi.Resource, safety: DataSafety, **kwargs: Any
+) -> pulumi.ResourceOptions:
+    """Options for a child resource that holds data (buckets, file systems, tables, keys)."""
+    return pulumi.ResourceOptions(
+        parent=parent,
+        protect=safety.protect,
+        retain_on_delete=safety.retain_on_delete,
+        **kwargs,
+    )
+
+
+def merge_tags(*layers: Mapping[str, str] | None, name: str | None = None) -> dict[str, str]:
+    """Merge tag layers left to right; `name` becomes the `Name` tag (AWS console display)."""
+    merged: dict[str, str] = {}
+    for layer in layers:
+        if layer:
+            merged.update(layer)
+    if name is not None:
+        merged["Name"] = name
+    return merged
+
+
+_LABEL_BAD = re.compile(r"[^a-z0-9_-]")
+
+
+def gcp_labels(tags: Mapping[str, str]) -> dict[str, str]:
+    """GCP labels from tags: lower-case keys and values of `[a-z0-9_-]`, at most 63 characters."""
+    out: dict[str, str] = {}
+    for k, v in tags.items():
+        key = _LABEL_BAD.sub("-", k.lower())[:63]
+        if key == "name":
+            continue
+        out[key] = _LABEL_BAD.sub("-", str(v).lower())[:63]
+    return out
+
+
+def type_token(module: str, name: str) -> str:
+    """The `aicloud:<module>:<Type>` token of a component."""
+    return f"{PACKAGE}:{module}:{name}"

@@ -1,0 +1,123 @@
+"""The machine and region catalog: data files read once, exposed as small typed records.
+
+`gpus.yaml` lists every machine type a node pool may use (GPU model, GPUs per node, GPU memory,
+vCPU, memory, on-demand price per hour in a reference region, and the regions that offer it);
+`regions.yaml` lists the regions aicloud knows and their zones. Config validation, the node pool
+components, the offline plan's cost figures and the cost guardrail all read this one source.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+Cloud = Literal["aws", "gcp"]
+CLOUDS: tuple[Cloud, ...] = ("aws", "gcp")
+_HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True, slots=True)
+class Accelerator:
+    """A GPU model and how each cloud's Kubernetes integration names it."""
+
+    name: str
+    """Cloud-neutral name, e.g. `nvidia-l4`."""
+    model: str
+    """Human-readable model, e.g. `NVIDIA L4`."""
+    aws_label: str | None
+    """Value of the `k8s.amazonaws.com/accelerator` node label on EKS."""
+    gke_type: str | None
+    """GKE `guest_accelerator.type` (None where GKE does not offer it)."""
+    mig: bool
+    """Whether the GPU supports Multi-Instance GPU partitioning."""
+
+
+@dataclass(frozen=True, slots=True)
+class MachineType:
+    """One machine type of the catalog."""
+
+    cloud: Cloud
+    type: str
+    family: str
+    gpus: int
+    """GPUs per node (0 for general-purpose machines)."""
+    vcpus: int
+    memory_gib: float
+    price_per_hour: float
+    """On-demand USD per node-hour in the cloud's reference region."""
+    regions: frozenset[str] | None
+    """Regions that offer the type; None means every region of the cloud."""
+    gpu: str | None = None
+    """Cloud-neutral accelerator name (see `Accelerator`)."""
+    gpu_memory_gib: float = 0
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.gpus > 0
+
+    def offered_in(self, region: str) -> bool:
+        return self.regions is None or region in self.regions
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """Everything in the catalog files, indexed for lookups."""
+
+    machines: dict[tuple[str, str], MachineType]
+    accelerators: dict[str, Accelerator]
+    regions: dict[str, dict[str, tuple[str, ...]]]
+    references: dict[str, dict[str, str]]
+
+    def machine(self, cloud: str, type_: str) -> MachineType | None:
+        return self.machines.get((cloud, type_))
+
+    def machine_types(self, cloud: str) -> list[str]:
+        return sorted(t for c, t in self.machines if c == cloud)
+
+    def zones(self, cloud: str, region: str) -> tuple[str, ...]:
+        return self.regions.get(cloud, {}).get(region, ())
+
+    def region_names(self, cloud: str) -> list[str]:
+        return sorted(self.regions.get(cloud, {}))
+
+
+@functools.cache
+def load_catalog() -> Catalog:
+    """Read and index the catalog files (cached: the files are read once per process)."""
+    gpus = yaml.safe_load((_HERE / "gpus.yaml").read_text())
+    regions = yaml.safe_load((_HERE / "regions.yaml").read_text())
+    accelerators = {
+        name: Accelerator(
+            name=name,
+            model=a["model"],
+            aws_label=a.get("aws_label"),
+            gke_type=a.get("gke_type"),
+            mig=bool(a.get("mig", False)),
+        )
+        for name, a in gpus["accelerators"].items()
+    }
+    machines: dict[tuple[str, str], MachineType] = {}
+    for m in gpus["machines"]:
+        offered = m["regions"]
+        machines[(m["cloud"], m["type"])] = MachineType(
+            cloud=m["cloud"],
+            type=m["type"],
+            family=m["family"],
+            gpus=int(m["gpus"]),
+            vcpus=int(m["vcpus"]),
+            memory_gib=float(m["memory_gib"]),
+            price_per_hour=float(m["price_per_hour"]),
+            regions=None if offered == "all" else frozenset(offered),
+            gpu=m.get("gpu"),
+            gpu_memory_gib=float(m.get("gpu_memory_gib", 0)),
+        )
+    return Catalog(
+        machines=machines,
+        accelerators=accelerators,
+        regions={c: {r: tuple(z) for r, z in regions[c].items()} for c in CLOUDS},
+        references=gpus["references"],
+    )

@@ -1,0 +1,472 @@
+"""GPU node pools: one cloud-neutral spec, an EKS managed node group and a GKE node pool.
+
+The pure helpers (`pool_taints`, `pool_labels`, `tolerations_for`, `pool_capacity`) decide what a
+pool looks like; the two components only translate that into each cloud's resources. Every GPU pool
+carries the `nvidia.com/gpu=present:NoSchedule` taint so only GPU workloads land on it, and labels
+that name its pool, role, accelerator and capacity type so workloads and the device plugin can
+select it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Literal
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_gcp as gcp
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from components.base import Spec, child_opts, gcp_labels, merge_tags, type_token
+from components.catalog import MachineType, load_catalog
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TAINT_KEY = "nvidia.com/gpu"
+LABEL_PREFIX = "aicloud.dev"
+POOL_LABEL = f"{LABEL_PREFIX}/pool"
+GPU_LABEL = f"{LABEL_PREFIX}/gpu"
+ACCELERATOR_LABEL = f"{LABEL_PREFIX}/accelerator"
+DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
+
+Effect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+_CLOUD_EFFECT = {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCHEDULE", "NoExecute": "NO_EXECUTE"}
+
+
+class Taint(Spec):
+    """A Kubernetes node taint."""
+
+    key: str = Field(min_length=1, max_length=253)
+    value: str = ""
+    effect: Effect = "NoSchedule"
+
+
+class NodePoolSpec(Spec):
+    """A node pool, cloud-neutral. The machine type decides the accelerator and GPUs per node."""
+
+    name: str = Field(pattern=r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
+    """Pool name, a DNS label of at most 32 characters; unique within its region."""
+    machine_type: str
+    """A machine type of the catalog (`components/catalog/gpus.yaml`) offered in the pool's region."""
+    role: Literal["training", "inference", "general"] = "general"
+    """What runs on the pool; training and inference pools must use GPU machine types."""
+    min_nodes: int = Field(default=0, ge=0, le=1000)
+    """Autoscaling floor; 0 lets the pool scale to zero when idle."""
+    desired_nodes: int | None = Field(default=None, ge=0, le=1000)
+    """Initial size; defaults to `minNodes`. The autoscaler owns it after creation."""
+    max_nodes: int = Field(default=1, ge=1, le=1000)
+    """Autoscaling ceiling (at least 1: EKS and GKE need room for one node)."""
+    spot: bool = False
+    """Spot (AWS) / Spot VMs (GCP) capacity instead of on-demand."""
+    interruptible: bool = False
+    """The workloads on this pool tolerate losing a node (checkpointing trainers); prod spot pools
+    must say so."""
+    disk_size_gb: int = Field(default=200, ge=50, le=16384)
+    """Root volume size in GiB (container images of GPU frameworks are large)."""
+    gpu_sharing: Literal["none", "time-slicing", "mig"] = "none"
+    """GPU sharing: time-slicing (EKS via the device plugin, GKE natively) or MIG (GKE only)."""
+    time_slicing_replicas: int = Field(default=4, ge=2, le=48)
+    """With time-slicing: how many pods share one GPU."""
+    mig_profile: str | None = Field(default=None, pattern=r"^[1-7]g\.\d+gb$")
+    """With MIG: the partition size, e.g. `1g.10gb`."""
+    zones: list[str] | None = None
+    """Zones for the nodes; defaults to every zone of the region's network."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Extra node labels (merged over aicloud's own)."""
+    taints: list[Taint] = Field(default_factory=list)
+    """Extra taints; GPU pools always carry `nvidia.com/gpu=present:NoSchedule` as well."""
+
+    @field_validator("machine_type")
+    @classmethod
+    def _known_machine(cls, value: str, info: ValidationInfo) -> str:
+        ctx = info.context or {}
+        cloud, region = ctx.get("cloud"), ctx.get("region")
+        catalog = load_catalog()
+        clouds = [cloud] if cloud else ["aws", "gcp"]
+        machine = next((catalog.machine(c, value) for c in clouds if catalog.machine(c, value)), None)
+        if machine is None:
+            allowed = ", ".join(t for c in clouds for t in catalog.machine_types(c))
+            raise ValueError(f"unknown machine type {value!r}; the catalog has: {allowed}")
+        if region and not machine.offered_in(region):
+            offered = ", ".join(sorted(machine.regions or ()))
+            raise ValueError(
+                f"machine type {value!r} is not offered in {region}; it is offered in: {offered}"
+            )
+        return value
+
+    @field_validator("spot")
+    @classmethod
+    def _spot_allowed(cls, value: bool, info: ValidationInfo) -> bool:
+        ctx = info.context or {}
+        if value and ctx.get("allow_spot") is False:
+            raise ValueError(
+                "spot capacity is forbidden in this stack (allowSpot: false); "
+                "set spot: false or allow spot for the stack"
+            )
+        return value
+
+    @field_validator("max_nodes")
+    @classmethod
+    def _scaling(cls, value: int, info: ValidationInfo) -> int:
+        low, desired = info.data.get("min_nodes"), info.data.get("desired_nodes")
+        if low is not None and low > value:
+            raise ValueError(f"maxNodes ({value}) is less than minNodes ({low})")
+        if desired is not None and low is not None and not low <= desired <= value:
+            raise ValueError(
+                f"desiredNodes ({desired}) must lie between minNodes ({low}) and maxNodes ({value})"
+            )
+        return value
+
+    @field_validator("role")
+    @classmethod
+    def _role_needs_gpu(cls, value: str, info: ValidationInfo) -> str:
+        machine = _machine(info.data.get("machine_type"))
+        if value != "general" and machine is not None and not machine.is_gpu:
+            raise ValueError(
+                f"role {value!r} needs a GPU machine type; {machine.type!r} has no GPU "
+                "(use role: general for CPU pools)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _sharing(self) -> NodePoolSpec:
+        machine = self.machine
+        problems = []
+        if machine is not None and self.gpu_sharing != "none" and not machine.is_gpu:
+            problems.append(f"gpuSharing {self.gpu_sharing!r} needs a GPU machine type")
+        if machine is not None and machine.is_gpu and self.gpu_sharing == "mig":
+            accel = load_catalog().accelerators.get(machine.gpu or "")
+            if accel is None or not accel.mig:
+                problems.append(
+                    f"gpuSharing 'mig' needs a MIG-capable GPU (A100, H100, H200); "
+                    f"{self.machine_type!r} has {machine.gpu}"
+                )
+            if self.mig_profile is None:
+                problems.append("gpuSharing 'mig' needs migProfile, e.g. '1g.10gb'")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def machine(self) -> MachineType | None:
+        """The catalog entry of the machine type (type names are unique across clouds)."""
+        return _machine(self.machine_type)
+
+    @property
+    def initial_nodes(self) -> int:
+        return self.min_nodes if self.desired_nodes is None else self.desired_nodes
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def _machine(machine_type: str | None) -> MachineType | None:
+    if machine_type is None:
+        return None
+    catalog = load_catalog()
+    return catalog.machine("aws", machine_type) or catalog.machine("gcp", machine_type)
+
+
+def pool_taints(spec: NodePoolSpec) -> list[Taint]:
+    """The pool's taints: the GPU taint on GPU pools, then the spec's own (deduplicated)."""
+    taints: list[Taint] = []
+    machine = spec.machine
+    if machine is not None and machine.is_gpu:
+        taints.append(Taint(key=GPU_TAINT_KEY, value="present", effect="NoSchedule"))
+    for t in spec.taints:
+        if all((t.key, t.effect) != (s.key, s.effect) for s in taints):
+            taints.append(t)
+    return taints
+
+
+def pool_labels(spec: NodePoolSpec, cloud: str) -> dict[str, str]:
+    """Node labels: aicloud's pool/role/accelerator labels, the cloud's own, then the spec's."""
+    machine = spec.machine
+    labels = {
+        POOL_LABEL: spec.name,
+        f"{LABEL_PREFIX}/role": spec.role,
+        f"{LABEL_PREFIX}/capacity": "spot" if spec.spot else "on-demand",
+        GPU_LABEL: "true" if machine is not None and machine.is_gpu else "false",
+    }
+    if machine is not None and machine.is_gpu:
+        accel = load_catalog().accelerators[machine.gpu]  # type: ignore[index]
+        labels[ACCELERATOR_LABEL] = accel.name
+        if cloud == "aws" and accel.aws_label:
+            labels["k8s.amazonaws.com/accelerator"] = accel.aws_label
+        if spec.gpu_sharing == "time-slicing" and cloud == "aws":
+            labels[DEVICE_PLUGIN_CONFIG_LABEL] = time_slicing_config_name(spec.time_slicing_replicas)
+    return {**labels, **spec.labels}
+
+
+def time_slicing_config_name(replicas: int) -> str:
+    """Name of the device-plugin config that shares each GPU between `replicas` pods."""
+    return f"time-slicing-{replicas}"
+
+
+def tolerations_for(taints: list[Taint] | list[dict[str, str]]) -> list[dict[str, str]]:
+    """Kubernetes tolerations that match `taints` exactly (key, value, effect), deduplicated."""
+    out: list[dict[str, str]] = []
+    for t in taints:
+        d = t if isinstance(t, dict) else t.model_dump()
+        tol = {"key": d["key"], "operator": "Equal", "value": d.get("value", ""), "effect": d["effect"]}
+        if not tol["value"]:
+            tol = {"key": d["key"], "operator": "Exists", "effect": d["effect"]}
+        if tol not in out:
+            out.append(tol)
+    return out
+
+
+def pool_capacity(spec: NodePoolSpec, *, cloud: str, region: str) -> dict[str, Any]:
+    """GPUs and on-demand cost per hour of the pool at its floor and at its ceiling."""
+    machine = spec.machine
+    assert machine is not None, "spec validation guarantees a catalog machine"
+    return {
+        "cloud": cloud,
+        "region": region,
+        "pool": spec.name,
+        "role": spec.role,
+        "machineType": machine.type,
+        "gpu": machine.gpu,
+        "gpusPerNode": machine.gpus,
+        "gpuMemoryGiB": machine.gpu_memory_gib,
+        "spot": spec.spot,
+        "interruptible": spec.interruptible,
+        "minNodes": spec.min_nodes,
+        "maxNodes": spec.max_nodes,
+        "gpusMin": machine.gpus * spec.min_nodes,
+        "gpusMax": machine.gpus * spec.max_nodes,
+        "pricePerNodeHour": machine.price_per_hour,
+        "costPerHourMin": round(machine.price_per_hour * spec.min_nodes, 4),
+        "costPerHourMax": round(machine.price_per_hour * spec.max_nodes, 4),
+    }
+
+
+def _cloud_taints(taints: list[Taint]) -> list[dict[str, str]]:
+    return [{"key": t.key, "value": t.value, "effect": _CLOUD_EFFECT[t.effect]} for t in taints]
+
+
+def autoscaler_tags(spec: NodePoolSpec, cluster_name: str) -> dict[str, str]:
+    """Cluster Autoscaler tags so it can scale an EKS node group up from zero.
+
+    With zero nodes the autoscaler cannot see a node's labels, taints or GPUs, so it reads them
+    from these node-template tags on the group.
+    """
+    prefix = "k8s.io/cluster-autoscaler"
+    tags = {f"{prefix}/enabled": "true", f"{prefix}/{cluster_name}": "owned"}
+    for key, value in pool_labels(spec, "aws").items():
+        tags[f"{prefix}/node-template/label/{key}"] = value
+    for t in pool_taints(spec):
+        tags[f"{prefix}/node-template/taint/{t.key}"] = f"{t.value}:{t.effect}"
+    machine = spec.machine
+    if machine is not None and machine.is_gpu:
+        tags[f"{prefix}/node-template/resources/{GPU_RESOURCE}"] = str(machine.gpus)
+    return tags
+
+
+# --------------------------------------------------------------------------- components
+
+
+class GpuNodePool(pulumi.ComponentResource):
+    """Common outputs of a node pool on either cloud."""
+
+    name: pulumi.Output[str]
+    taints: list[dict[str, str]]
+    labels: dict[str, str]
+    capacity: dict[str, Any]
+
+    def _register(self, spec: NodePoolSpec, cloud: str, region: str, pool_name: pulumi.Input[str]) -> None:
+        self.spec = spec
+        self.taints = [t.model_dump() for t in pool_taints(spec)]
+        self.labels = pool_labels(spec, cloud)
+        self.tolerations = tolerations_for(pool_taints(spec))
+        self.capacity = pool_capacity(spec, cloud=cloud, region=region)
+        self.name = pulumi.Output.from_input(pool_name)
+        self.register_outputs(
+            {
+                "name": self.name,
+                "taints": self.taints,
+                "labels": self.labels,
+                "capacity": self.capacity,
+            }
+        )
+
+
+class EksGpuNodePool(GpuNodePool):
+    """An EKS managed node group on the NVIDIA AL2023 AMI, with IMDSv2 and encrypted disks."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: NodePoolSpec,
+        *,
+        region: str,
+        cluster_name: pulumi.Input[str],
+        cluster_version: str,
+        node_role_arn: pulumi.Input[str],
+        subnet_ids: pulumi.Input[list[str]],
+        tags: dict[str, str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(type_token("compute", "EksGpuNodePool"), name, None, opts)
+        machine = spec.machine
+        assert machine is not None
+        base_tags = merge_tags(tags, {"aicloud:pool": spec.name}, name=name)
+        # IMDSv2 only, hop limit 1: pods cannot borrow the node's credentials (they get IRSA).
+        template = aws.ec2.LaunchTemplate(
+            f"{name}-lt",
+            metadata_options={
+                "http_endpoint": "enabled",
+                "http_tokens": "required",
+                "http_put_response_hop_limit": 1,
+            },
+            block_device_mappings=[
+                {
+                    "device_name": "/dev/xvda",
+                    "ebs": {
+                        "volume_size": spec.disk_size_gb,
+                        "volume_type": "gp3",
+                        "encrypted": "true",
+                        "delete_on_termination": "true",
+                    },
+                }
+            ],
+            tag_specifications=[{"resource_type": "instance", "tags": base_tags}],
+            tags=base_tags,
+            opts=child_opts(self),
+        )
+        cluster_tags = pulumi.Output.from_input(cluster_name).apply(
+            lambda cn: {**base_tags, **autoscaler_tags(spec, cn)}
+        )
+        group = aws.eks.NodeGroup(
+            f"{name}-ng",
+            cluster_name=cluster_name,
+            node_role_arn=node_role_arn,
+            subnet_ids=subnet_ids,
+            version=cluster_version,
+            instance_types=[machine.type],
+            ami_type="AL2023_x86_64_NVIDIA" if machine.is_gpu else "AL2023_x86_64_STANDARD",
+            capacity_type="SPOT" if spec.spot else "ON_DEMAND",
+            scaling_config={
+                "min_size": spec.min_nodes,
+                "desired_size": spec.initial_nodes,
+                "max_size": spec.max_nodes,
+            },
+            update_config={"max_unavailable": 1},
+            launch_template={"id": template.id, "version": template.latest_version.apply(str)},
+            labels=pool_labels(spec, "aws"),
+            taints=_cloud_taints(pool_taints(spec)),
+            tags=cluster_tags,
+            # The cluster autoscaler owns the group's size after creation.
+            opts=child_opts(self, ignore_changes=["scalingConfig.desiredSize"]),
+        )
+        self.node_group = group
+        self._register(spec, "aws", region, group.node_group_name)
+
+
+class GkeGpuNodePool(GpuNodePool):
+    """A GKE node pool with guest accelerators and Google-managed NVIDIA driver install."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: NodePoolSpec,
+        *,
+        region: str,
+        zones: list[str],
+        cluster: pulumi.Input[str],
+        node_service_account: pulumi.Input[str],
+        tags: dict[str, str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(type_token("compute", "GkeGpuNodePool"), name, None, opts)
+        machine = spec.machine
+        assert machine is not None
+        node_zones = spec.zones or zones
+        accelerators = []
+        if machine.is_gpu:
+            accel = load_catalog().accelerators[machine.gpu]  # type: ignore[index]
+            guest: dict[str, Any] = {
+                "type": accel.gke_type,
+                "count": machine.gpus,
+                "gpu_driver_installation_config": {"gpu_driver_version": "LATEST"},
+            }
+            if spec.gpu_sharing == "time-slicing":
+                guest["gpu_sharing_config"] = {
+                    "gpu_sharing_strategy": "TIME_SHARING",
+                    "max_shared_clients_per_gpu": spec.time_slicing_replicas,
+                }
+            if spec.gpu_sharing == "mig":
+                guest["gpu_partition_size"] = spec.mig_profile
+            accelerators.append(guest)
+        pool = gcp.container.NodePool(
+            f"{name}-np",
+            cluster=cluster,
+            location=region,
+            node_locations=node_zones,
+            # initialNodeCount is per zone; the autoscaler limits below are totals.
+            initial_node_count=math.ceil(spec.initial_nodes / len(node_zones)),
+            autoscaling={
+                "total_min_node_count": spec.min_nodes,
+                "total_max_node_count": spec.max_nodes,
+                "location_policy": "ANY" if spec.spot else "BALANCED",
+            },
+            management={"auto_repair": True, "auto_upgrade": True},
+            node_config={
+                "machine_type": machine.type,
+                "disk_size_gb": spec.disk_size_gb,
+                "disk_type": "pd-balanced",
+                "spot": spec.spot,
+                "guest_accelerators": accelerators,
+                "labels": pool_labels(spec, "gcp"),
+                "taints": _cloud_taints(pool_taints(spec)),
+                "resource_labels": gcp_labels(merge_tags(tags, {"aicloud-pool": spec.name})),
+                "service_account": node_service_account,
+                "oauth_scopes": ["https://www.googleapis.com/auth/cloud-platform"],
+                "workload_metadata_config": {"mode": "GKE_METADATA"},
+                "shielded_instance_config": {"enable_secure_boot": True},
+                "metadata": {"disable-legacy-endpoints": "true"},
+            },
+            opts=child_opts(self, ignore_changes=["initialNodeCount", "nodeCount"]),
+        )
+        self.node_pool = pool
+        self._register(spec, "gcp", region, pool.name)
+
+
+def device_plugin_values(pools: list[NodePoolSpec]) -> dict[str, Any]:
+    """Helm values for the NVIDIA device plugin on EKS.
+
+    It tolerates every taint of every GPU pool (so no GPU pool sits idle because the plugin cannot
+    land there) and is pinned to GPU nodes by aicloud's `gpu=true` label (so it never lands on CPU
+    nodes). Pools that time-slice get a named sharing config selected by a node label.
+    """
+    gpu_pools = [p for p in pools if p.machine is not None and p.machine.is_gpu]
+    taints = [t for p in gpu_pools for t in pool_taints(p)]
+    configs = {"default": json.dumps({"version": "v1"})}
+    for p in gpu_pools:
+        if p.gpu_sharing == "time-slicing":
+            configs[time_slicing_config_name(p.time_slicing_replicas)] = json.dumps(
+                {
+                    "version": "v1",
+                    "sharing": {
+                        "timeSlicing": {
+                            "resources": [
+                                {"name": GPU_RESOURCE, "replicas": p.time_slicing_replicas}
+                            ]
+                        }
+                    },
+                }
+            )
+    return {
+        "tolerations": tolerations_for(taints),
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": GPU_LABEL, "operator": "In", "values": ["true"]}]}
+                    ]
+                }
+            }
+        },
+        "config": {"map": configs, "default": "default"},
+        "priorityClassName": "system-node-critical",
+    }

@@ -1,0 +1,71 @@
+"""The `aicloud` command line.
+
+    aicloud plan STACK [--json PATH] [--markdown PATH] [--quiet] [--no-fail]
+
+Exit codes: 0 ok; 1 mandatory policy violations (unless --no-fail); 2 bad config or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from stacks.config import STACKS_DIR, ConfigError
+
+
+def _write(path: str, text: str) -> None:
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out}", file=sys.stderr)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from stacks.plan import run_plan
+    from stacks.plan.render import render_json, render_markdown, render_text
+
+    plan = run_plan(args.stack, Path(args.stacks_dir))
+    if not args.quiet:
+        sys.stdout.write(render_text(plan, details=not args.summary))
+    if args.json:
+        _write(args.json, render_json(plan))
+    if args.markdown:
+        _write(args.markdown, render_markdown(plan))
+    mandatory = [f for f in plan.findings if f["level"] == "mandatory"]
+    if mandatory and not args.no_fail:
+        print(f"{len(mandatory)} mandatory policy violation(s); see above.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aicloud", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    plan = sub.add_parser("plan", help="plan a stack offline (Pulumi mock runtime, no cloud)")
+    plan.add_argument("stack", help="stack name: stacks/Pulumi.<stack>.yaml")
+    plan.add_argument("--json", metavar="PATH", help="write the machine-readable plan ('-' for stdout)")
+    plan.add_argument("--markdown", metavar="PATH", help="write the review page for a PR comment")
+    plan.add_argument("--summary", action="store_true", help="sections and totals only, no resource list")
+    plan.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    plan.add_argument("--no-fail", action="store_true", help="exit 0 even with mandatory policy violations")
+    plan.add_argument("--stacks-dir", default=str(STACKS_DIR), help=argparse.SUPPRESS)
+    plan.set_defaults(func=cmd_plan)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,173 @@
+"""Plan renderers: a terminal table, JSON for tools, Markdown for a pull-request comment."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+from stacks.plan import Plan, is_unknown
+from stacks.plan.mocks import Registration
+
+AFTER_APPLY = "(known after apply)"
+
+# The inputs worth a reviewer's eye, per resource type; others show their first scalar inputs.
+KEY_INPUTS: dict[str, tuple[str, ...]] = {
+    "pulumi:providers:aws": ("region",),
+    "pulumi:providers:gcp": ("project", "region"),
+    "aws:ec2/vpc:Vpc": ("cidrBlock",),
+    "aws:ec2/subnet:Subnet": ("availabilityZone", "cidrBlock"),
+    "aws:eks/cluster:Cluster": ("version", "vpcConfig.endpointPublicAccess"),
+    "aws:eks/nodeGroup:NodeGroup": ("instanceTypes", "amiType", "capacityType", "scalingConfig", "taints"),
+    "aws:ec2/launchTemplate:LaunchTemplate": ("metadataOptions.httpTokens",),
+    "gcp:container/cluster:Cluster": ("location", "minMasterVersion", "privateClusterConfig.enablePrivateEndpoint"),
+    "gcp:container/nodePool:NodePool": ("nodeConfig.machineType", "autoscaling", "nodeConfig.spot", "nodeConfig.taints"),
+    "gcp:compute/subnetwork:Subnetwork": ("region", "ipCidrRange"),
+    "kubernetes:helm.sh/v3:Release": ("chart", "version", "namespace"),
+}
+
+
+def _dig(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(obj, dict) or part not in obj:
+            return None
+        obj = obj[part]
+    return obj
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    if isinstance(value, str) and limit > 60:
+        text = value
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+    if is_unknown(value):
+        return AFTER_APPLY
+    if isinstance(value, list | dict):
+        text = json.dumps(value, separators=(",", ":"), default=str)
+    else:
+        text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def key_inputs(reg: Registration) -> str:
+    """A one-line digest of the inputs that matter for review."""
+    keys = KEY_INPUTS.get(reg.type)
+    if keys is None:
+        keys = tuple(k for k, v in reg.inputs.items() if isinstance(v, str | int | float | bool))[:2]
+    parts = []
+    for key in keys:
+        value = _dig(reg.inputs, key)
+        if value is not None:
+            parts.append(f"{key.split('.')[-1]}={_short(value, 48)}")
+    return _short(" ".join(parts), 110)
+
+
+def _table(columns: list[str], rows: list[list[Any]]) -> list[str]:
+    cells = [[str(c) for c in columns]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
+    return [fmt(cells[0]), fmt(["-" * w for w in widths]), *[fmt(r) for r in cells[1:]]]
+
+
+def _grouped(plan: Plan) -> dict[str, dict[str, list[Registration]]]:
+    groups: dict[str, dict[str, list[Registration]]] = defaultdict(lambda: defaultdict(list))
+    for reg in plan.resources:
+        if reg.custom:
+            groups[plan.region_of(reg)][plan.component_of(reg)].append(reg)
+    return groups
+
+
+def _summary_lines(plan: Plan) -> list[str]:
+    s = plan.summary()
+    gpus = ", ".join(f"{g['min']}-{g['max']} x {name}" for name, g in s["gpus"].items()) or "none"
+    return [
+        f"resources: {s['resources']} in {len(s['regions'])} region(s) ({', '.join(f'{k} {v}' for k, v in sorted(s['byCloud'].items()))})",
+        f"GPUs (min-max): {gpus}",
+        f"cost per hour: ${s['costPerHour']['min']:,.2f} at min scale, ${s['costPerHour']['max']:,.2f} at max scale "
+        f"({s['costPerHour']['basis']})",
+        f"data safety: {s['protected']} protected, {s['retainOnDelete']} retained on delete",
+        f"policy: {s['policy']['mandatory']} mandatory, {s['policy']['advisory']} advisory violation(s)",
+    ]
+
+
+def render_text(plan: Plan, *, details: bool = True) -> str:
+    """The terminal view: resources per region and component, then the report sections."""
+    from stacks.plan.sections import build_sections
+
+    lines = [f"Plan for stack {plan.stack!r} ({plan.config.environment}) - offline, Pulumi mock runtime", ""]
+    if details:
+        for region, components in _grouped(plan).items():
+            lines.append(f"== {region} ==")
+            rows = [
+                [component, reg.type, reg.name, key_inputs(reg)]
+                for component, regs in components.items()
+                for reg in regs
+            ]
+            lines += _table(["component", "type", "name", "key inputs"], rows)
+            lines.append("")
+    for section in build_sections(plan).values():
+        lines.append(f"== {section['title']} ==")
+        lines += _table(section["columns"], section["rows"])
+        lines += [f"  {n}" for n in section.get("notes", [])]
+        lines.append("")
+    if plan.findings:
+        lines.append("== Policy violations ==")
+        lines += _table(
+            ["level", "policy", "resource", "message"],
+            [[f["level"], f["policy"], f.get("name") or "(stack)", f["message"]] for f in plan.findings],
+        )
+        lines.append("")
+    lines.append("== Summary ==")
+    lines += _summary_lines(plan)
+    return "\n".join(lines) + "\n"
+
+
+def _md_table(columns: list[str], rows: list[list[Any]]) -> list[str]:
+    esc = lambda c: str(c).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    return [
+        "| " + " | ".join(esc(c) for c in columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+        *["| " + " | ".join(esc(c) for c in row) + " |" for row in rows],
+    ]
+
+
+def render_markdown(plan: Plan, *, diff_markdown: str | None = None) -> str:
+    """A review page for a pull request: summary, sections, policy verdicts, resource list."""
+    from stacks.plan.sections import build_sections
+
+    mandatory = [f for f in plan.findings if f["level"] == "mandatory"]
+    verdict = "❌ blocked by policy" if mandatory else "✅ passes policy"
+    lines = [f"## aicloud plan: `{plan.stack}` ({plan.config.environment}) - {verdict}", ""]
+    lines += [f"- {line}" for line in _summary_lines(plan)]
+    lines.append("")
+    if diff_markdown:
+        lines += [diff_markdown, ""]
+    for section in build_sections(plan).values():
+        lines += [f"### {section['title']}", ""]
+        lines += _md_table(section["columns"], section["rows"])
+        lines += [f"\n_{n}_" for n in section.get("notes", [])]
+        lines.append("")
+    lines += ["### Policy verdicts", ""]
+    if plan.findings:
+        lines += _md_table(
+            ["level", "policy", "resource", "message"],
+            [[f["level"], f"`{f['policy']}`", f.get("name") or "(stack)", f["message"]] for f in plan.findings],
+        )
+    else:
+        lines.append("No violations.")
+    lines.append("")
+    lines += ["<details><summary>Resources by region and component</summary>", ""]
+    for region, components in _grouped(plan).items():
+        rows = [
+            [component, f"`{reg.type}`", reg.name, len(reg.inputs)]
+            for component, regs in components.items()
+            for reg in regs
+        ]
+        lines += [f"#### {region} ({len(rows)})", ""]
+        lines += _md_table(["component", "type", "name", "inputs"], rows)
+        lines.append("")
+    lines += ["</details>", ""]
+    return "\n".join(lines)
+
+
+def render_json(plan: Plan) -> str:
+    return json.dumps(plan.to_json(), indent=1, sort_keys=False, default=str)

@@ -1,0 +1,87 @@
+"""Sections of the plan report: compute (regions, pools, GPUs, cost) and, as capabilities land,
+storage, endpoints and monitoring. Each builder reads component outputs from the plan and returns
+a table (`title`, `columns`, `rows`, optional `notes`) or None when the stack has nothing of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stacks.plan import Plan
+
+Section = dict[str, Any]
+
+
+def _money(x: float) -> str:
+    return f"${x:,.2f}"
+
+
+def regions_section(plan: Plan) -> Section:
+    """Per region: cloud, cluster, resources, GPUs and cost at min and max scale."""
+    rows = []
+    for spec in plan.config.regions:
+        pools = [p for p in plan.pools if p["regionKey"] == spec.name]
+        count = sum(1 for r in plan.resources if r.custom and plan.region_of(r) == spec.name)
+        rows.append(
+            [
+                spec.name,
+                spec.cloud,
+                spec.region,
+                "yes" if spec.primary else "",
+                f"k8s {spec.cluster.version}" + (" public" if spec.cluster.public_endpoint else " private"),
+                count,
+                f"{sum(p['gpusMin'] for p in pools)}-{sum(p['gpusMax'] for p in pools)}",
+                _money(sum(p["costPerHourMin"] for p in pools)),
+                _money(sum(p["costPerHourMax"] for p in pools)),
+            ]
+        )
+    return {
+        "title": "Regions",
+        "columns": ["region key", "cloud", "region", "primary", "cluster", "resources", "GPUs", "$/h min", "$/h max"],
+        "rows": rows,
+    }
+
+
+def pools_section(plan: Plan) -> Section:
+    """Every node pool with its machine, GPUs, scaling, capacity type and cost."""
+    rows = [
+        [
+            p["regionKey"],
+            p["pool"],
+            p["role"],
+            p["machineType"],
+            f"{p['gpusPerNode']} x {p['gpu']}" if p["gpu"] else "-",
+            f"{p['minNodes']}-{p['maxNodes']}",
+            "spot" if p["spot"] else "on-demand",
+            f"{p['gpusMin']}-{p['gpusMax']}",
+            _money(p["costPerHourMin"]),
+            _money(p["costPerHourMax"]),
+        ]
+        for p in plan.pools
+    ]
+    return {
+        "title": "Node pools",
+        "columns": ["region", "pool", "role", "machine", "GPUs/node", "nodes", "capacity", "GPUs", "$/h min", "$/h max"],
+        "rows": rows,
+        "notes": ["Cost: on-demand list price per node-hour from the catalog; spot pools bill less."],
+    }
+
+
+SectionBuilder = Callable[["Plan"], Section | None]
+
+# Report sections in display order; capabilities add their builder here.
+SECTIONS: list[tuple[str, SectionBuilder]] = [
+    ("regions", regions_section),
+    ("pools", pools_section),
+]
+
+
+def build_sections(plan: Plan) -> dict[str, Section]:
+    out = {}
+    for key, builder in SECTIONS:
+        section = builder(plan)
+        if section is not None:
+            out[key] = section
+    return out

@@ -1,0 +1,88 @@
+"""The aicloud stack program: turns a validated `StackConfig` into resources.
+
+`deploy()` is called by `stacks/__main__.py` under `pulumi preview/up` and by the offline plan
+under Pulumi's mock runtime: one program, two runners. Capabilities are steps run in order over a
+shared `Deployment`; each step lives beside the others in `STEPS` and may read what earlier ones
+built (the regions, their clusters and node pools).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_gcp as gcp
+
+from components.base import gcp_labels
+from components.platform import RegionalPlatform
+from stacks.config import StackConfig
+
+
+@dataclass
+class Deployment:
+    """What the program has built so far, shared by the capability steps."""
+
+    stack: str
+    config: StackConfig
+    providers: dict[str, pulumi.ProviderResource] = field(default_factory=dict)
+    """The explicit cloud provider of each region, by region key."""
+    regions: dict[str, RegionalPlatform] = field(default_factory=dict)
+    """The platform (network, cluster, pools) of each region, by region key."""
+    outputs: dict[str, Any] = field(default_factory=dict)
+    """Stack outputs, exported at the end."""
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return self.config.base_tags(self.stack)
+
+
+def region_provider(d: Deployment, key: str) -> pulumi.ProviderResource:
+    """An explicit provider pinned to the region: nothing falls back to a default region."""
+    spec = d.config.region(key)
+    if spec.cloud == "aws":
+        return aws.Provider(f"aws-{key}", region=spec.region, default_tags={"tags": d.tags})
+    return gcp.Provider(
+        f"gcp-{key}",
+        project=d.config.gcp_project,
+        region=spec.region,
+        default_labels=gcp_labels(d.tags),
+    )
+
+
+def deploy_compute(d: Deployment) -> None:
+    """Providers, networks, clusters and node pools of every region."""
+    for spec in d.config.regions:
+        provider = region_provider(d, spec.name)
+        d.providers[spec.name] = provider
+        platform = RegionalPlatform(
+            spec.name,
+            spec,
+            safety=d.config.safety,
+            tags=d.tags,
+            gcp_project=d.config.gcp_project,
+            opts=pulumi.ResourceOptions(providers=[provider]),
+        )
+        d.regions[spec.name] = platform
+        d.outputs[f"{spec.name}:cluster"] = platform.cluster.cluster_name
+        d.outputs[f"{spec.name}:kubeconfig"] = pulumi.Output.secret(platform.cluster.kubeconfig)
+
+
+Step = Callable[[Deployment], None]
+
+# The capabilities, in the order they are built. Later steps may use what earlier ones made.
+STEPS: list[Step] = [
+    deploy_compute,
+]
+
+
+def deploy(stack: str, config: StackConfig) -> Deployment:
+    """Build the whole stack and export its outputs."""
+    d = Deployment(stack=stack, config=config)
+    for step in STEPS:
+        step(d)
+    for key, value in d.outputs.items():
+        pulumi.export(key, value)
+    return d

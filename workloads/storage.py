@@ -34,6 +34,7 @@ __all__ = [
     "list_prefix",
     "delete",
     "join",
+    "local_path",
     "s3_client",
 ]
 
@@ -94,6 +95,12 @@ def join(base_uri: str, *parts: str) -> str:
     pieces = [base_uri.rstrip("/") or base_uri]
     pieces += [p.strip("/") for p in parts if p.strip("/")]
     return "/".join(pieces)
+
+
+def local_path(uri: str) -> str | None:
+    """The filesystem path of a local URI (plain path or ``file://``), else None."""
+    loc = _parse(uri)
+    return loc.key if loc.scheme == "file" else None
 
 
 # --------------------------------------------------------------------------------------- S3

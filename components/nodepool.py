@@ -87,7 +87,7 @@ class NodePoolSpec(Spec):
         if machine is None:
             allowed = ", ".join(t for c in clouds for t in catalog.machine_types(c))
             raise ValueError(f"unknown machine type {value!r}; the catalog has: {allowed}")
-        if region and not machine.offered_in(region):
+        if region in catalog.region_names(machine.cloud) and not machine.offered_in(region):
             offered = ", ".join(sorted(machine.regions or ()))
             raise ValueError(
                 f"machine type {value!r} is not offered in {region}; it is offered in: {offered}"
@@ -144,7 +144,7 @@ class NodePoolSpec(Spec):
             if self.mig_profile is None:
                 problems.append("gpuSharing 'mig' needs migProfile, e.g. '1g.10gb'")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))
         return self
 
     @property

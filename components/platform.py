@@ -102,7 +102,7 @@ class RegionSpec(Spec):
                 "(CoreDNS, the device plugin's controller, metrics)"
             )
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))
         return self
 
     @property

@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
+    finally:
+        from stacks.plan.mocks import close_worker_loops
+
+        close_worker_loops()
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ class StackConfig(Spec):
         names = [r.name for r in self.regions]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            problems.append(f"regions: names must be unique, repeated: {', '.join(dupes)}")
+            problems.append(f"regions: region names must be unique, repeated: {', '.join(dupes)}")
         places = [(r.cloud, r.region) for r in self.regions]
         twice = sorted({f"{c}/{r}" for c, r in places if places.count((c, r)) > 1})
         if twice:
@@ -81,7 +81,7 @@ class StackConfig(Spec):
         if any(r.cloud == "gcp" for r in self.regions) and not self.gcp_project:
             problems.append("gcpProject: required because the stack has GCP regions")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))
         return self
 
     @property
@@ -161,7 +161,12 @@ def parse_stack_config(raw: Mapping[str, Any], stack: str) -> StackConfig:
     try:
         return StackConfig.model_validate(data, context={})
     except ValidationError as exc:
-        errors = [f"{_path(e['loc'], data)}: {_message(e)}" for e in exc.errors()]
+        errors = []
+        for e in exc.errors():
+            path = _path(e["loc"], data)
+            for line in _message(e).split("\n"):
+                # Stack-level checks name their key in the message itself.
+                errors.append(f"{path}{line}" if not e["loc"] else f"{path}: {line}")
         raise ConfigError(stack, errors) from None
 
 

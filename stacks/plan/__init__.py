@@ -170,10 +170,7 @@ def record(
         monitor = RecordingMonitor(mocks, stack=stack, project=PROJECT)
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
         set_all_config(dict(flat_config or {}))
-        try:
-            _sync_await(run_pulumi_func(program))
-        finally:
-            monitor.close()
+        _sync_await(run_pulumi_func(program))
         return list(monitor.registrations.values())
 
     return contextvars.Context().run(_run)

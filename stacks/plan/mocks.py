@@ -96,6 +96,21 @@ class Registration:
     id: str | None = None
 
 
+_WORKER_LOOPS: dict[int, asyncio.AbstractEventLoop] = {}
+
+
+def close_worker_loops() -> None:
+    """Close the event loops of the runtime's worker threads before the process exits.
+
+    Left open, they are garbage-collected during interpreter shutdown and print spurious
+    errors. Only call this when no more plans will run in the process.
+    """
+    for loop in _WORKER_LOOPS.values():
+        if not loop.is_running() and not loop.is_closed():
+            loop.close()
+    _WORKER_LOOPS.clear()
+
+
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     """A mock engine that keeps every registration, in order, with real-engine URNs."""
 
@@ -105,20 +120,19 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.project = project
         self.registrations: dict[str, Registration] = {}
         self._types: dict[str, str] = {}  # urn -> qualified type chain
-        self._thread_loops: dict[int, asyncio.AbstractEventLoop] = {}
 
     def _loop(self) -> None:
         """Ensure the calling (worker) thread has an event loop, and remember it for `close`."""
-        loop = pulumi_mocks._ensure_event_loop()
+        try:
+            loop = asyncio.get_event_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or loop.is_closed():
+            # Worker threads outlive a plan; the loop an earlier plan closed is replaced.
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
         if threading.current_thread() is not threading.main_thread():
-            self._thread_loops[threading.get_ident()] = loop
-
-    def close(self) -> None:
-        """Close the event loops the runtime's worker threads needed (else they warn at exit)."""
-        for loop in self._thread_loops.values():
-            if not loop.is_running() and not loop.is_closed():
-                loop.close()
-        self._thread_loops.clear()
+            _WORKER_LOOPS[threading.get_ident()] = loop
 
     def urn(self, parent: str | None, type_: str, name: str) -> str:
         """URNs as the engine makes them: children of the stack carry no parent type."""

@@ -36,7 +36,9 @@ t1 = time.perf_counter()
 plan = run_plan(sys.argv[1], Path(sys.argv[2]))
 t2 = time.perf_counter()
 import resource
-print(json.dumps({"imports": t1 - t0, "program": t2 - t1, "resources": plan.summary()["resources"], "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+resources = plan.summary()["resources"]
+print(json.dumps({"imports": t1 - t0, "program": t2 - t1, "resources": resources, "peak_mb": peak_mb}))
 """
 
 
@@ -48,13 +50,23 @@ def synthetic_stack(regions: int) -> dict:
         raise SystemExit(f"the catalog knows {len(places)} regions, asked for {regions}")
     out, seen_primary = [], set()
     for i, (cloud, region) in enumerate(places[:regions]):
-        serve = next(
-            m.type
-            for m in sorted(catalog.machines.values(), key=lambda m: m.price_per_hour)
-            if m.cloud == cloud and m.is_gpu and m.offered_in(region)
-        ) if any(m.cloud == cloud and m.is_gpu and m.offered_in(region) for m in catalog.machines.values()) else None
-        pools = [{"name": "system", "machineType": "m6i.xlarge" if cloud == "aws" else "e2-standard-4",
-                  "minNodes": 2, "maxNodes": 4}]
+        serve = (
+            next(
+                m.type
+                for m in sorted(catalog.machines.values(), key=lambda m: m.price_per_hour)
+                if m.cloud == cloud and m.is_gpu and m.offered_in(region)
+            )
+            if any(m.cloud == cloud and m.is_gpu and m.offered_in(region) for m in catalog.machines.values())
+            else None
+        )
+        pools = [
+            {
+                "name": "system",
+                "machineType": "m6i.xlarge" if cloud == "aws" else "e2-standard-4",
+                "minNodes": 2,
+                "maxNodes": 4,
+            }
+        ]
         if serve:
             pools.append({"name": "serve", "machineType": serve, "role": "inference", "minNodes": 1, "maxNodes": 4})
         out.append(
@@ -78,7 +90,10 @@ def measure(stack: str, stacks_dir: Path) -> dict:
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, stack, str(stacks_dir)],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
     )
     wall = time.perf_counter() - t0
     if proc.returncode != 0:

@@ -51,9 +51,7 @@ def child_opts(parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions
     return pulumi.ResourceOptions(parent=parent, **kwargs)
 
 
-def data_opts(
-    parent: pulumi.Resource, safety: DataSafety, **kwargs: Any
-) -> pulumi.ResourceOptions:
+def data_opts(parent: pulumi.Resource, safety: DataSafety, **kwargs: Any) -> pulumi.ResourceOptions:
     """Options for a child resource that holds data (buckets, file systems, tables, keys)."""
     return pulumi.ResourceOptions(
         parent=parent,

@@ -53,9 +53,7 @@ def assume_role_policy(service: str) -> str:
     return json.dumps(
         {
             "Version": "2012-10-17",
-            "Statement": [
-                {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
-            ],
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
         }
     )
 
@@ -91,7 +89,9 @@ def gke_kubeconfig(name: str, endpoint: str, ca_data: str) -> str:
         {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": name, "cluster": {"server": f"https://{endpoint}", "certificate-authority-data": ca_data}}],
+            "clusters": [
+                {"name": name, "cluster": {"server": f"https://{endpoint}", "certificate-authority-data": ca_data}}
+            ],
             "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
             "current-context": name,
             "users": [
@@ -238,12 +238,10 @@ class EksCluster(GpuCluster):
         self.oidc_issuer = issuer
         self.oidc_provider_arn = oidc.arn
         self.node_role_arn = node_role.arn
-        self.kubeconfig = pulumi.Output.all(
-            cluster.name, cluster.endpoint, cluster.certificate_authority
-        ).apply(lambda a: eks_kubeconfig(a[0], a[1], a[2]["data"], region))
-        self._finish(
-            {"oidcProviderArn": self.oidc_provider_arn, "nodeRoleArn": self.node_role_arn}
+        self.kubeconfig = pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority).apply(
+            lambda a: eks_kubeconfig(a[0], a[1], a[2]["data"], region)
         )
+        self._finish({"oidcProviderArn": self.oidc_provider_arn, "nodeRoleArn": self.node_role_arn})
 
 
 class GkeCluster(GpuCluster):
@@ -307,8 +305,7 @@ class GkeCluster(GpuCluster):
             },
             master_authorized_networks_config={
                 "cidr_blocks": [
-                    {"cidr_block": c, "display_name": f"allow-{i}"}
-                    for i, c in enumerate(spec.public_access_cidrs)
+                    {"cidr_block": c, "display_name": f"allow-{i}"} for i, c in enumerate(spec.public_access_cidrs)
                 ]
             },
             workload_identity_config={"workload_pool": self.workload_pool},
@@ -323,7 +320,7 @@ class GkeCluster(GpuCluster):
         self.cluster_id = cluster.id
         self.endpoint = cluster.endpoint
         self.node_service_account = node_sa.email
-        self.kubeconfig = pulumi.Output.all(
-            cluster.name, cluster.endpoint, cluster.master_auth
-        ).apply(lambda a: gke_kubeconfig(a[0], a[1], (a[2] or {}).get("cluster_ca_certificate", "")))
+        self.kubeconfig = pulumi.Output.all(cluster.name, cluster.endpoint, cluster.master_auth).apply(
+            lambda a: gke_kubeconfig(a[0], a[1], (a[2] or {}).get("cluster_ca_certificate", ""))
+        )
         self._finish({"workloadPool": self.workload_pool, "nodeServiceAccount": self.node_service_account})

@@ -57,10 +57,7 @@ def subnet_plan(cidr: str, zones: list[str]) -> list[dict[str, str]]:
     """Private and public subnet ranges per zone: /(n+4) blocks, privates first, publics from 8."""
     net = ipaddress.IPv4Network(cidr)
     blocks = list(net.subnets(new_prefix=net.prefixlen + 4))
-    return [
-        {"zone": z, "private": str(blocks[i]), "public": str(blocks[8 + i])}
-        for i, z in enumerate(zones)
-    ]
+    return [{"zone": z, "private": str(blocks[i]), "public": str(blocks[8 + i])} for i, z in enumerate(zones)]
 
 
 class AwsNetwork(pulumi.ComponentResource):
@@ -117,7 +114,12 @@ class AwsNetwork(pulumi.ComponentResource):
             )
             public.append(pub)
             if spec.nat == "per-zone" or i == 0:
-                eip = aws.ec2.Eip(f"{name}-nat-{zone}", domain="vpc", tags=merge_tags(tags, name=f"{name}-nat-{zone}"), opts=child_opts(pub))
+                eip = aws.ec2.Eip(
+                    f"{name}-nat-{zone}",
+                    domain="vpc",
+                    tags=merge_tags(tags, name=f"{name}-nat-{zone}"),
+                    opts=child_opts(pub),
+                )
                 nats.append(
                     aws.ec2.NatGateway(
                         f"{name}-nat-{zone}",
@@ -132,9 +134,7 @@ class AwsNetwork(pulumi.ComponentResource):
                 vpc_id=vpc.id,
                 cidr_block=block["private"],
                 availability_zone=zone,
-                tags=merge_tags(
-                    tags, {"kubernetes.io/role/internal-elb": "1"}, name=f"{name}-private-{zone}"
-                ),
+                tags=merge_tags(tags, {"kubernetes.io/role/internal-elb": "1"}, name=f"{name}-private-{zone}"),
                 opts=child_opts(vpc),
             )
             rt = aws.ec2.RouteTable(
@@ -198,9 +198,7 @@ class GcpNetwork(pulumi.ComponentResource):
             log_config={"aggregation_interval": "INTERVAL_5_MIN", "flow_sampling": 0.5},
             opts=child_opts(network),
         )
-        router = gcp.compute.Router(
-            f"{name}-router", network=network.id, region=region, opts=child_opts(network)
-        )
+        router = gcp.compute.Router(f"{name}-router", network=network.id, region=region, opts=child_opts(network))
         gcp.compute.RouterNat(
             f"{name}-nat",
             router=router.name,
@@ -214,6 +212,4 @@ class GcpNetwork(pulumi.ComponentResource):
         self.network_id = network.id
         self.subnetwork_id = subnet.id
         self.zones = zones
-        self.register_outputs(
-            {"networkId": self.network_id, "subnetworkId": self.subnetwork_id, "zones": zones}
-        )
+        self.register_outputs({"networkId": self.network_id, "subnetworkId": self.subnetwork_id, "zones": zones})

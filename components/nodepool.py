@@ -89,9 +89,7 @@ class NodePoolSpec(Spec):
             raise ValueError(f"unknown machine type {value!r}; the catalog has: {allowed}")
         if region in catalog.region_names(machine.cloud) and not machine.offered_in(region):
             offered = ", ".join(sorted(machine.regions or ()))
-            raise ValueError(
-                f"machine type {value!r} is not offered in {region}; it is offered in: {offered}"
-            )
+            raise ValueError(f"machine type {value!r} is not offered in {region}; it is offered in: {offered}")
         return value
 
     @field_validator("spot")
@@ -112,9 +110,7 @@ class NodePoolSpec(Spec):
         if low is not None and low > value:
             raise ValueError(f"maxNodes ({value}) is less than minNodes ({low})")
         if desired is not None and low is not None and not low <= desired <= value:
-            raise ValueError(
-                f"desiredNodes ({desired}) must lie between minNodes ({low}) and maxNodes ({value})"
-            )
+            raise ValueError(f"desiredNodes ({desired}) must lie between minNodes ({low}) and maxNodes ({value})")
         return value
 
     @field_validator("role")
@@ -448,11 +444,7 @@ def device_plugin_values(pools: list[NodePoolSpec]) -> dict[str, Any]:
                 {
                     "version": "v1",
                     "sharing": {
-                        "timeSlicing": {
-                            "resources": [
-                                {"name": GPU_RESOURCE, "replicas": p.time_slicing_replicas}
-                            ]
-                        }
+                        "timeSlicing": {"resources": [{"name": GPU_RESOURCE, "replicas": p.time_slicing_replicas}]}
                     },
                 }
             )

@@ -77,9 +77,7 @@ class RegionSpec(Spec):
         problems = []
         zones = load_catalog().zones(self.cloud, self.region)
         if self.network.zones > len(zones):
-            problems.append(
-                f"network.zones is {self.network.zones} but {self.region} has {len(zones)} zones"
-            )
+            problems.append(f"network.zones is {self.network.zones} but {self.region} has {len(zones)} zones")
         names = [p.name for p in self.node_pools]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -18,11 +18,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from google.protobuf import empty_pb2
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.sync_await import _sync_await
-from google.protobuf import empty_pb2
 
 UNKNOWN = re.compile(r"^\$\{[^}]+\}$")
 """A value that is only known after apply (a whole placeholder string)."""
@@ -70,10 +70,11 @@ class PlanMocks(pulumi_mocks.Mocks):
         state = {**args.inputs, **_computed(args.typ, args.name, args.inputs)}
         return after_apply(args.name, "id"), state
 
-    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], None]:
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
+        # The second element lists check failures; the mock monitor iterates it, so never None.
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/plan", "userId": "plan"}, None
-        return {}, None
+            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/plan", "userId": "plan"}, []
+        return {}, []
 
 
 @dataclass

@@ -17,8 +17,16 @@ GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE
 
 
 def aws_region(**pool_overrides) -> RegionSpec:
-    gpu = {"name": "gpu", "machineType": "g6.12xlarge", "role": "training", "minNodes": 0, "maxNodes": 3,
-           "spot": True, "interruptible": True, **pool_overrides}
+    gpu = {
+        "name": "gpu",
+        "machineType": "g6.12xlarge",
+        "role": "training",
+        "minNodes": 0,
+        "maxNodes": 3,
+        "spot": True,
+        "interruptible": True,
+        **pool_overrides,
+    }
     return RegionSpec.model_validate(
         {
             "name": "aws-usw2",
@@ -33,8 +41,14 @@ def aws_region(**pool_overrides) -> RegionSpec:
 
 
 def gcp_region(**pool_overrides) -> RegionSpec:
-    gpu = {"name": "gpu", "machineType": "a2-highgpu-8g", "role": "training", "minNodes": 1, "maxNodes": 4,
-           **pool_overrides}
+    gpu = {
+        "name": "gpu",
+        "machineType": "a2-highgpu-8g",
+        "role": "training",
+        "minNodes": 1,
+        "maxNodes": 4,
+        **pool_overrides,
+    }
     return RegionSpec.model_validate(
         {
             "name": "gcp-usc1",
@@ -47,15 +61,22 @@ def gcp_region(**pool_overrides) -> RegionSpec:
     )
 
 
-def build_aws(spec: RegionSpec, safety: DataSafety = DataSafety()):
+def build_aws(spec: RegionSpec, safety: DataSafety | None = None):
+    safety = safety or DataSafety()
     provider = aws.Provider("aws-aws-usw2", region=spec.region)
-    RegionalPlatform(spec.name, spec, safety=safety, tags={"owner": "t"}, opts=pulumi.ResourceOptions(providers=[provider]))
+    RegionalPlatform(
+        spec.name, spec, safety=safety, tags={"owner": "t"}, opts=pulumi.ResourceOptions(providers=[provider])
+    )
 
 
 def build_gcp(spec: RegionSpec):
     provider = gcp.Provider("gcp-gcp-usc1", project="acme-test-1", region=spec.region)
     RegionalPlatform(
-        spec.name, spec, safety=DataSafety(), tags={"owner": "t"}, gcp_project="acme-test-1",
+        spec.name,
+        spec,
+        safety=DataSafety(),
+        tags={"owner": "t"},
+        gcp_project="acme-test-1",
         opts=pulumi.ResourceOptions(providers=[provider]),
     )
 
@@ -110,7 +131,9 @@ def test_device_plugin_tolerates_every_gpu_taint_and_runs_only_on_gpu_nodes(reco
     regs = record(lambda: build_aws(aws_region(taints=extra)))
     release = regs.one("kubernetes:helm.sh/v3:Release")
     values = release.inputs["values"]
-    assert {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"} in values["tolerations"]
+    assert {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"} in values[
+        "tolerations"
+    ]
     assert {"key": "team", "operator": "Equal", "value": "research", "effect": "NoSchedule"} in values["tolerations"]
     terms = values["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert terms == [{"matchExpressions": [{"key": "aicloud.dev/gpu", "operator": "In", "values": ["true"]}]}]
@@ -121,8 +144,13 @@ def test_device_plugin_tolerates_every_gpu_taint_and_runs_only_on_gpu_nodes(reco
 
 def test_device_plugin_is_not_installed_without_gpu_pools(record):
     spec = RegionSpec.model_validate(
-        {"name": "aws-usw2", "cloud": "aws", "region": "us-west-2", "primary": True,
-         "nodePools": [{"name": "system", "machineType": "m6i.large", "minNodes": 1, "maxNodes": 2}]},
+        {
+            "name": "aws-usw2",
+            "cloud": "aws",
+            "region": "us-west-2",
+            "primary": True,
+            "nodePools": [{"name": "system", "machineType": "m6i.large", "minNodes": 1, "maxNodes": 2}],
+        },
         context={},
     )
     regs = record(lambda: build_aws(spec))
@@ -195,7 +223,9 @@ def test_gke_pool_has_guest_accelerators_managed_driver_and_taint(record):
 
 
 def test_gke_spot_pool_and_gpu_sharing(record):
-    regs = record(lambda: build_gcp(gcp_region(machineType="a2-ultragpu-1g", spot=True, gpuSharing="mig", migProfile="1g.10gb")))
+    regs = record(
+        lambda: build_gcp(gcp_region(machineType="a2-ultragpu-1g", spot=True, gpuSharing="mig", migProfile="1g.10gb"))
+    )
     cfg = regs.one("gcp:container/nodePool:NodePool", "gcp-usc1-gpu-np").inputs["nodeConfig"]
     assert cfg["spot"] is True
     assert cfg["guestAccelerators"][0]["gpuPartitionSize"] == "1g.10gb"

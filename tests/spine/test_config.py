@@ -136,7 +136,8 @@ CASES = [
     (
         "bad-network-cidr",
         lambda r: r["regions"][0].update(network={"cidr": "10.0.0.0/8"}),
-        "aicloud:regions[0](aws-use1).network.cidr: '10.0.0.0/8': prefix must be between /16 and /20 (got '10.0.0.0/8')",
+        "aicloud:regions[0](aws-use1).network.cidr: '10.0.0.0/8': prefix must be between /16 and /20 "
+        "(got '10.0.0.0/8')",
     ),
     (
         "unsupported-kubernetes-version",
@@ -218,9 +219,7 @@ def test_shipped_stacks_validate():
 def test_config_error_exits_2_without_traceback(tmp_path: Path):
     raw = copy.deepcopy(GOOD)
     pool(raw).update(machineType="g9.xlarge", minNodes=5, maxNodes=2)
-    (tmp_path / "Pulumi.bad.yaml").write_text(
-        yaml.safe_dump({"config": {f"aicloud:{k}": v for k, v in raw.items()}})
-    )
+    (tmp_path / "Pulumi.bad.yaml").write_text(yaml.safe_dump({"config": {f"aicloud:{k}": v for k, v in raw.items()}}))
     proc = subprocess.run(
         [sys.executable, "-m", "stacks.cli", "plan", "bad", "--stacks-dir", str(tmp_path)],
         capture_output=True,

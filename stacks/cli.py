@@ -1,6 +1,7 @@
 """The `aicloud` command line.
 
     aicloud plan STACK [--json PATH] [--markdown PATH] [--quiet] [--no-fail]
+    aicloud local [options]   (the local end-to-end run: train, quantize, serve, query)
 
 Exit codes: 0 ok; 1 mandatory policy violations (unless --no-fail); 2 bad config or usage.
 """
@@ -42,6 +43,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_local(args: argparse.Namespace) -> int:
+    """Train, export, quantize and serve on this machine's CPU (see workloads/local.py)."""
+    from workloads.local import main as local_main
+
+    return local_main(args.rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aicloud", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -54,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--no-fail", action="store_true", help="exit 0 even with mandatory policy violations")
     plan.add_argument("--stacks-dir", default=str(STACKS_DIR), help=argparse.SUPPRESS)
     plan.set_defaults(func=cmd_plan)
+    local = sub.add_parser(
+        "local",
+        help="train the debug preset with 2-process DDP on CPU, quantize, serve on 127.0.0.1, query it",
+        add_help=False,
+    )
+    local.add_argument("rest", nargs=argparse.REMAINDER, help="options of workloads.local (see --help)")
+    local.set_defaults(func=cmd_local)
     return parser
 
 

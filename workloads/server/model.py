@@ -1,0 +1,251 @@
+"""A served model: the artifact loaded, prepared for the hardware, checked and warmed up.
+
+Lifecycle (as in KServe's ``Model``): :meth:`ServedModel.load` returns a ready model;
+:meth:`ServedModel.predict` runs one forward pass on float32 rows and is called only by the
+model worker thread (see :mod:`workloads.server.batching`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from workloads import drift
+from workloads.artifact import load_artifact
+from workloads.server.protocol import TensorSpec
+from workloads.server.quantize import (
+    compute_dtype,
+    prepare_model,
+    resolve_device,
+    resolve_engine,
+    resolve_precision,
+)
+
+__all__ = ["DriftMonitor", "QuantizationReport", "ServedModel"]
+
+log = logging.getLogger("workloads.server")
+
+_EVAL_CHUNK = 512
+"""Rows per forward pass when scoring the held-out sample at load time."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuantizationReport:
+    """What serving at ``precision`` costs on the artifact's held-out sample."""
+
+    precision: str
+    engine: str | None
+    """Quantized CPU engine (int8 on CPU only)."""
+    samples: int
+    fp32_accuracy: float
+    served_accuracy: float
+    top1_agreement: float
+    """Share of held-out rows whose top-1 class equals the fp32 model's."""
+    max_abs_logit_diff: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (model metadata ``parameters``)."""
+        return asdict(self)
+
+
+class DriftMonitor:
+    """Streams input rows into per-feature bin counts against the artifact's drift reference.
+
+    Rows are buffered and binned in chunks (``workloads.drift.bin_counts`` costs per feature, so
+    chunks amortise it); PSI covers the last complete window plus the current partial one.
+    """
+
+    def __init__(self, reference: dict[str, Any], window: int, chunk: int = 256) -> None:
+        self.reference = reference
+        self.window = window
+        self.chunk = min(chunk, window)
+        shape = (len(reference["features"]), int(reference["bins"]))
+        self._lock = threading.Lock()
+        self._buffer: list[np.ndarray] = []
+        self._buffered = 0
+        self._current = np.zeros(shape, dtype=np.int64)
+        self._previous = np.zeros(shape, dtype=np.int64)
+
+    def observe(self, x: np.ndarray) -> None:
+        """Record rows ``[N, F]`` (called by the model worker after each batch)."""
+        with self._lock:
+            self._buffer.append(x)
+            self._buffered += len(x)
+            if self._buffered >= self.chunk:
+                self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffered:
+            return
+        rows = np.concatenate(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
+        self._buffer, self._buffered = [], 0
+        self._current += drift.bin_counts(self.reference, rows)
+        if self._current[0].sum() >= self.window:
+            self._previous, self._current = self._current, np.zeros_like(self._current)
+
+    def snapshot(self) -> tuple[np.ndarray, int]:
+        """PSI per feature ``[F]`` and the number of rows behind it (PSI is nan with no rows)."""
+        with self._lock:
+            self._flush()
+            counts = self._previous + self._current
+        return drift.psi(self.reference, counts), int(counts[0].sum())
+
+
+class ServedModel:
+    """One model version as served: spec, prepared module, quantization report and drift."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        version: str,
+        uri: str,
+        manifest: dict[str, Any],
+        module: torch.nn.Module,
+        device: torch.device,
+        dtype: torch.dtype,
+        input_spec: TensorSpec,
+        output_spec: TensorSpec,
+        report: QuantizationReport,
+        drift_monitor: DriftMonitor | None,
+        load_seconds: float,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.uri = uri
+        self.manifest = manifest
+        self.module = module
+        self.device = device
+        self.dtype = dtype
+        self.input_spec = input_spec
+        self.output_spec = output_spec
+        self.output_names = (output_spec.name,)
+        self.report = report
+        self.drift = drift_monitor
+        self.load_seconds = load_seconds
+
+    @classmethod
+    def load(
+        cls,
+        uri: str,
+        *,
+        version: str,
+        name: str | None = None,
+        precision: str = "auto",
+        quant_engine: str = "auto",
+        device: str = "auto",
+        drift_window: int = 10_000,
+        warmup_batch: int = 64,
+    ) -> ServedModel:
+        """Load the artifact at ``uri``, prepare it for ``precision`` and score the cost.
+
+        The served and fp32 models both run over the artifact's held-out sample; their top-1
+        agreement and accuracies are logged and kept in :attr:`report`.
+        """
+        start = time.perf_counter()
+        artifact = load_artifact(uri)
+        input_spec = TensorSpec.from_manifest(artifact.input_spec)
+        output_spec = TensorSpec.from_manifest(artifact.output_spec)
+        if input_spec.datatype != "FP32" or len(input_spec.shape) != 2:
+            raise ValueError(f"{uri}: the server handles one FP32 [-1, F] input, got {input_spec}")
+        torch_device = resolve_device(device)
+        resolved = resolve_precision(precision, torch_device)
+        engine = (
+            resolve_engine(quant_engine)
+            if (resolved, torch_device.type) == ("int8", "cpu")
+            else None
+        )
+        module = prepare_model(
+            artifact.model, precision=resolved, device=torch_device, engine=engine or ""
+        )
+        served = cls(
+            name=name or artifact.name,
+            version=version,
+            uri=uri,
+            manifest=artifact.manifest,
+            module=module,
+            device=torch_device,
+            dtype=compute_dtype(resolved, torch_device),
+            input_spec=input_spec,
+            output_spec=output_spec,
+            report=QuantizationReport(resolved, engine, 0, 0.0, 0.0, 0.0, 0.0),
+            drift_monitor=None,
+            load_seconds=0.0,
+        )
+        served.report = served._score(artifact.model, artifact.heldout_x, artifact.heldout_y)
+        if artifact.reference.get("features"):
+            served.drift = DriftMonitor(artifact.reference, drift_window)
+        features = input_spec.shape[1]
+        for rows in (1, warmup_batch):
+            served.predict(np.zeros((rows, features), dtype=np.float32))
+        served.load_seconds = time.perf_counter() - start
+        r = served.report
+        log.info(
+            "loaded %s version %s from %s: precision %s%s on %s; held-out %d rows: top-1 "
+            "agreement with fp32 %.4f, accuracy fp32 %.4f, served %.4f; %.2f s",
+            served.name, version, uri, resolved, f" ({engine})" if engine else "",
+            torch_device, r.samples, r.top1_agreement, r.fp32_accuracy, r.served_accuracy,
+            served.load_seconds,
+        )  # fmt: skip
+        return served
+
+    def _score(
+        self, reference: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> QuantizationReport:
+        base = self.report
+        if len(x) == 0:
+            return base
+        fp32_top, served_top, max_diff = [], [], 0.0
+        with torch.inference_mode():
+            for chunk in torch.split(x, _EVAL_CHUNK):
+                ref = reference(chunk)
+                out = torch.from_numpy(self.predict(chunk.numpy()))
+                fp32_top.append(ref.argmax(dim=1))
+                served_top.append(out.argmax(dim=1))
+                max_diff = max(max_diff, float((ref - out).abs().max()))
+        fp32_pred, served_pred = torch.cat(fp32_top), torch.cat(served_top)
+        return QuantizationReport(
+            precision=base.precision,
+            engine=base.engine,
+            samples=len(x),
+            fp32_accuracy=float((fp32_pred == y).float().mean()),
+            served_accuracy=float((served_pred == y).float().mean()),
+            top1_agreement=float((served_pred == fp32_pred).float().mean()),
+            max_abs_logit_diff=max_diff,
+        )
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Logits float32 ``[B, C]`` for rows float32 ``[B, F]`` (model worker thread only)."""
+        with torch.inference_mode():
+            inputs = torch.from_numpy(x)
+            if self.device.type != "cpu" or self.dtype != torch.float32:
+                inputs = inputs.to(self.device, self.dtype)
+            out = self.module(inputs)
+            if out.dtype != torch.float32 or out.device.type != "cpu":
+                out = out.to("cpu", torch.float32)
+            return out.numpy()
+
+    def metadata(self, versions: list[str]) -> dict[str, Any]:
+        """The protocol's model metadata response, plus serving details in ``parameters``."""
+        return {
+            "name": self.name,
+            "versions": versions,
+            "platform": "pytorch_statedict",
+            "inputs": [self.input_spec.metadata()],
+            "outputs": [self.output_spec.metadata()],
+            "parameters": {
+                "artifact_uri": self.uri,
+                "artifact_name": self.manifest.get("name"),
+                "artifact_version": self.manifest.get("version"),
+                "arch": self.manifest.get("model", {}).get("arch"),
+                "device": str(self.device),
+                "load_seconds": round(self.load_seconds, 4),
+                **{f"quantization_{k}": v for k, v in self.report.as_dict().items()},
+            },
+        }

@@ -100,9 +100,7 @@ def in_process(seconds: float) -> dict[str, dict[str, float]]:
                 row[f"{variant}_b{batch}_ms"] = _time_forward(module, x, seconds)
         for batch in (1, 32):
             row[f"int8_speedup_b{batch}"] = row[f"fp32_b{batch}_ms"] / row[f"int8_b{batch}_ms"]
-            row[f"int8_vs_stock_b{batch}"] = (
-                row[f"fp32_stock_b{batch}_ms"] / row[f"int8_b{batch}_ms"]
-            )
+            row[f"int8_vs_stock_b{batch}"] = row[f"fp32_stock_b{batch}_ms"] / row[f"int8_b{batch}_ms"]
             row[f"int8_samples_per_s_b{batch}"] = batch * 1e3 / row[f"int8_b{batch}_ms"]
         row["engine"] = engine  # type: ignore[assignment]
         results[name] = row

@@ -100,9 +100,7 @@ class ServerState:
             max_queue_delay_s=config.max_queue_delay_ms / 1000.0,
             max_queue_size=config.max_queue_size,
             retry_after_s=config.retry_after_s,
-            on_batch=lambda model, rows: self._batch_size.labels(model.name, model.version).observe(
-                rows
-            ),
+            on_batch=lambda model, rows: self._batch_size.labels(model.name, model.version).observe(rows),
         )
 
     @property
@@ -141,9 +139,7 @@ class ServerState:
             labels = (served.name, served.version)
             r = served.report
             self.metrics[m.MODEL_LOAD_SECONDS].labels(*labels).set(served.load_seconds)
-            self.metrics[m.QUANTIZATION_AGREEMENT].labels(*labels, r.precision).set(
-                r.top1_agreement
-            )
+            self.metrics[m.QUANTIZATION_AGREEMENT].labels(*labels, r.precision).set(r.top1_agreement)
             self.metrics[m.HELDOUT_ACCURACY].labels(*labels, "fp32").set(r.fp32_accuracy)
             self.metrics[m.HELDOUT_ACCURACY].labels(*labels, r.precision).set(r.served_accuracy)
         self.name = first.name
@@ -156,9 +152,7 @@ class ServerState:
     def resolve(self, name: str, version: str | None) -> ServedModel:
         """The model for a request path, or a 503 (still loading) / 404 (unknown) error."""
         if not self.models:
-            raise NotReady(
-                f"model load failed: {self.load_error}" if self.load_error else "models are loading"
-            )
+            raise NotReady(f"model load failed: {self.load_error}" if self.load_error else "models are loading")
         if name != self.name:
             raise ModelNotFound(f"unknown model {name!r}; this server serves {self.name!r}")
         if version is None:
@@ -167,9 +161,7 @@ class ServerState:
             return self.models["1"]
         served = self.models.get(version)
         if served is None:
-            raise ModelNotFound(
-                f"unknown version {version!r} of model {name!r}; versions: {list(self.models)}"
-            )
+            raise ModelNotFound(f"unknown version {version!r} of model {name!r}; versions: {list(self.models)}")
         return served
 
     def render_metrics(self) -> bytes:
@@ -205,9 +197,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(
-    config: ServerConfig, *, on_load_failure: Callable[[], None] | None = None
-) -> Starlette:
+def create_app(config: ServerConfig, *, on_load_failure: Callable[[], None] | None = None) -> Starlette:
     """The Starlette application for ``config``; ``app.state.server`` is its :class:`ServerState`.
 
     Models start loading when the app starts (lifespan); ``on_load_failure`` is called if that
@@ -220,9 +210,7 @@ def create_app(
     max_bytes, max_rows = config.max_request_bytes, config.max_request_rows
 
     async def server_metadata(request: Request) -> Response:
-        return _json(
-            {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": list(EXTENSIONS)}
-        )
+        return _json({"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": list(EXTENSIONS)})
 
     async def live(request: Request) -> Response:
         return _json({"live": True})
@@ -247,9 +235,7 @@ def create_app(
         except NotReady:
             return _json({"name": name, "ready": False}, 503)
         ok = not state.draining
-        return _json(
-            {"name": served.name, "version": served.version, "ready": ok}, 200 if ok else 503
-        )
+        return _json({"name": served.name, "version": served.version, "ready": ok}, 200 if ok else 503)
 
     async def infer(request: Request) -> Response:
         start = time.perf_counter()
@@ -261,9 +247,7 @@ def create_app(
             body = await _read_body(request, max_bytes)
             json_length = request.headers.get(BINARY_HEADER)
             if json_length is not None and not json_length.isdigit():
-                raise InvalidInput(
-                    f"Inference-Header-Content-Length {json_length!r} is not a number"
-                )
+                raise InvalidInput(f"Inference-Header-Content-Length {json_length!r} is not a number")
             parsed = decode_infer_request(
                 body,
                 input_spec=served.input_spec,
@@ -295,9 +279,7 @@ def create_app(
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return _json(
-            {"error": f"{exc.detail}: {request.method} {request.url.path}"}, exc.status_code
-        )
+        return _json({"error": f"{exc.detail}: {request.method} {request.url.path}"}, exc.status_code)
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -373,9 +355,7 @@ def _usable_cpus() -> int:
 
 def run_server(config: ServerConfig) -> int:
     """Serve until SIGTERM/SIGINT; return the process exit code (0, or 1 if loading failed)."""
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(config.torch_threads or _usable_cpus())
     server: _GracefulServer | None = None
 

@@ -157,9 +157,7 @@ class DynamicBatcher:
             y = model.predict(x)
         except Exception as exc:  # noqa: BLE001 - a bad batch must not stop the worker
             if len(batch) > 1:
-                log.warning(
-                    "batch of %d requests failed (%s); retrying one by one", len(batch), exc
-                )
+                log.warning("batch of %d requests failed (%s); retrying one by one", len(batch), exc)
                 for item in batch:
                     self._execute([item])
                 return
@@ -181,9 +179,7 @@ class DynamicBatcher:
         except Exception:  # noqa: BLE001 - monitoring must never fail a request
             log.exception("batch observers failed for %s version %s", model.name, model.version)
 
-    def _deliver(
-        self, results: list[tuple[asyncio.Future[np.ndarray], np.ndarray | Exception]]
-    ) -> None:
+    def _deliver(self, results: list[tuple[asyncio.Future[np.ndarray], np.ndarray | Exception]]) -> None:
         assert self._loop is not None
         try:
             self._loop.call_soon_threadsafe(_resolve, results)

@@ -94,19 +94,13 @@ class ServerConfig:
             return isinstance(value, int) and not isinstance(value, bool)
 
         def is_num(value: object) -> bool:
-            return (
-                isinstance(value, int | float)
-                and not isinstance(value, bool)
-                and math.isfinite(value)
-            )
+            return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
         if not isinstance(self.model, str) or not self.model:
             bad("model", "a non-empty artifact URI")
         if self.model_b is not None and (not isinstance(self.model_b, str) or not self.model_b):
             bad("model_b", "an artifact URI or None")
-        if self.name is not None and (
-            not isinstance(self.name, str) or not self.name or "/" in self.name
-        ):
+        if self.name is not None and (not isinstance(self.name, str) or not self.name or "/" in self.name):
             bad("name", "a non-empty model name without '/'")
         if not is_num(self.b_weight) or not 0.0 <= self.b_weight <= 1.0:
             bad("b_weight", "a number in [0, 1]")

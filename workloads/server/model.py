@@ -156,14 +156,8 @@ class ServedModel:
             raise ValueError(f"{uri}: the server handles one FP32 [-1, F] input, got {input_spec}")
         torch_device = resolve_device(device)
         resolved = resolve_precision(precision, torch_device)
-        engine = (
-            resolve_engine(quant_engine)
-            if (resolved, torch_device.type) == ("int8", "cpu")
-            else None
-        )
-        module = prepare_model(
-            artifact.model, precision=resolved, device=torch_device, engine=engine or ""
-        )
+        engine = resolve_engine(quant_engine) if (resolved, torch_device.type) == ("int8", "cpu") else None
+        module = prepare_model(artifact.model, precision=resolved, device=torch_device, engine=engine or "")
         served = cls(
             name=name or artifact.name,
             version=version,
@@ -195,9 +189,7 @@ class ServedModel:
         )  # fmt: skip
         return served
 
-    def _score(
-        self, reference: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
-    ) -> QuantizationReport:
+    def _score(self, reference: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> QuantizationReport:
         base = self.report
         if len(x) == 0:
             return base

@@ -151,8 +151,7 @@ def _parameters(container: dict[str, Any], where: str) -> dict[str, Any]:
     for key, value in params.items():
         if not isinstance(value, str | int | float | bool):
             raise InvalidInput(
-                f"{where}.parameters.{key} must be a string, number or boolean, "
-                f"got {type(value).__name__}"
+                f"{where}.parameters.{key} must be a string, number or boolean, got {type(value).__name__}"
             )
     return params
 
@@ -166,9 +165,7 @@ def _flag(params: dict[str, Any], key: str, where: str) -> bool | None:
 
 def _shape(value: Any, spec: TensorSpec, max_rows: int) -> tuple[int, int]:
     where = "inputs[0].shape"
-    if not isinstance(value, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) for d in value
-    ):
+    if not isinstance(value, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in value):
         raise InvalidInput(f"{where} must be a list of integers, got {value!r}")
     features = spec.shape[1]
     if len(value) != 2 or value[1] != features or value[0] < 1:
@@ -201,8 +198,7 @@ def _json_data(data: Any, rows: int, features: int) -> np.ndarray:
         arr = np.asarray(data)
     except (ValueError, OverflowError):
         raise InvalidInput(
-            f"{where} is ragged or holds non-numbers: use {rows} rows of {features} numbers "
-            "or one flat list"
+            f"{where} is ragged or holds non-numbers: use {rows} rows of {features} numbers or one flat list"
         ) from None
     if arr.dtype.kind not in _NUMERIC_KINDS:
         raise InvalidInput(
@@ -212,8 +208,7 @@ def _json_data(data: Any, rows: int, features: int) -> np.ndarray:
     expected = (rows * features,) if flat else (rows, features)
     if arr.shape != expected:
         raise InvalidInput(
-            f"{where} has shape {list(arr.shape)}, expected {list(expected)} "
-            f"for shape [{rows}, {features}]"
+            f"{where} has shape {list(arr.shape)}, expected {list(expected)} for shape [{rows}, {features}]"
         )
     with np.errstate(over="ignore"):
         return np.ascontiguousarray(arr, dtype=np.float32).reshape(rows, features)
@@ -238,8 +233,7 @@ def decode_infer_request(
     else:
         if not 0 < json_length <= len(body):
             raise InvalidInput(
-                f"Inference-Header-Content-Length {json_length} is outside the body of "
-                f"{len(body)} bytes"
+                f"Inference-Header-Content-Length {json_length} is outside the body of {len(body)} bytes"
             )
         view = memoryview(body)
         header, binary = view[:json_length], view[json_length:]
@@ -253,42 +247,31 @@ def decode_infer_request(
     if not isinstance(inputs, list) or not inputs:
         raise InvalidInput("inputs must be a non-empty list of input tensors")
     if len(inputs) != 1:
-        raise InvalidInput(
-            f"this model has exactly one input ({input_spec.name}), got {len(inputs)}"
-        )
+        raise InvalidInput(f"this model has exactly one input ({input_spec.name}), got {len(inputs)}")
     tensor = _object(inputs[0], "inputs[0]")
     name = tensor.get("name")
     if name != input_spec.name:
         raise InvalidInput(f"inputs[0].name must be {input_spec.name!r}, got {name!r}")
     datatype = tensor.get("datatype")
     if datatype != input_spec.datatype:
-        raise InvalidInput(
-            f"inputs[0].datatype must be {input_spec.datatype!r} for input {name}, got {datatype!r}"
-        )
+        raise InvalidInput(f"inputs[0].datatype must be {input_spec.datatype!r} for input {name}, got {datatype!r}")
     rows, features = _shape(tensor.get("shape"), input_spec, max_rows)
     size = _parameters(tensor, "inputs[0]").get("binary_data_size")
     if size is None:
         if "data" not in tensor:
-            raise InvalidInput(
-                "inputs[0].data is missing (or send binary_data_size and binary data)"
-            )
+            raise InvalidInput("inputs[0].data is missing (or send binary_data_size and binary data)")
         x = _json_data(tensor["data"], rows, features)
     else:
         expected = rows * features * 4
         if isinstance(size, bool) or not isinstance(size, int) or size != expected:
             raise InvalidInput(
-                f"inputs[0].parameters.binary_data_size must be {expected} for FP32 "
-                f"[{rows}, {features}], got {size!r}"
+                f"inputs[0].parameters.binary_data_size must be {expected} for FP32 [{rows}, {features}], got {size!r}"
             )
         if len(binary) != size:
-            raise InvalidInput(
-                f"binary tensor data is {len(binary)} bytes, binary_data_size says {size}"
-            )
+            raise InvalidInput(f"binary tensor data is {len(binary)} bytes, binary_data_size says {size}")
         x = np.frombuffer(binary, dtype="<f4").astype(np.float32).reshape(rows, features)
     if not np.isfinite(x).all():
-        raise InvalidInput(
-            "inputs[0].data holds NaN or infinite values (or numbers outside the FP32 range)"
-        )
+        raise InvalidInput("inputs[0].data holds NaN or infinite values (or numbers outside the FP32 range)")
 
     outputs: tuple[str, ...] | None = None
     binary_outputs = set(output_names) if binary_default else set()
@@ -302,17 +285,14 @@ def decode_infer_request(
             out_name = item.get("name")
             if out_name not in output_names:
                 raise InvalidInput(
-                    f"outputs[{i}].name {out_name!r} is not an output of this model; "
-                    f"allowed: {list(output_names)}"
+                    f"outputs[{i}].name {out_name!r} is not an output of this model; allowed: {list(output_names)}"
                 )
             flag = _flag(_parameters(item, f"outputs[{i}]"), "binary_data", f"outputs[{i}]")
             if flag is not None:
                 (binary_outputs.add if flag else binary_outputs.discard)(out_name)
             names.append(out_name)
         outputs = tuple(names)
-    return InferRequest(
-        x=x, id=request_id, outputs=outputs, binary_outputs=frozenset(binary_outputs)
-    )
+    return InferRequest(x=x, id=request_id, outputs=outputs, binary_outputs=frozenset(binary_outputs))
 
 
 def encode_infer_response(

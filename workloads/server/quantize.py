@@ -141,9 +141,7 @@ def _torchao_int8_weight_only(model: nn.Module) -> nn.Module:
     return model
 
 
-def prepare_model(
-    model: nn.Module, *, precision: str, device: torch.device, engine: str
-) -> nn.Module:
+def prepare_model(model: nn.Module, *, precision: str, device: torch.device, engine: str) -> nn.Module:
     """The serving module for ``precision`` on ``device`` (``model`` itself is left untouched).
 
     CPU int8 selects ``engine`` as ``torch.backends.quantized.engine`` (process-wide).

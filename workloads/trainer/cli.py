@@ -65,14 +65,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         action="append",
         default=[],
-        help="override one key, value parsed as YAML: --set train.steps=20 "
-        "--set 'model.hidden=[64, 64]' (repeatable)",
+        help="override one key, value parsed as YAML: --set train.steps=20 --set 'model.hidden=[64, 64]' (repeatable)",
     )
     parser.add_argument("--out", help="run directory URI (same as --set out=...)")
     parser.add_argument("--metrics-port", type=int, help="Prometheus port (same as metrics.port)")
-    parser.add_argument(
-        "--print-config", action="store_true", help="print the resolved config as JSON and exit"
-    )
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     return parser
 
 
@@ -91,9 +88,7 @@ def build_config(args: argparse.Namespace) -> TrainerConfig:
         overrides.setdefault("metrics", {})["port"] = args.metrics_port
     config = merge(config, overrides)
     if config.out is None and not args.print_config:
-        raise ConfigError(
-            "out: got None; allowed: a local path or file://, s3://, gs:// URI (pass --out)"
-        )
+        raise ConfigError("out: got None; allowed: a local path or file://, s3://, gs:// URI (pass --out)")
     return config
 
 

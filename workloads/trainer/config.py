@@ -251,9 +251,7 @@ class MetricsConfig:
 
     def __post_init__(self) -> None:
         if self.port is not None and (
-            isinstance(self.port, bool)
-            or not isinstance(self.port, int)
-            or not 0 <= self.port < 65536
+            isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port < 65536
         ):
             _fail("metrics.port", self.port, "an integer in [0, 65535] or null")
 

@@ -34,9 +34,7 @@ class Dataset:
     heldout_y: torch.Tensor
 
 
-def synthetic(
-    num_samples: int, in_features: int, num_classes: int, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def synthetic(num_samples: int, in_features: int, num_classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Gaussian inputs labelled by a fixed random teacher network (argmax of its logits).
 
     The same arguments give the same tensors on every rank and every run; the global RNG is
@@ -77,9 +75,7 @@ def read_shards(uri: str, in_features: int, num_classes: int) -> tuple[torch.Ten
                 f"data.in_features={in_features} (x must be [n, {in_features}], y [n])"
             )
         if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-            raise ValueError(
-                f"shard {shard}: labels must be in [0, data.num_classes={num_classes})"
-            )
+            raise ValueError(f"shard {shard}: labels must be in [0, data.num_classes={num_classes})")
         xs.append(x)
         ys.append(y)
     return torch.cat(xs), torch.cat(ys)

@@ -57,9 +57,7 @@ def setup(device_preference: str, timeout_s: float = 1800.0) -> DistContext:
     """Pick the device and, under a multi-process launch, join the process group."""
     cuda = torch.cuda.is_available()
     if device_preference == "cuda" and not cuda:
-        raise ConfigError(
-            "train.device: got 'cuda' but no CUDA device is visible; allowed: 'auto', 'cpu'"
-        )
+        raise ConfigError("train.device: got 'cuda' but no CUDA device is visible; allowed: 'auto', 'cpu'")
     use_cuda = cuda and device_preference != "cpu"
     rank = int(os.environ.get("RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -74,10 +72,33 @@ def setup(device_preference: str, timeout_s: float = 1800.0) -> DistContext:
         backend = "nccl" if use_cuda else "gloo"
         dist.init_process_group(
             backend,
+            store=_attempt_store(world_size, timeout_s),
+            rank=rank,
+            world_size=world_size,
             timeout=timedelta(seconds=timeout_s),
             device_id=device if use_cuda else None,
         )
     return DistContext(rank, world_size, local_rank, device, backend)
+
+
+def _attempt_store(world_size: int, timeout_s: float) -> dist.Store:
+    """The rendezvous store, namespaced per elastic attempt when torchrun shares its own store.
+
+    torchrun (c10d rendezvous) hands workers the agent's TCPStore, which outlives worker
+    restarts; without a namespace, restarted workers read the previous attempt's process-group
+    keys and connect to dead peers or hang (pytorch/pytorch#135712). Outside that mode a fresh
+    store comes from ``MASTER_ADDR``/``MASTER_PORT`` as with ``init_method="env://"``.
+    """
+    shared = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == str(True)
+    rank = int(os.environ.get("RANK", "0"))
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world_size,
+        is_master=rank == 0 and not shared,
+        timeout=timedelta(seconds=timeout_s),
+    )
+    return dist.PrefixStore(f"aicloud/attempt_{restart_count()}/", store) if shared else store
 
 
 def teardown(ctx: DistContext | None, *, clean: bool) -> None:

@@ -62,9 +62,7 @@ def build_optimizer(params: Any, config: TrainerConfig) -> torch.optim.Optimizer
     optim = config.optim
     if optim.name == "adamw":
         return torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
-    return torch.optim.SGD(
-        params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay
-    )
+    return torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
 
 
 class Trainer:
@@ -87,8 +85,6 @@ class Trainer:
         cfg, ctx = self.config, self.ctx
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
-        if ctx.device.type == "cpu":
-            torch.use_deterministic_algorithms(True)
         data = load_dataset(cfg.data, cfg.train.seed)
         torch.manual_seed(cfg.train.seed)  # identical init on every rank
         self.model_kwargs = cfg.model.kwargs(cfg.data.in_features, cfg.data.num_classes)
@@ -148,9 +144,7 @@ class Trainer:
         if not self.ctx.is_main:
             return
         started = time.perf_counter()
-        uri, deleted = checkpoint.save(
-            self.ckpt_root, self.step, state, self.config.checkpoint.keep_last
-        )
+        uri, deleted = checkpoint.save(self.ckpt_root, self.step, state, self.config.checkpoint.keep_last)
         assert telemetry is not None
         telemetry.record(
             "checkpoint",
@@ -207,9 +201,7 @@ class Trainer:
         self._micro_batches += accum
         grad_norm = None
         if self.config.optim.grad_clip > 0:
-            grad_norm = nn.utils.clip_grad_norm_(
-                self.model.parameters(), self.config.optim.grad_clip
-            )
+            grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)

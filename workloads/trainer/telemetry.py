@@ -40,9 +40,7 @@ class MetricDef:
 
 METRICS: tuple[MetricDef, ...] = (
     MetricDef("aicloud_trainer_step", "Optimizer steps completed.", "step"),
-    MetricDef(
-        "aicloud_trainer_loss", "Training loss, mean over ranks and the last interval.", "loss"
-    ),
+    MetricDef("aicloud_trainer_loss", "Training loss, mean over ranks and the last interval.", "loss"),
     MetricDef(
         "aicloud_trainer_samples_per_second",
         "Training samples per second over all ranks in the last interval.",
@@ -51,9 +49,7 @@ METRICS: tuple[MetricDef, ...] = (
     MetricDef("aicloud_trainer_step_seconds", "Mean wall time per optimizer step.", "step_seconds"),
     MetricDef("aicloud_trainer_learning_rate", "Learning rate of the last step.", "lr"),
     MetricDef("aicloud_trainer_grad_norm", "Global gradient norm before clipping.", "grad_norm"),
-    MetricDef(
-        "aicloud_trainer_checkpoint_step", "Step of the last checkpoint written.", "checkpoint_step"
-    ),
+    MetricDef("aicloud_trainer_checkpoint_step", "Step of the last checkpoint written.", "checkpoint_step"),
     MetricDef("aicloud_trainer_world_size", "Number of training processes.", "world_size"),
     MetricDef(
         "aicloud_trainer_restarts",
@@ -134,9 +130,7 @@ class Telemetry:
             self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
         elif storage.exists(metrics_uri):  # continue the log of a resumed run
             self._remote_lines = storage.read_bytes(metrics_uri).decode().splitlines()
-        self._server = (
-            _MetricsServer(host, port, self._values, self._lock) if port is not None else None
-        )
+        self._server = _MetricsServer(host, port, self._values, self._lock) if port is not None else None
         self.port = self._server.port if self._server else None
 
     def record(self, event: str, **fields: Any) -> dict[str, Any]:

@@ -146,10 +146,7 @@ def load_artifact(uri: str) -> Artifact:
             "that did not finish has none)"
         ) from exc
     if manifest.get("format") != FORMAT:
-        raise ArtifactError(
-            f"{manifest_uri}: format {manifest.get('format')!r} is not supported; "
-            f"allowed: {FORMAT!r}"
-        )
+        raise ArtifactError(f"{manifest_uri}: format {manifest.get('format')!r} is not supported; allowed: {FORMAT!r}")
     blobs: dict[str, bytes] = {}
     for filename in (_MODEL, _HELDOUT, _REFERENCE):
         expected = manifest.get("files", {}).get(filename)

@@ -68,17 +68,13 @@ class TabularTransformer(nn.Module):
         ):
             _positive_int("transformer", key, value)
         if d_model % nhead:
-            raise ValueError(
-                f"transformer: d_model ({d_model}) must be divisible by nhead ({nhead})"
-            )
+            raise ValueError(f"transformer: d_model ({d_model}) must be divisible by nhead ({nhead})")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"transformer: dropout must be in [0, 1), got {dropout!r}")
         self.feature_weight = nn.Parameter(torch.randn(in_features, d_model) * d_model**-0.5)
         self.feature_bias = nn.Parameter(torch.zeros(in_features, d_model))
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d_model))
-        layer = nn.TransformerEncoderLayer(
-            d_model, nhead, dim_feedforward, dropout=dropout, batch_first=True
-        )
+        layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout=dropout, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.head = nn.Linear(d_model, num_classes)
 

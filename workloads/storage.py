@@ -76,9 +76,7 @@ def _parse(uri: str) -> _Location:
         if not bucket:
             raise ValueError(f"{scheme} URI has no bucket: {uri!r}")
         return _Location(scheme, bucket, key, file_uri=False)
-    raise ValueError(
-        f"unsupported storage scheme {scheme!r} in {uri!r}; allowed: local path, file://, s3://, gs://"
-    )
+    raise ValueError(f"unsupported storage scheme {scheme!r} in {uri!r}; allowed: local path, file://, s3://, gs://")
 
 
 def _format(loc: _Location, key: str) -> str:
@@ -138,13 +136,11 @@ def _s3_write(bucket: str, key: str, data: bytes) -> None:
         view = memoryview(data)
         for number, start in enumerate(range(0, len(data), MULTIPART_PART_SIZE), start=1):
             chunk = view[start : start + MULTIPART_PART_SIZE]
-            etag = client.upload_part(
-                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=bytes(chunk)
-            )["ETag"]
+            etag = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=bytes(chunk))[
+                "ETag"
+            ]
             parts.append({"PartNumber": number, "ETag": etag})
-        client.complete_multipart_upload(
-            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
-        )
+        client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
     except BaseException:
         # The object only changes on complete; aborting frees the uploaded parts.
         client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
@@ -164,9 +160,7 @@ def _gcs_bucket(bucket: str) -> Any:
     try:
         from google.cloud import storage as gcs  # type: ignore[import-not-found]
     except ImportError as exc:  # pragma: no cover - depends on the optional extra
-        raise ImportError(
-            "gs:// URIs need the google-cloud-storage package: pip install 'aicloud[gcs]'"
-        ) from exc
+        raise ImportError("gs:// URIs need the google-cloud-storage package: pip install 'aicloud[gcs]'") from exc
     return _gcs_client(gcs).bucket(bucket)
 
 

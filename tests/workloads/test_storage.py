@@ -76,9 +76,7 @@ def test_s3_multipart_write_roundtrip(s3_bucket: str, monkeypatch: pytest.Monkey
     assert storage.read_bytes(uri) == payload
 
 
-def test_s3_failure_mid_multipart_keeps_previous_object(
-    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_s3_failure_mid_multipart_keeps_previous_object(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(storage, "MULTIPART_THRESHOLD", 5 * 1024 * 1024)
     monkeypatch.setattr(storage, "MULTIPART_PART_SIZE", 5 * 1024 * 1024)
     uri = f"s3://{s3_bucket}/ckpt.bin"

@@ -134,7 +134,10 @@ def _loads(raw: bytes | memoryview) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+        hint = ""
+        if any(token in bytes(raw) for token in (b"NaN", b"Infinity")):
+            hint = " (NaN and Infinity are not JSON, and inputs must be finite FP32 numbers)"
+        raise InvalidInput(f"request body is not valid JSON: {exc}{hint}") from None
 
 
 def _object(value: Any, where: str) -> dict[str, Any]:

@@ -1,0 +1,163 @@
+"""The stack's `aicloud:policy` section, and the policy-pack config it becomes.
+
+A stack says which regions its data may live in, its GPU cost and size ceilings and, per rule, an
+enforcement level:
+
+    aicloud:policy:
+      allowedRegions: [us-east-1, us-west-2, us-central1]
+      maxGpuCostPerHour: 600
+      maxGpusPerPool: 32
+      enforcement:
+        aicloud-gpu-cost-ceiling: advisory     # or mandatory | disabled; `all` sets every rule
+
+The Pulumi CLI hands a pack its settings as policy-pack config (one object per rule, with an
+`enforcementLevel` and the properties of the rule's config schema). `pack_config` writes that object
+for a stack, so the real preview and `aicloud plan` see the same settings:
+
+    python -m policies.config prod > policy-config.prod.json
+    pulumi preview --stack prod --policy-pack policies --policy-pack-config policy-config.prod.json
+
+`resolve` reads it back the way the CLI reconciles it (schema defaults, then `all`, then the rule's
+own entry), which is what the offline plan does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from pydantic import Field, field_validator
+
+from components.base import Spec
+from components.catalog import CLOUDS, load_catalog
+from policies.common import Rule
+from policies.registry import BY_NAME, RULES
+
+Level = Literal["advisory", "mandatory", "remediate", "disabled"]
+LEVELS: tuple[str, ...] = get_args(Level)
+
+
+class PolicySpec(Spec):
+    """Guardrail settings of a stack (`aicloud:policy`)."""
+
+    allowed_regions: list[str] = Field(default_factory=list)
+    """Cloud regions (either cloud) resources may live in, for data residency; empty allows every region."""
+    max_gpu_cost_per_hour: float | None = Field(default=None, gt=0)
+    """Ceiling on the GPU pools' on-demand USD per hour at max scale (catalog prices); none by default."""
+    max_gpus_per_pool: int | None = Field(default=None, ge=1)
+    """Ceiling on the GPUs one node pool can scale to; none by default."""
+    enforcement: dict[str, Level] = Field(default_factory=dict)
+    """Enforcement level per rule name (`all` for every rule): advisory, mandatory, remediate, disabled."""
+
+    @field_validator("allowed_regions")
+    @classmethod
+    def _known_regions(cls, regions: list[str]) -> list[str]:
+        known = sorted({r for c in CLOUDS for r in load_catalog().region_names(c)})
+        unknown = [r for r in regions if r not in known]
+        if unknown:
+            raise ValueError(f"unknown region(s) {', '.join(unknown)}; known regions: {', '.join(known)}")
+        return regions
+
+    @field_validator("enforcement")
+    @classmethod
+    def _known_rules(cls, levels: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(k for k in levels if k != "all" and k not in BY_NAME)
+        if unknown:
+            raise ValueError(f"unknown rule(s) {', '.join(unknown)}; rules: all, {', '.join(sorted(BY_NAME))}")
+        return levels
+
+
+def _settings(environment: str, spec: PolicySpec) -> dict[str, Any]:
+    """Values for the properties rules declare in their config schema."""
+    values: dict[str, Any] = {"environment": environment}
+    if spec.allowed_regions:
+        values["allowedRegions"] = list(spec.allowed_regions)
+    if spec.max_gpu_cost_per_hour is not None:
+        values["maxGpuCostPerHour"] = spec.max_gpu_cost_per_hour
+    if spec.max_gpus_per_pool is not None:
+        values["maxGpusPerPool"] = spec.max_gpus_per_pool
+    return values
+
+
+def _level(rule: Rule, *layers: Mapping[str, str]) -> str:
+    level = rule.level.value
+    for layer in layers:
+        level = layer.get("all", level)
+        level = layer.get(rule.name, level)
+    return level
+
+
+def pack_config(
+    environment: str, spec: PolicySpec | None = None, overrides: Mapping[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The policy-pack config of a stack: every rule's enforcement level and config properties.
+
+    Levels: the rule's default, then the stack's `enforcement` (`all` first, then the rule), then
+    `overrides` (the same way; `aicloud plan --enforcement`).
+    """
+    spec = spec or PolicySpec()
+    values = _settings(environment, spec)
+    config: dict[str, dict[str, Any]] = {}
+    for rule in RULES:
+        entry: dict[str, Any] = {"enforcementLevel": _level(rule, spec.enforcement, overrides or {})}
+        entry.update({k: values[k] for k in rule.config if k in values})
+        config[rule.name] = entry
+    return config
+
+
+def resolve(rule: Rule, config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A rule's enforcement level and properties under a pack config, as the Pulumi CLI reconciles them."""
+    level, props = rule.level.value, rule.defaults()
+    for key in ("all", rule.name):
+        entry = config.get(key)
+        if isinstance(entry, str):
+            level = entry
+        elif isinstance(entry, Mapping):
+            level = entry.get("enforcementLevel", level)
+            if key == rule.name:
+                props.update({k: v for k, v in entry.items() if k != "enforcementLevel"})
+    return level, props
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """`RULE=LEVEL` (or a bare `LEVEL` for every rule) from the command line; ValueError if invalid."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, level = item.rpartition("=")
+        name = name if sep else "all"
+        if level not in LEVELS:
+            raise ValueError(f"--enforcement {item!r}: level must be one of {', '.join(LEVELS)}")
+        if name != "all" and name not in BY_NAME:
+            raise ValueError(f"--enforcement {item!r}: unknown rule {name!r}; rules: all, {', '.join(sorted(BY_NAME))}")
+        out[name] = level
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print (or write) the policy-pack config of a stack."""
+    from stacks.config import STACKS_DIR, ConfigError, load_stack
+
+    parser = argparse.ArgumentParser(prog="python -m policies.config", description=main.__doc__)
+    parser.add_argument("stack", help="stack name: stacks/Pulumi.<stack>.yaml")
+    parser.add_argument("-o", "--output", help="file to write (default: stdout)")
+    parser.add_argument("--stacks-dir", default=str(STACKS_DIR), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    try:
+        _, config = load_stack(args.stack, Path(args.stacks_dir))
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+    text = json.dumps(pack_config(config.environment, config.policy), indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,28 @@
+"""``aicloud local`` end to end: 2-process DDP training on CPU, int8 serving, queries, SIGTERM."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from workloads.local import main
+
+
+@pytest.mark.timeout(180)  # about 20-40 s on 2 cores: torchrun training dominates
+def test_local_run_trains_serves_and_stops_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--workdir", str(tmp_path), "--requests", "32"]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "run" / "model" / "manifest.json").exists()
+    served = re.search(r"served accuracy (\S+) on 32 rows", out)
+    assert served and float(served.group(1)) >= 0.6  # the debug preset learns its synthetic task
+    agreement = re.search(r"int8 \(\w+\): top-1 agreement with fp32 (\S+),", out)
+    assert agreement and float(agreement.group(1)) >= 0.99
+    assert re.search(r"latency per request: p50 \S+ ms, p99 \S+ ms", out)
+    assert "server stopped with SIGTERM, exit code 0" in out
+
+
+def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--requests", "0"]) == 2
+    assert "--requests must be at least 1" in capsys.readouterr().err

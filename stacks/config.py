@@ -19,7 +19,13 @@ import yaml
 from pydantic import Field, ValidationError, ValidationInfo, model_validator
 
 from components.base import DataSafety, Spec
+from components.endpoint import ServingField
+from components.image import ImagesSpec
+from components.lakehouse.spec import StorageField
+from components.monitoring import MonitoringField
 from components.platform import RegionSpec
+from components.training import TrainingSpec
+from policies.config import PolicySpec
 
 NAMESPACE = "aicloud"
 STACKS_DIR = Path(__file__).parent
@@ -51,6 +57,19 @@ class StackConfig(Spec):
     data_safety: DataSafetySpec = Field(default_factory=DataSafetySpec)
     regions: list[RegionSpec] = Field(min_length=1)
     """The regions of the stack, each with its network, cluster and node pools."""
+    policy: PolicySpec = Field(default_factory=PolicySpec)
+    """Guardrail settings: allowed regions, GPU cost and size ceilings, enforcement per rule."""
+    images: ImagesSpec | None = None
+    """Workload images (trainer, server): built and pushed to the stack's registries, or pinned."""
+    training: TrainingSpec | None = None
+    """Training jobs and sweeps on the GPU pools of the primary regions."""
+    serving: ServingField = None
+    storage: StorageField = None
+    """The lakehouse (zones, tiers, catalog, scratch, streaming, replication) in each cloud's
+    primary region, and the trainer's and server's workload identities."""
+    """Inference endpoints in the serving regions, their releases and global front doors."""
+    monitoring: MonitoringField = None
+    """Prometheus, Grafana, DCGM, alerts in every cluster; drift-triggered retraining (`retraining`)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -58,6 +77,7 @@ class StackConfig(Spec):
         if isinstance(info.context, dict) and isinstance(data, dict):
             allow = data.get("allowSpot", data.get("allow_spot", True))
             info.context["allow_spot"] = allow not in (False, "false", "False", 0)
+            info.context["stack"] = data  # the raw section values, for cross-section checks
         return data
 
     @model_validator(mode="after")

@@ -17,8 +17,14 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 
 from components.base import gcp_labels
+from components.identity import WorkloadIdentity
+from components.image import ImageRef
 from components.platform import RegionalPlatform
 from stacks.config import StackConfig
+from stacks.steps.monitoring import deploy_monitoring
+from stacks.steps.serving import deploy_serving
+from stacks.steps.storage import deploy_storage
+from stacks.steps.training import deploy_images, deploy_training
 
 
 @dataclass
@@ -31,6 +37,10 @@ class Deployment:
     """The explicit cloud provider of each region, by region key."""
     regions: dict[str, RegionalPlatform] = field(default_factory=dict)
     """The platform (network, cluster, pools) of each region, by region key."""
+    images: dict[str, dict[str, ImageRef]] = field(default_factory=dict)
+    """Workload images by region key, then workload name (`trainer`, `server`): pull by digest."""
+    identities: dict[str, dict[str, WorkloadIdentity]] = field(default_factory=dict)
+    """Workload identities by region key, then workload (`trainer`, `server`): namespace and SA."""
     outputs: dict[str, Any] = field(default_factory=dict)
     """Stack outputs, exported at the end."""
 
@@ -75,6 +85,11 @@ Step = Callable[[Deployment], None]
 # The capabilities, in the order they are built. Later steps may use what earlier ones made.
 STEPS: list[Step] = [
     deploy_compute,
+    deploy_storage,
+    deploy_images,
+    deploy_training,
+    deploy_serving,
+    deploy_monitoring,
 ]
 
 

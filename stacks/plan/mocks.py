@@ -56,6 +56,14 @@ def _computed(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         out.update(endpoint=u("endpoint"), masterAuth={"clusterCaCertificate": u("caCertificate")})
     elif typ == "gcp:serviceaccount/account:Account":
         out["email"] = u("email")
+    elif typ == "gcp:bigquery/connection:Connection":
+        out["cloudResource"] = {"serviceAccountId": u("serviceAccountId")}
+    elif typ == "docker-build:index:Image":
+        out["digest"] = u("digest")  # `sha256:...` once pushed
+    elif typ in ("aws:lb/loadBalancer:LoadBalancer", "aws:globalaccelerator/accelerator:Accelerator"):
+        out.update(dnsName=u("dnsName"), zoneId=u("zoneId"), hostedZoneId=u("hostedZoneId"))
+    elif typ == "gcp:compute/globalAddress:GlobalAddress":
+        out.update(address=u("address"), selfLink=u("selfLink"))
     elif typ.startswith("gcp:"):
         out["selfLink"] = u("selfLink")
     if "name" not in inputs and "name" not in out and not typ.startswith("pulumi:providers:"):
@@ -74,6 +82,8 @@ class PlanMocks(pulumi_mocks.Mocks):
         # The second element lists check failures; the mock monitor iterates it, so never None.
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/plan", "userId": "plan"}, []
+        if args.token == "gcp:organizations/getProject:getProject":
+            return {"number": after_apply("project", "number"), "projectId": args.args.get("projectId")}, []
         return {}, []
 
 

@@ -8,6 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from stacks.steps.monitoring import monitoring_section
+from stacks.steps.serving import endpoints_section, traffic_section
+from stacks.steps.storage import storage_section
+from stacks.steps.training import images_section, training_section
+
 if TYPE_CHECKING:
     from stacks.plan import Plan
 
@@ -75,6 +80,12 @@ SectionBuilder = Callable[["Plan"], Section | None]
 SECTIONS: list[tuple[str, SectionBuilder]] = [
     ("regions", regions_section),
     ("pools", pools_section),
+    ("storage", storage_section),
+    ("images", images_section),
+    ("training", training_section),
+    ("endpoints", endpoints_section),
+    ("traffic", traffic_section),
+    ("monitoring", monitoring_section),
 ]
 
 

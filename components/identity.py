@@ -1,0 +1,230 @@
+"""Workload identities: each workload (trainer, server) runs as its own Kubernetes ServiceAccount
+bound to a cloud identity that holds only that workload's storage grants.
+
+- EKS (IRSA): an IAM role trusted by the cluster's OIDC provider for exactly
+  `system:serviceaccount:<namespace>:<service account>` (audience `sts.amazonaws.com`), with an
+  inline least-privilege policy; the ServiceAccount carries `eks.amazonaws.com/role-arn`.
+- GKE (Workload Identity): a Google service account that the Kubernetes ServiceAccount may
+  impersonate (`roles/iam.workloadIdentityUser` for `<project>.svc.id.goog[<ns>/<sa>]`), with
+  bucket-level roles; the ServiceAccount carries `iam.gke.io/gcp-service-account`.
+
+Each identity also creates its workload's namespace (`aicloud-training` / `aicloud-serving`) and
+exposes it, so the steps that deploy jobs and endpoints use the same objects:
+`identity.namespace`, `identity.service_account_name`, `identity.namespace_resource`,
+`identity.service_account` (depend on it), `identity.zone_uris` (the buckets it may use).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+
+from components.base import merge_tags, type_token
+
+TRAINING_NAMESPACE = "aicloud-training"
+SERVING_NAMESPACE = "aicloud-serving"
+IRSA_AUDIENCE = "sts.amazonaws.com"
+EKS_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+GKE_SA_ANNOTATION = "iam.gke.io/gcp-service-account"
+MANAGED_LABELS = {"app.kubernetes.io/managed-by": "pulumi-aicloud"}
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """Where a workload runs in Kubernetes."""
+
+    namespace: str
+    service_account: str
+
+
+WORKLOADS: dict[str, Workload] = {
+    "trainer": Workload(TRAINING_NAMESPACE, "aicloud-trainer"),
+    "server": Workload(SERVING_NAMESPACE, "aicloud-server"),
+}
+"""The workloads that get identities, with their namespace and ServiceAccount name."""
+
+
+def service_account_subject(namespace: str, service_account: str) -> str:
+    """The OIDC subject Kubernetes puts in a ServiceAccount's token."""
+    return f"system:serviceaccount:{namespace}:{service_account}"
+
+
+def irsa_trust_policy(oidc_provider_arn: str, oidc_issuer: str, namespace: str, service_account: str) -> dict[str, Any]:
+    """Trust policy of an IRSA role: only tokens of exactly this ServiceAccount, issued by this
+    cluster for STS, may assume it."""
+    host = oidc_issuer.removeprefix("https://")
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": oidc_provider_arn},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {
+                        f"{host}:sub": service_account_subject(namespace, service_account),
+                        f"{host}:aud": IRSA_AUDIENCE,
+                    }
+                },
+            }
+        ],
+    }
+
+
+def workload_identity_member(project: str, namespace: str, service_account: str) -> str:
+    """The IAM member a GKE ServiceAccount acts as (`<project>.svc.id.goog[<ns>/<sa>]`)."""
+    return f"serviceAccount:{project}.svc.id.goog[{namespace}/{service_account}]"
+
+
+def _labels(workload: str) -> dict[str, str]:
+    return {**MANAGED_LABELS, "aicloud.dev/workload": workload}
+
+
+class WorkloadIdentity(pulumi.ComponentResource):
+    """What every workload identity exposes to the steps that deploy workloads."""
+
+    workload: str
+    namespace: str
+    """Kubernetes namespace of the workload (created here)."""
+    service_account_name: str
+    """Name of the Kubernetes ServiceAccount pods must use (`serviceAccountName`)."""
+    namespace_resource: k8s.core.v1.Namespace
+    service_account: k8s.core.v1.ServiceAccount
+    zone_uris: dict[str, pulumi.Output[str]]
+    """Lakehouse zones this identity may use -> bucket URI (`s3://...`, `gs://...`)."""
+    cloud: str
+
+    def _kubernetes(self, name: str, workload: str, annotations: Mapping[str, pulumi.Input[str]]) -> None:
+        spec = WORKLOADS[workload]
+        self.workload = workload
+        self.namespace = spec.namespace
+        self.service_account_name = spec.service_account
+        self.namespace_resource = k8s.core.v1.Namespace(
+            f"{name}-ns",
+            metadata={"name": spec.namespace, "labels": _labels(workload)},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.service_account = k8s.core.v1.ServiceAccount(
+            f"{name}-sa",
+            metadata={
+                "name": spec.service_account,
+                "namespace": self.namespace_resource.metadata.name,
+                "labels": _labels(workload),
+                "annotations": dict(annotations),
+            },
+            automount_service_account_token=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _outputs(self, extra: dict[str, Any]) -> None:
+        self.register_outputs(
+            {
+                "workload": self.workload,
+                "cloud": self.cloud,
+                "namespace": self.namespace,
+                "serviceAccount": self.service_account_name,
+                "zones": sorted(self.zone_uris),
+                **extra,
+            }
+        )
+
+
+class EksWorkloadIdentity(WorkloadIdentity):
+    """IRSA: an IAM role for one ServiceAccount of one EKS cluster, with an inline policy."""
+
+    role: aws.iam.Role
+
+    def __init__(
+        self,
+        name: str,
+        workload: str,
+        *,
+        oidc_provider_arn: pulumi.Input[str],
+        oidc_issuer: pulumi.Input[str],
+        policy: pulumi.Input[str],
+        zone_uris: Mapping[str, pulumi.Output[str]],
+        tags: dict[str, str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        """`policy` is the role's permission policy as JSON (see
+        `components.lakehouse.documents.s3_workload_policy`); the step providing this component
+        passes the region's Kubernetes provider in `opts.providers`."""
+        super().__init__(type_token("identity", "EksWorkloadIdentity"), name, None, opts)
+        spec = WORKLOADS[workload]
+        self.cloud = "aws"
+        self.zone_uris = dict(zone_uris)
+        self.role = aws.iam.Role(
+            f"{name}-role",
+            description=f"aicloud {workload}: IRSA for {spec.namespace}/{spec.service_account}",
+            assume_role_policy=pulumi.Output.all(oidc_provider_arn, oidc_issuer).apply(
+                lambda a: json.dumps(irsa_trust_policy(a[0], a[1], spec.namespace, spec.service_account))
+            ),
+            max_session_duration=3600,
+            tags=merge_tags(tags),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aws.iam.RolePolicy(
+            f"{name}-storage",
+            role=self.role.id,
+            policy=policy,
+            opts=pulumi.ResourceOptions(parent=self.role),
+        )
+        self._kubernetes(name, workload, {EKS_ROLE_ANNOTATION: self.role.arn})
+        self._outputs({"roleArn": self.role.arn})
+
+
+class GkeWorkloadIdentity(WorkloadIdentity):
+    """GKE Workload Identity: a Google service account for one ServiceAccount, with bucket roles."""
+
+    gcp_service_account: gcp.serviceaccount.Account
+
+    def __init__(
+        self,
+        name: str,
+        workload: str,
+        *,
+        project: str,
+        account_id: str,
+        bucket_roles: Sequence[tuple[str, pulumi.Input[str], str]],
+        zone_uris: Mapping[str, pulumi.Output[str]],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        """`bucket_roles`: `(zone, bucket name, role)` triples (see
+        `components.lakehouse.documents.gcs_workload_bindings`); `account_id`: 6-30 characters."""
+        super().__init__(type_token("identity", "GkeWorkloadIdentity"), name, None, opts)
+        spec = WORKLOADS[workload]
+        self.cloud = "gcp"
+        self.zone_uris = dict(zone_uris)
+        gsa = gcp.serviceaccount.Account(
+            f"{name}-gsa",
+            account_id=account_id,
+            project=project,
+            display_name=f"aicloud {workload} ({spec.namespace}/{spec.service_account})",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        gcp.serviceaccount.IAMMember(
+            f"{name}-workload-identity",
+            service_account_id=gsa.name,
+            role="roles/iam.workloadIdentityUser",
+            member=workload_identity_member(project, spec.namespace, spec.service_account),
+            opts=pulumi.ResourceOptions(parent=gsa),
+        )
+        member = gsa.email.apply(lambda e: f"serviceAccount:{e}")
+        for zone, bucket, role in bucket_roles:
+            gcp.storage.BucketIAMMember(
+                f"{name}-{zone}",
+                bucket=bucket,
+                role=role,
+                member=member,
+                opts=pulumi.ResourceOptions(parent=gsa),
+            )
+        self.gcp_service_account = gsa
+        self._kubernetes(name, workload, {GKE_SA_ANNOTATION: gsa.email})
+        self._outputs({"gcpServiceAccount": gsa.email})

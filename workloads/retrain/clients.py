@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import httpx
 
+from workloads.retrain.settings import plural
+
 __all__ = [
     "JobState",
     "KubeClient",
@@ -80,13 +82,14 @@ def job_state(obj: dict[str, Any] | None) -> JobState:
 
 
 def resource_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
-    """REST path of a namespaced object (plural: the lower-case kind plus ``s``)."""
+    """REST path of a namespaced object."""
     base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-    path = f"{base}/namespaces/{namespace}/{kind.lower()}s"
+    path = f"{base}/namespaces/{namespace}/{plural(kind)}"
     return f"{path}/{name}" if name else path
 
 
 _SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+_PATCH_TYPES = {"merge": "application/merge-patch+json", "strategic": "application/strategic-merge-patch+json"}
 
 
 class KubeClient:
@@ -130,12 +133,18 @@ class KubeClient:
             return None
         return self._check(response, f"get {kind} {namespace}/{name}")
 
-    def merge_patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    def patch(
+        self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any], *, type: str = "merge"
+    ) -> None:
+        """Patch an object: ``merge`` (JSON merge patch, RFC 7386) or ``strategic`` (Kubernetes'
+        strategic merge patch: lists of containers merge by name; built-in kinds only)."""
+        if type not in _PATCH_TYPES:
+            raise ValueError(f"patch type must be one of {sorted(_PATCH_TYPES)}, got {type!r}")
         self._check(
             self._client.patch(
                 resource_path(api_version, kind, namespace, name),
                 content=json.dumps(patch),
-                headers={"Content-Type": "application/merge-patch+json"},
+                headers={"Content-Type": _PATCH_TYPES[type]},
             ),
             f"patch {kind} {namespace}/{name}",
         )

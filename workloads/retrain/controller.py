@@ -8,11 +8,12 @@ idempotent, survives restarts and leaves an audit trail (every tick appends one 
    Succeeded -> score the candidate and the current model on the candidate's held-out rows
    (fresh data neither was trained on); ``gate-rejected`` when the candidate is worse, else roll
    it out as a canary through the endpoint's release settings (``canary-started``), unless a
-   canary is already running there or the endpoint is missing (``canary-held``).
-2. The newest decision started a canary (``canary-started``/``canary-pending``) and the stack
-   still serves the same current model -> ``canary-pending``: the canary is promoted or rolled
-   back by the endpoint's release strategy, and the drift the old model sees must not launch a
-   second run meanwhile.
+   canary is already running there or the endpoint is missing (``canary-held``). An endpoint
+   whose release strategy has no canary gets nothing patched: ``candidate-ready`` for a person.
+2. The newest decision put a candidate out (``canary-started``, ``candidate-ready``,
+   ``canary-pending``) and the stack still serves the same current model -> ``canary-pending``:
+   the canary is promoted or rolled back through the endpoint's release strategy, and the drift
+   the old model sees must not launch a second run meanwhile.
 3. The newest decision ended a cycle without a canary (``gate-rejected``, ``training-failed``,
    ``canary-held``) less than ``cooldownMinutes`` ago -> ``cooldown`` (no GPU hours burnt on a
    retry every tick).
@@ -28,129 +29,16 @@ idempotent, survives restarts and leaves an audit trail (every tick appends one 
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from workloads import storage
 from workloads.retrain.clients import JobState, job_state
 from workloads.retrain.decisions import DecisionLog
-from workloads.retrain.detect import DEFAULT_ALPHA, detect
+from workloads.retrain.detect import detect
 from workloads.retrain.gate import decide_rollout, evaluate_gate
+from workloads.retrain.settings import Settings, render_canary_patch, render_job, run_name
 
-__all__ = [
-    "MODEL_URI",
-    "PERCENT",
-    "CanaryTarget",
-    "Settings",
-    "render_canary_patch",
-    "render_job",
-    "run_name",
-    "run_once",
-]
-
-MODEL_URI = "${MODEL_URI}"
-"""Placeholder in the canary patch for the candidate's artifact URI."""
-PERCENT = "${PERCENT}"
-"""Placeholder (a whole string value) in the canary patch for the canary's traffic percent."""
-
-
-@dataclass(kw_only=True, slots=True)
-class CanaryTarget:
-    """The endpoint object whose canary settings the trigger may patch, and how."""
-
-    api_version: str
-    kind: str
-    namespace: str
-    name: str
-    patch: dict[str, Any]
-    """JSON merge patch with the ``${MODEL_URI}`` and ``${PERCENT}`` placeholders."""
-    active_path: list[str]
-    """Keys leading to the canary's traffic percent in the object; a value > 0 means a canary runs."""
-
-
-@dataclass(kw_only=True, slots=True)
-class Settings:
-    """What one trigger watches and may do; rendered by the RetrainingPipeline component."""
-
-    model: str
-    """Served model name (the ``model`` label of the server's metrics)."""
-    prometheus_url: str
-    drift_query: str
-    """PromQL giving the PSI per ``feature`` of replicas whose drift window has enough rows."""
-    drift_threshold: float
-    """PSI at or above which a feature has drifted (also the effect floor of the array check)."""
-    min_samples: int
-    """Rows needed behind the server's PSI and in the fresh-data sample."""
-    canary_percent: int
-    current_model: str
-    """URI of the artifact the endpoint serves now."""
-    runs_uri: str
-    """Prefix of retraining runs; run ``r`` exports its candidate to ``<runs_uri>/<r>/model``."""
-    decisions_uri: str
-    """Prefix of the append-only decision log."""
-    job: dict[str, Any]
-    """The training job manifest, with ``placeholder`` wherever the run name goes."""
-    placeholder: str
-    run_prefix: str
-    """Run names are ``<run_prefix>-<UTC yymmddHHMM>``."""
-    canary: CanaryTarget
-    fresh_data: str | None = None
-    """Shards of fresh lakehouse data to confirm drift on (None: Prometheus alone decides)."""
-    alpha: float = DEFAULT_ALPHA
-    min_eval_rows: int = 100
-    """Held-out rows the gate needs to compare the models at all."""
-    cooldown_minutes: int = 24 * 60
-    """Wait after a cycle that ended without a canary before launching another run."""
-
-    def __post_init__(self) -> None:
-        problems = []
-        if not 0 < self.drift_threshold < 10:
-            problems.append(f"driftThreshold: got {self.drift_threshold!r}; allowed: a PSI in (0, 10)")
-        if self.min_samples < 1:
-            problems.append(f"minSamples: got {self.min_samples!r}; allowed: an integer >= 1")
-        if not 1 <= self.canary_percent <= 50:
-            problems.append(f"canaryPercent: got {self.canary_percent!r}; allowed: 1..50")
-        if self.placeholder not in json.dumps(self.job):
-            problems.append(f"job: the placeholder {self.placeholder!r} does not occur in the job template")
-        if self.cooldown_minutes < 0:
-            problems.append(f"cooldownMinutes: got {self.cooldown_minutes!r}; allowed: an integer >= 0")
-        if len(self.run_prefix) > 29:
-            problems.append(f"runPrefix: {self.run_prefix!r} is longer than 29 characters")
-        if problems:
-            raise ValueError("retraining settings: " + "; ".join(problems))
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Settings:
-        """Settings from the rendered JSON (camelCase keys, as in the ConfigMap)."""
-        canary = doc["canary"]
-        return cls(
-            model=doc["model"],
-            prometheus_url=doc["prometheusUrl"],
-            drift_query=doc["driftQuery"],
-            drift_threshold=float(doc["driftThreshold"]),
-            min_samples=int(doc["minSamples"]),
-            canary_percent=int(doc["canaryPercent"]),
-            current_model=doc["currentModel"],
-            runs_uri=doc["runsUri"],
-            decisions_uri=doc["decisionsUri"],
-            job=doc["job"],
-            placeholder=doc["placeholder"],
-            run_prefix=doc["runPrefix"],
-            canary=CanaryTarget(
-                api_version=canary["apiVersion"],
-                kind=canary["kind"],
-                namespace=canary["namespace"],
-                name=canary["name"],
-                patch=canary["patch"],
-                active_path=list(canary["activePath"]),
-            ),
-            fresh_data=doc.get("freshData"),
-            alpha=float(doc.get("alpha", DEFAULT_ALPHA)),
-            min_eval_rows=int(doc.get("minEvalRows", 100)),
-            cooldown_minutes=int(doc.get("cooldownMinutes", 24 * 60)),
-        )
+__all__ = ["Cluster", "Metrics", "run_once"]
 
 
 class Metrics(Protocol):
@@ -160,42 +48,20 @@ class Metrics(Protocol):
 class Cluster(Protocol):
     def create(self, manifest: dict[str, Any]) -> dict[str, Any]: ...
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
-    def merge_patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None: ...
+    def patch(
+        self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any], *, type: str = "merge"
+    ) -> None: ...
 
 
-def run_name(prefix: str, now: datetime) -> str:
-    """A run name that is a DNS label of at most 40 characters."""
-    return f"{prefix}-{now.astimezone(UTC).strftime('%y%m%d%H%M')}"
-
-
-def render_job(template: dict[str, Any], placeholder: str, name: str) -> dict[str, Any]:
-    """The template with the run name in place of every occurrence of the placeholder."""
-    return json.loads(json.dumps(template).replace(placeholder, name))
-
-
-def render_canary_patch(patch: Any, *, model_uri: str, percent: int) -> Any:
-    """The canary patch with the candidate's URI and the traffic percent filled in."""
-    if isinstance(patch, dict):
-        return {k: render_canary_patch(v, model_uri=model_uri, percent=percent) for k, v in patch.items()}
-    if isinstance(patch, list):
-        return [render_canary_patch(v, model_uri=model_uri, percent=percent) for v in patch]
-    if patch == PERCENT:
-        return percent
-    if isinstance(patch, str):
-        return patch.replace(MODEL_URI, model_uri)
-    return patch
-
-
-def _dig(obj: Any, path: list[str]) -> Any:
+def _dig(obj: Any, path: list[str | int]) -> Any:
     for key in path:
-        if not isinstance(obj, dict):
+        if isinstance(key, int) and isinstance(obj, list) and -len(obj) <= key < len(obj):
+            obj = obj[key]
+        elif isinstance(key, str) and isinstance(obj, dict):
+            obj = obj.get(key)
+        else:
             return None
-        obj = obj.get(key)
     return obj
-
-
-def _candidate_uri(settings: Settings, run: str) -> str:
-    return storage.join(settings.runs_uri, run, "model")
 
 
 def run_once(
@@ -214,7 +80,7 @@ def run_once(
     base = {"model": settings.model, "currentModel": settings.current_model}
     if kind in ("training-launched", "training-running"):
         return _follow_training(settings, last, cluster=cluster, log=log, base=base, now=now)
-    if kind in ("canary-started", "canary-pending") and last.get("currentModel") == settings.current_model:
+    if kind in _AWAITS_PROMOTION and last.get("currentModel") == settings.current_model:
         _, rec = log.append("canary-pending", **base, cycle=last.get("cycle"), candidate=last.get("candidate"))
         return rec
     until = last.get("cooldownUntil")
@@ -224,6 +90,8 @@ def run_once(
     return _look_for_drift(settings, metrics=metrics, cluster=cluster, log=log, base=base, now=now)
 
 
+_AWAITS_PROMOTION = ("canary-started", "candidate-ready", "canary-pending")
+"""A candidate is out (canary) or waiting for a person; the stack's current model has not changed."""
 _ENDS_WITHOUT_CANARY = ("gate-rejected", "training-failed", "canary-held", "cooldown")
 
 
@@ -263,14 +131,16 @@ def _look_for_drift(
             _, rec = log.append(kind, **base, source="fresh-data", served=served, freshData=confirmed)
             return rec
     run = run_name(settings.run_prefix, now)
-    manifest = render_job(settings.job, settings.placeholder, run)
-    cluster.create(manifest)
+    manifests = [render_job(m, settings.placeholder, run) for m in settings.jobs]
+    for manifest in manifests:
+        cluster.create(manifest)
+    job = manifests[-1]
     _, rec = log.append(
         "training-launched",
         **base,
         cycle=run,
-        job={"apiVersion": manifest["apiVersion"], "kind": manifest["kind"], **_where(manifest)},
-        candidate=_candidate_uri(settings, run),
+        job={"apiVersion": job["apiVersion"], "kind": job["kind"], **_where(job)},
+        candidate=settings.candidate_uri.replace(settings.placeholder, run),
         served=served,
         freshData=confirmed,
     )
@@ -294,24 +164,43 @@ def _follow_training(
     if state in ("failed", "missing"):
         _, rec = log.append("training-failed", **base, **cycle, jobState=state, **cooldown)
         return rec
-    from workloads.artifact import load_artifact
+    from workloads.artifact import ArtifactError, load_artifact
 
     current = load_artifact(settings.current_model)
-    candidate = load_artifact(last["candidate"])
+    try:
+        candidate = load_artifact(last["candidate"])
+    except ArtifactError as exc:
+        # The job finished without a complete export: nothing to evaluate.
+        _, rec = log.append("training-failed", **base, **cycle, jobState=state, reason=str(exc), **cooldown)
+        return rec
     gate = evaluate_gate(
         current.model, candidate.model, candidate.heldout_x, candidate.heldout_y, min_rows=settings.min_eval_rows
     )
     target = settings.canary
-    endpoint = cluster.get(target.api_version, target.kind, target.namespace, target.name)
-    active = endpoint is None or bool(_dig(endpoint, target.active_path) or 0)
-    rollout = decide_rollout(gate, canary_percent=settings.canary_percent, canary_active=active)
+    endpoint = None
+    if target is not None:
+        read = target.read
+        endpoint = cluster.get(read.api_version, read.kind, read.namespace, read.name)
+    percent = _dig(endpoint, target.read_path) if target is not None else None
+    active = target is not None and (endpoint is None or (isinstance(percent, int) and 0 < percent < 100))
+    rollout = decide_rollout(
+        gate, canary_percent=settings.canary_percent, canary_active=active, can_canary=target is not None
+    )
     details = {**base, **cycle, "gate": gate.as_dict(), "rollout": rollout.as_dict()}
-    if endpoint is None and rollout.action == "hold":
-        details["rollout"]["reason"] = f"endpoint {target.kind} {target.namespace}/{target.name} not found"
+    if target is not None and endpoint is None and rollout.action == "hold":
+        read = target.read
+        details["rollout"]["reason"] = f"endpoint {read.kind} {read.namespace}/{read.name} not found"
     if rollout.action == "canary":
-        patch = render_canary_patch(target.patch, model_uri=last["candidate"], percent=rollout.percent)
-        cluster.merge_patch(target.api_version, target.kind, target.namespace, target.name, patch)
-        _, rec = log.append("canary-started", **details, patch=patch)
+        assert target is not None
+        applied = []
+        for ref, patch_type, template in target.patches:
+            patch = render_canary_patch(template, model_uri=last["candidate"], percent=rollout.percent)
+            cluster.patch(ref.api_version, ref.kind, ref.namespace, ref.name, patch, type=patch_type)
+            applied.append({"kind": ref.kind, "name": ref.name, "type": patch_type, "patch": patch})
+        _, rec = log.append("canary-started", **details, patches=applied)
+        return rec
+    if rollout.action == "manual":
+        _, rec = log.append("candidate-ready", **details)
         return rec
     _, rec = log.append("gate-rejected" if rollout.action == "reject" else "canary-held", **details, **cooldown)
     return rec

@@ -23,14 +23,12 @@ from typing import Any, Literal
 import numpy as np
 
 from workloads import drift
+from workloads.retrain.settings import DEFAULT_ALPHA
 
 __all__ = ["DEFAULT_ALPHA", "DEFAULT_MIN_PSI", "FeatureDrift", "DriftReport", "chi2_sf", "homogeneity_test", "detect"]
 
 DEFAULT_MIN_PSI = 0.1
 """PSI below this is not worth retraining for, however significant (0.1-0.25 is a moderate shift)."""
-
-DEFAULT_ALPHA = 0.01
-"""Family-wise false-alarm probability of one check over all features."""
 
 
 def _gamma_q(a: float, x: float) -> float:

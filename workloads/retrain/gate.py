@@ -80,7 +80,9 @@ def evaluate_gate(
 class Rollout:
     """What to do with a gated candidate."""
 
-    action: Literal["canary", "hold", "reject"]
+    action: Literal["canary", "manual", "hold", "reject"]
+    """``canary``: roll out at ``percent``; ``manual``: the endpoint's release strategy has no
+    canary, a person promotes the candidate; ``hold``: a canary already runs; ``reject``."""
     percent: int
     """Traffic share for the candidate (0 unless the action is ``canary``)."""
     reason: str
@@ -89,12 +91,18 @@ class Rollout:
         return asdict(self)
 
 
-def decide_rollout(gate: GateResult, *, canary_percent: int, canary_active: bool) -> Rollout:
-    """Canary a passing candidate at ``canary_percent``; never stack a canary on a running one."""
+def decide_rollout(gate: GateResult, *, canary_percent: int, canary_active: bool, can_canary: bool = True) -> Rollout:
+    """Canary a passing candidate at ``canary_percent``; never stack a canary on a running one.
+
+    ``can_canary`` is False when the endpoint's release strategy cannot weight traffic (rolling,
+    blue-green, A/B): a passing candidate is then left for a person to promote.
+    """
     if not 1 <= canary_percent <= 50:
         raise ValueError(f"canary_percent must be in 1..50, got {canary_percent!r}")
     if not gate.passed:
         return Rollout("reject", 0, f"gate failed: {gate.reason}")
+    if not can_canary:
+        return Rollout("manual", 0, f"gate passed ({gate.reason}); the endpoint has no canary release, promote by hand")
     if canary_active:
         return Rollout("hold", 0, "a canary is already running on the endpoint; promote or roll it back first")
     return Rollout("canary", canary_percent, f"gate passed: {gate.reason}")

@@ -1,0 +1,699 @@
+"""Observability of one cluster: Prometheus, Grafana, GPU metrics, scrape targets and alerts.
+
+`Monitoring` (one per cluster, created under the region's Kubernetes provider) installs:
+
+- **kube-prometheus-stack** (Helm, prometheus-community): the Prometheus operator, Prometheus
+  with the configured retention and persistent volume, Alertmanager, kube-state-metrics (with the
+  `aicloud.dev/*` node labels allowed through, so GPU panels group by node pool) and Grafana,
+  whose sidecar loads every ConfigMap labelled `grafana_dashboard: "1"`.
+- **NVIDIA dcgm-exporter** (Helm) on GPU nodes only: it tolerates exactly the taints of every GPU
+  pool in the region (`tolerations_for`) and requires the `aicloud.dev/gpu=true` node label, so no
+  GPU node goes unwatched and no CPU node runs it. It exports the DCGM fields in `DCGM_METRICS`
+  and maps each GPU to the pod using it. The same chart is used on GKE (with GKE's driver paths
+  mounted) rather than Google's managed DCGM collection, because the managed collection writes to
+  Cloud Monitoring: one in-cluster Prometheus keeps the dashboards and alerts identical on both
+  clouds.
+- **PodMonitors** for the model server (pods of `components.endpoint.APP`, port `http`, path
+  `/metrics`) and the trainer (pods carrying `components.training.JOB_LABEL`, port `metrics`).
+  Pods rather than Services: the endpoint puts several Services in front of the same pods
+  (per track and for the whole model), which would scrape every pod more than once.
+- **Dashboards** from `components/dashboards/*.json`, one ConfigMap each.
+- **A PrometheusRule** with the alerts of `alert_rules` (thresholds from config).
+- Optionally an **OpenTelemetry collector** (Helm) receiving OTLP traces.
+
+`MonitoringSpec` is the `aicloud:monitoring` section; `RetrainingSpec` (its `retraining` block)
+configures `components.retraining.RetrainingPipeline` in each cloud's primary region.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pydantic import AfterValidator, Field, ValidationInfo, model_validator
+
+from components.base import Spec, child_opts, type_token
+from components.dashboards import load_dashboards, with_drift_threshold
+from components.k8s_schema import DEFINITIONS, register_crd_schema
+from components.nodepool import GPU_LABEL, LABEL_PREFIX, POOL_LABEL, NodePoolSpec, pool_taints, tolerations_for
+from components.training import Scalar
+
+NAMESPACE = "monitoring"
+"""Namespace of Prometheus, Grafana, the exporters, monitors and rules."""
+PROMETHEUS_URL = f"http://prometheus-operated.{NAMESPACE}.svc:9090"
+"""Prometheus inside the cluster (the operator's governing Service of every Prometheus)."""
+RELEASE_NAME = "kps"
+"""Helm release and `fullnameOverride` of kube-prometheus-stack (short object names)."""
+
+KUBE_PROMETHEUS_STACK_CHART = {
+    "chart": "kube-prometheus-stack",
+    "version": "78.5.0",
+    "repo": "https://prometheus-community.github.io/helm-charts",
+}
+DCGM_EXPORTER_CHART = {
+    "chart": "dcgm-exporter",
+    "version": "4.8.4",
+    "repo": "https://nvidia.github.io/dcgm-exporter/helm-charts",
+}
+OTEL_COLLECTOR_CHART = {
+    "chart": "opentelemetry-collector",
+    "version": "0.108.0",
+    "repo": "https://open-telemetry.github.io/opentelemetry-helm-charts",
+}
+
+# --------------------------------------------------------------------------- metrics we rely on
+
+DCGM_METRICS: tuple[tuple[str, str, str], ...] = (
+    ("DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %)."),
+    ("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB)."),
+    ("DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB)."),
+    ("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W)."),
+    ("DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C)."),
+    ("DCGM_FI_DEV_MEM_COPY_UTIL", "gauge", "Memory utilization (in %)."),
+    ("DCGM_FI_DEV_SM_CLOCK", "gauge", "SM clock frequency (in MHz)."),
+    ("DCGM_FI_DEV_XID_ERRORS", "gauge", "Value of the last XID error encountered."),
+)
+"""(DCGM field, Prometheus type, help) the dcgm-exporter is configured to export (`customMetrics`);
+dashboards and alerts may use exactly these names."""
+
+KUBE_STATE_METRICS: tuple[str, ...] = (
+    "kube_node_labels",
+    "kube_pod_container_resource_requests",
+    "kube_pod_status_phase",
+)
+"""kube-state-metrics families (part of kube-prometheus-stack) that dashboards and alerts use."""
+
+NODE_LABELS_ALLOWED = (POOL_LABEL, GPU_LABEL, f"{LABEL_PREFIX}/role", f"{LABEL_PREFIX}/accelerator")
+"""Node labels kube-state-metrics exposes on `kube_node_labels` (as `label_aicloud_dev_pool`...)."""
+
+FEATURE_PSI = "aicloud_server_feature_psi"
+DRIFT_ROWS = "aicloud_server_drift_rows"
+REQUEST_LATENCY_BUCKET = "aicloud_server_request_duration_seconds_bucket"
+REQUESTS = "aicloud_server_requests_total"
+TRAINER_STEP = "aicloud_trainer_step"
+"""Server and trainer metric names used here (tests check them against `workloads.*` definitions)."""
+
+TRAINER_METRICS_PORT_NAME = "metrics"
+"""Name of the trainer pods' container port that serves `/metrics` (`--metrics-port`)."""
+
+
+# --------------------------------------------------------------------------- config
+
+
+class AlertsSpec(Spec):
+    """Alert thresholds (each alert also waits its `for` duration before firing)."""
+
+    latency_p99_seconds: float = Field(default=0.5, gt=0, le=60)
+    """Serving SLO: p99 request latency inside the server, seconds (over 5 minutes, for 10m)."""
+    error_rate: float = Field(default=0.01, gt=0, lt=1)
+    """Share of requests answered 5xx (over 5 minutes, for 10m); 0.01 is 1 %."""
+    gpu_idle_percent: float = Field(default=5.0, ge=0, lt=100)
+    """A GPU allocated to a pod that stays below this utilisation is idle."""
+    gpu_idle_minutes: int = Field(default=30, ge=5, le=24 * 60)
+    """How long an allocated GPU must stay idle before the alert fires."""
+    drift_psi: float = Field(default=0.2, gt=0, le=10)
+    """A feature drifts when its PSI exceeds this (0.1-0.25 moderate, > 0.25 significant)."""
+    drift_min_rows: int = Field(default=1000, ge=100)
+    """Rows a server replica's drift window must hold before its PSI is trusted."""
+    training_stall_minutes: int = Field(default=30, ge=5, le=24 * 60)
+    """A training job whose step count does not move for this long has stalled."""
+
+
+class OtelSpec(Spec):
+    """The optional OpenTelemetry collector for traces."""
+
+    enabled: bool = False
+    """Install the collector (a Deployment receiving OTLP on 4317/gRPC and 4318/HTTP)."""
+    traces_endpoint: str | None = Field(default=None, pattern=r"^[a-z0-9.-]+(:[0-9]{1,5})?$")
+    """OTLP/gRPC `host:port` of the trace backend (Tempo, Jaeger...); without it traces are only
+    logged by the collector's debug exporter."""
+
+
+class RetrainJobSpec(Spec):
+    """The training job a drift-triggered retraining launches (one per run, on fresh data)."""
+
+    pool: str
+    """Node pool of the primary region(s); must exist in each and have GPUs (or `allowCpu`)."""
+    nodes: int = Field(default=1, ge=1, le=1000)
+    preset: str = Field(default="debug", pattern=r"^[a-z][a-z0-9_-]*$")
+    """Trainer preset (must build the same architecture as the served model)."""
+    backend: Literal["pytorchjob", "indexed-job"] = "pytorchjob"
+    overrides: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+    """Trainer `--set` overrides; `data.*`, `export.*` and `out` are set by the pipeline."""
+    image: str | None = None
+    """Trainer image by digest; default the `trainer` workload of `aicloud:images`."""
+    max_restarts: int = Field(default=3, ge=0, le=100)
+    allow_cpu: bool = False
+
+    @model_validator(mode="after")
+    def _owned_keys(self) -> RetrainJobSpec:
+        owned = sorted(k for k in self.overrides if k == "out" or k.split(".")[0] in ("data", "export"))
+        if owned:
+            raise ValueError(
+                f"overrides {', '.join(owned)} are set by the retraining pipeline (fresh data, candidate "
+                "export); remove them"
+            )
+        return self
+
+
+class RetrainingSpec(Spec):
+    """Drift-triggered retraining in each cloud's primary region."""
+
+    schedule: str = Field(default="*/30 * * * *", pattern=r"^(\S+\s+){4}\S+$")
+    """Cron schedule of the trigger (five fields, UTC)."""
+    drift_threshold: float = Field(default=0.1, gt=0, le=10)
+    """PSI at or above which a feature counts as drifted: for the server's live PSI and, on the
+    fresh data, together with a two-sample test (`workloads.retrain.detect`)."""
+    min_samples: int = Field(default=1000, ge=100)
+    """Rows needed behind the live PSI and in the fresh-data sample."""
+    canary_percent: int = Field(default=10, ge=1, le=50)
+    """Traffic share of a candidate that passed the evaluation gate."""
+    cooldown_hours: int = Field(default=24, ge=0, le=24 * 30)
+    """After a run that ended without a canary (gate rejected, training failed), wait this long."""
+    fresh_data: str = Field(pattern=r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
+    """Shards prefix of recent data under the lakehouse `features` zone: drift is confirmed on it
+    and the candidate is trained on it (with a held-out split the gate scores both models on)."""
+    job: RetrainJobSpec
+
+
+class MonitoringSpec(Spec):
+    """The `aicloud:monitoring` section: what every cluster of the stack gets."""
+
+    retention: str = Field(default="15d", pattern=r"^[1-9][0-9]*(h|d|w|y)$")
+    """How long Prometheus keeps samples (`15d`, `12w`...)."""
+    storage_gib: int = Field(default=100, ge=10, le=16384)
+    """Size of Prometheus' persistent volume, GiB; retention also stops at 85 % of it."""
+    dashboards: bool = True
+    """Install Grafana and the aicloud dashboards."""
+    alerts: AlertsSpec = Field(default_factory=AlertsSpec)
+    otel: OtelSpec = Field(default_factory=OtelSpec)
+    retraining: RetrainingSpec | None = None
+    """Drift-triggered retraining (off when absent)."""
+
+
+def _check_against_stack(spec: MonitoringSpec | None, info: ValidationInfo) -> MonitoringSpec | None:
+    """Cross-section checks of `retraining`: it needs serving, storage and a job that fits."""
+    if spec is None or spec.retraining is None:
+        return spec
+    from components.training import TrainingJobSpec, check_against_stack
+
+    problems = []
+    data = info.data
+    if data.get("serving") is None:
+        problems.append("retraining needs aicloud:serving (the model it retrains and the endpoint it rolls out to)")
+    if data.get("storage") is None:
+        problems.append("retraining needs aicloud:storage (fresh data, candidates and the decision log)")
+    regions = data.get("regions") or []
+    images = data.get("images")
+    workloads = set(images.workloads) if images is not None else set()
+    job = spec.retraining.job
+    jobs = [
+        TrainingJobSpec(name=f"retrain-{r.name}"[:40], region=r.name, **job.model_dump(exclude_none=True))
+        for r in regions
+        if r.primary
+    ]
+    problems += [f"retraining.job: {p}" for p in check_against_stack(jobs, regions, workloads)]
+    if problems:
+        raise ValueError("\n".join(problems))
+    return spec
+
+
+MonitoringField = Annotated[MonitoringSpec | None, AfterValidator(_check_against_stack)]
+"""Type of `StackConfig.monitoring`: declare it after `regions`, `images`, `storage`, `serving`."""
+
+
+# --------------------------------------------------------------------------- PromQL and rules
+
+
+def drift_query(
+    min_rows: int, *, by: tuple[str, ...] = ("namespace", "model", "version", "feature"), model: str | None = None
+) -> str:
+    """PSI per feature (grouped `by`) of server replicas whose drift window holds `min_rows` rows."""
+    sel = f'{{model="{model}"}}' if model else ""
+    return (
+        f"max by ({', '.join(by)}) ({FEATURE_PSI}{sel} and on (instance, model, version) "
+        f"({DRIFT_ROWS}{sel} >= {min_rows}))"
+    )
+
+
+def alert_rules(alerts: AlertsSpec) -> list[dict[str, Any]]:
+    """The alerting rules (Prometheus rule format), thresholds from `alerts`."""
+    a = alerts
+    return [
+        {
+            "alert": "AicloudServingLatencyHigh",
+            "expr": (
+                f"histogram_quantile(0.99, sum by (le, namespace, model) (rate({REQUEST_LATENCY_BUCKET}[5m]))) "
+                f"> {a.latency_p99_seconds}"
+            ),
+            "for": "10m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "p99 latency of {{ $labels.model }} is above the SLO",
+                "description": f"p99 request latency is {{{{ $value }}}} s (SLO {a.latency_p99_seconds} s).",
+            },
+        },
+        {
+            "alert": "AicloudServingErrorRateHigh",
+            "expr": (
+                f'sum by (namespace, model) (rate({REQUESTS}{{status=~"5.."}}[5m])) '
+                f"/ sum by (namespace, model) (rate({REQUESTS}[5m])) > {a.error_rate}"
+            ),
+            "for": "10m",
+            "labels": {"severity": "critical"},
+            "annotations": {
+                "summary": "{{ $labels.model }} answers too many 5xx",
+                "description": (
+                    f"{{{{ $value | humanizePercentage }}}} of requests fail (threshold {a.error_rate:.2%})."
+                ),
+            },
+        },
+        {
+            "alert": "AicloudGpuIdleWhileAllocated",
+            "expr": f'max by (namespace, pod) (DCGM_FI_DEV_GPU_UTIL{{pod!=""}}) < {a.gpu_idle_percent}',
+            "for": f"{a.gpu_idle_minutes}m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "{{ $labels.namespace }}/{{ $labels.pod }} holds a GPU it does not use",
+                "description": (
+                    f"GPU utilisation below {a.gpu_idle_percent} % for {a.gpu_idle_minutes} minutes while allocated; "
+                    "free the GPU or scale the workload down."
+                ),
+            },
+        },
+        {
+            "alert": "AicloudFeatureDrift",
+            "expr": f"{drift_query(a.drift_min_rows)} > {a.drift_psi}",
+            "for": "15m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "input feature {{ $labels.feature }} of {{ $labels.model }} has drifted",
+                "description": (
+                    f"PSI {{{{ $value }}}} against the training reference (threshold {a.drift_psi}, "
+                    f"windows of at least {a.drift_min_rows} rows)."
+                ),
+            },
+        },
+        {
+            "alert": "AicloudTrainingStalled",
+            "expr": f"changes({TRAINER_STEP}[{a.training_stall_minutes}m]) == 0",
+            "for": "5m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "training job {{ $labels.training_job }} makes no progress",
+                "description": f"No optimizer step for {a.training_stall_minutes} minutes.",
+            },
+        },
+    ]
+
+
+def prometheus_rule_manifest(name: str, alerts: AlertsSpec) -> dict[str, Any]:
+    """The PrometheusRule holding `alert_rules`."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "aicloud"}},
+        "spec": {"groups": [{"name": "aicloud", "rules": alert_rules(alerts)}]},
+    }
+
+
+# --------------------------------------------------------------------------- Helm values
+
+
+def prometheus_stack_values(spec: MonitoringSpec) -> dict[str, Any]:
+    """kube-prometheus-stack values: retention and volume, every monitor/rule selected, Grafana's
+    dashboard sidecar, kube-state-metrics with aicloud's node labels."""
+    selected = {f"{kind}SelectorNilUsesHelmValues": False for kind in ("serviceMonitor", "podMonitor", "rule", "probe")}
+    return {
+        "fullnameOverride": RELEASE_NAME,
+        "prometheus": {
+            "prometheusSpec": {
+                "retention": spec.retention,
+                # Stop before the volume is full: a full TSDB volume stops ingestion altogether.
+                "retentionSize": f"{int(spec.storage_gib * 0.85)}GB",
+                "storageSpec": {
+                    "volumeClaimTemplate": {
+                        "spec": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": f"{spec.storage_gib}Gi"}},
+                        }
+                    }
+                },
+                **selected,
+            }
+        },
+        "grafana": {
+            "enabled": spec.dashboards,
+            "sidecar": {
+                "dashboards": {
+                    "enabled": True,
+                    "label": "grafana_dashboard",
+                    "labelValue": "1",
+                    "searchNamespace": "ALL",
+                }
+            },
+        },
+        "kube-state-metrics": {"metricLabelsAllowlist": [f"nodes=[{','.join(NODE_LABELS_ALLOWED)}]"]},
+    }
+
+
+def gpu_pools(pools: list[NodePoolSpec]) -> list[NodePoolSpec]:
+    return [p for p in pools if p.machine is not None and p.machine.is_gpu]
+
+
+def dcgm_values(cloud: str, pools: list[NodePoolSpec]) -> dict[str, Any]:
+    """dcgm-exporter values: on GPU nodes only, tolerating every GPU pool's taints, exporting
+    `DCGM_METRICS`, scraped with the node name as `node` (joins with `kube_node_labels`)."""
+    taints = [t for p in gpu_pools(pools) for t in pool_taints(p)]
+    metrics_csv = "\n".join(f"{field}, {kind}, {help_}" for field, kind, help_ in DCGM_METRICS) + "\n"
+    metrics_volume = {
+        "name": "exporter-metrics-volume",
+        "configMap": {
+            "name": "exporter-metrics-config-map",
+            "items": [{"key": "metrics", "path": "default-counters.csv"}],
+        },
+    }
+    metrics_mount = {
+        "name": "exporter-metrics-volume",
+        "mountPath": "/etc/dcgm-exporter/default-counters.csv",
+        "subPath": "default-counters.csv",
+    }
+    values: dict[str, Any] = {
+        "arguments": ["-f", "/etc/dcgm-exporter/default-counters.csv"],
+        "customMetrics": metrics_csv,
+        "tolerations": tolerations_for(taints),
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": GPU_LABEL, "operator": "In", "values": ["true"]}]}
+                    ]
+                }
+            }
+        },
+        "serviceMonitor": {
+            "enabled": True,
+            "interval": "15s",
+            "relabelings": [
+                {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node", "action": "replace"}
+            ],
+        },
+        "extraConfigMapVolumes": [metrics_volume],
+        "extraVolumeMounts": [metrics_mount],
+    }
+    if cloud == "gcp":
+        # GKE installs the driver on the host under /home/kubernetes/bin/nvidia (COS nodes).
+        values["securityContext"] = {"privileged": True}
+        values["extraHostVolumes"] = [
+            {"name": "nvidia-install-dir-host", "hostPath": "/home/kubernetes/bin/nvidia"},
+            {"name": "vulkan-icd-mount", "hostPath": "/home/kubernetes/bin/nvidia/vulkan/icd.d"},
+        ]
+        values["extraVolumeMounts"] = [
+            {"name": "nvidia-install-dir-host", "mountPath": "/usr/local/nvidia", "readOnly": True},
+            {"name": "vulkan-icd-mount", "mountPath": "/etc/vulkan/icd.d", "readOnly": True},
+            metrics_mount,
+        ]
+        values["extraEnv"] = [{"name": "DCGM_EXPORTER_KUBERNETES_GPU_ID_TYPE", "value": "device-name"}]
+    return values
+
+
+def otel_values(otel: OtelSpec) -> dict[str, Any]:
+    """OpenTelemetry collector values: OTLP in, the trace backend (or the debug log) out."""
+    exporter = (
+        {"otlp": {"endpoint": otel.traces_endpoint, "tls": {"insecure": True}}}
+        if otel.traces_endpoint
+        else {"debug": {"verbosity": "basic"}}
+    )
+    return {
+        "mode": "deployment",
+        "image": {"repository": "otel/opentelemetry-collector-k8s"},
+        "config": {
+            "exporters": exporter,
+            "service": {"pipelines": {"traces": {"receivers": ["otlp"], "exporters": list(exporter)}}},
+        },
+    }
+
+
+# --------------------------------------------------------------------------- monitors, dashboards
+
+
+def pod_monitor_manifest(
+    name: str, selector: dict[str, Any], port: str, path: str, relabel: dict[str, str]
+) -> dict[str, Any]:
+    """A PodMonitor in every namespace for pods matching `selector`; `relabel` copies pod labels
+    (`__meta_kubernetes_pod_label_*`) onto the series."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "aicloud"}},
+        "spec": {
+            "namespaceSelector": {"any": True},
+            "selector": selector,
+            "podMetricsEndpoints": [
+                {
+                    "port": port,
+                    "path": path,
+                    "interval": "15s",
+                    "relabelings": [
+                        {"sourceLabels": [source], "targetLabel": target, "action": "replace"}
+                        for source, target in relabel.items()
+                    ],
+                }
+            ],
+        },
+    }
+
+
+def monitor_manifests() -> list[dict[str, Any]]:
+    """PodMonitors for the model server and the trainer, selecting the labels their components set."""
+    from components.endpoint import APP, METRICS_PATH, PORT_NAME
+    from components.training import JOB_LABEL
+
+    return [
+        pod_monitor_manifest(
+            "model-server",
+            {"matchLabels": {"app.kubernetes.io/name": APP}},
+            PORT_NAME,
+            METRICS_PATH,
+            {"__meta_kubernetes_pod_label_aicloud_dev_track": "track"},
+        ),
+        pod_monitor_manifest(
+            "trainer",
+            {"matchExpressions": [{"key": JOB_LABEL, "operator": "Exists"}]},
+            TRAINER_METRICS_PORT_NAME,
+            "/metrics",
+            {"__meta_kubernetes_pod_label_aicloud_dev_training_job": "training_job"},
+        ),
+    ]
+
+
+def dashboard_config_maps(drift_threshold: float) -> list[dict[str, Any]]:
+    """One ConfigMap per dashboard JSON, labelled for Grafana's sidecar."""
+    out = []
+    for name, dashboard in load_dashboards().items():
+        if name == "serving":
+            dashboard = with_drift_threshold(dashboard, drift_threshold)
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": f"aicloud-dashboard-{name}",
+                    "namespace": NAMESPACE,
+                    "labels": {"grafana_dashboard": "1", "app.kubernetes.io/part-of": "aicloud"},
+                },
+                "data": {f"aicloud-{name}.json": json.dumps(dashboard, indent=1, sort_keys=True)},
+            }
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- component
+
+
+class Monitoring(pulumi.ComponentResource):
+    """Prometheus, Grafana, DCGM exporter, monitors, dashboards and alerts in one cluster.
+
+    Create it under the region's Kubernetes provider (`opts.providers`), parented to the region.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        spec: MonitoringSpec,
+        *,
+        cloud: str,
+        pools: list[NodePoolSpec],
+        region_key: str | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(type_token("observability", "Monitoring"), name, None, opts)
+        self.spec = spec
+        ns = k8s.core.v1.Namespace(
+            f"{name}-ns",
+            metadata={"name": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "aicloud"}},
+            opts=child_opts(self),
+        )
+        self.stack = k8s.helm.v3.Release(
+            f"{name}-kps",
+            name=RELEASE_NAME,
+            chart=KUBE_PROMETHEUS_STACK_CHART["chart"],
+            version=KUBE_PROMETHEUS_STACK_CHART["version"],
+            repository_opts={"repo": KUBE_PROMETHEUS_STACK_CHART["repo"]},
+            namespace=NAMESPACE,
+            values=prometheus_stack_values(spec),
+            opts=child_opts(self, depends_on=[ns]),
+        )
+        after_crds = child_opts(self, depends_on=[self.stack])
+        gpus = gpu_pools(pools)
+        self.dcgm: k8s.helm.v3.Release | None = None
+        if gpus:
+            self.dcgm = k8s.helm.v3.Release(
+                f"{name}-dcgm",
+                name="dcgm-exporter",
+                chart=DCGM_EXPORTER_CHART["chart"],
+                version=DCGM_EXPORTER_CHART["version"],
+                repository_opts={"repo": DCGM_EXPORTER_CHART["repo"]},
+                namespace=NAMESPACE,
+                values=dcgm_values(cloud, pools),
+                opts=after_crds,
+            )
+        monitors = monitor_manifests()
+        for manifest in monitors:
+            k8s.apiextensions.CustomResource(
+                f"{name}-{manifest['metadata']['name']}-monitor",
+                api_version=manifest["apiVersion"],
+                kind=manifest["kind"],
+                metadata=manifest["metadata"],
+                spec=manifest["spec"],
+                opts=after_crds,
+            )
+        rule = prometheus_rule_manifest("aicloud-alerts", spec.alerts)
+        k8s.apiextensions.CustomResource(
+            f"{name}-alerts",
+            api_version=rule["apiVersion"],
+            kind=rule["kind"],
+            metadata=rule["metadata"],
+            spec=rule["spec"],
+            opts=after_crds,
+        )
+        dashboards = dashboard_config_maps(spec.alerts.drift_psi) if spec.dashboards else []
+        for cm in dashboards:
+            k8s.core.v1.ConfigMap(
+                f"{name}-{cm['metadata']['name'].removeprefix('aicloud-')}",
+                metadata=cm["metadata"],
+                data=cm["data"],
+                opts=child_opts(self, depends_on=[ns]),
+            )
+        if spec.otel.enabled:
+            k8s.helm.v3.Release(
+                f"{name}-otel",
+                name="otel-collector",
+                chart=OTEL_COLLECTOR_CHART["chart"],
+                version=OTEL_COLLECTOR_CHART["version"],
+                repository_opts={"repo": OTEL_COLLECTOR_CHART["repo"]},
+                namespace=NAMESPACE,
+                values=otel_values(spec.otel),
+                opts=child_opts(self, depends_on=[ns]),
+            )
+        self.prometheus_url = PROMETHEUS_URL
+        self.register_outputs(
+            {
+                "region": region_key,
+                "cloud": cloud,
+                "namespace": NAMESPACE,
+                "prometheus": {"retention": spec.retention, "storageGib": spec.storage_gib, "url": PROMETHEUS_URL},
+                "charts": {
+                    "kube-prometheus-stack": KUBE_PROMETHEUS_STACK_CHART["version"],
+                    **({"dcgm-exporter": DCGM_EXPORTER_CHART["version"]} if gpus else {}),
+                    **({"opentelemetry-collector": OTEL_COLLECTOR_CHART["version"]} if spec.otel.enabled else {}),
+                },
+                "dcgmPools": [p.name for p in gpus],
+                "dashboards": [cm["metadata"]["name"] for cm in dashboards],
+                "monitors": [m["metadata"]["name"] for m in monitors],
+                "alerts": [{"name": r["alert"], "expr": r["expr"], "for": r["for"]} for r in alert_rules(spec.alerts)],
+                "otel": spec.otel.enabled,
+            }
+        )
+
+
+# --------------------------------------------------------------------------- CRD schemas
+
+_META = {"$ref": f"{DEFINITIONS}#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}
+_SELECTOR = {"$ref": f"{DEFINITIONS}#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_DURATION = {"type": "string", "pattern": r"^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?)$"}
+
+
+def _strict(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "additionalProperties": False, "required": list(required)}
+
+
+_RELABEL = _strict(
+    {
+        "sourceLabels": _STRINGS,
+        "targetLabel": {"type": "string"},
+        "action": {"enum": ["replace", "keep", "drop", "labelmap", "labeldrop", "labelkeep", "hashmod"]},
+        "regex": {"type": "string"},
+        "replacement": {"type": "string"},
+        "separator": {"type": "string"},
+    }
+)
+register_crd_schema(
+    "monitoring.coreos.com/v1",
+    "PodMonitor",
+    _strict(
+        {
+            "namespaceSelector": _strict({"any": {"type": "boolean"}, "matchNames": _STRINGS}),
+            "selector": _SELECTOR,
+            "podMetricsEndpoints": {
+                "type": "array",
+                "minItems": 1,
+                "items": _strict(
+                    {
+                        "port": {"type": "string", "minLength": 1},
+                        "path": {"type": "string", "pattern": "^/"},
+                        "interval": _DURATION,
+                        "relabelings": {"type": "array", "items": _RELABEL},
+                    }
+                ),
+            },
+        },
+        ("selector", "podMetricsEndpoints"),
+    ),
+)
+register_crd_schema(
+    "monitoring.coreos.com/v1",
+    "PrometheusRule",
+    _strict(
+        {
+            "groups": {
+                "type": "array",
+                "items": _strict(
+                    {
+                        "name": {"type": "string", "minLength": 1},
+                        "interval": _DURATION,
+                        "rules": {
+                            "type": "array",
+                            "items": _strict(
+                                {
+                                    "alert": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                                    "record": {"type": "string"},
+                                    "expr": {"type": "string", "minLength": 1},
+                                    "for": _DURATION,
+                                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                                    "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+                                },
+                                ("expr",),
+                            ),
+                        },
+                    },
+                    ("name", "rules"),
+                ),
+            }
+        },
+        ("groups",),
+    ),
+)

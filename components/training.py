@@ -1,0 +1,787 @@
+"""Training jobs on GPU node pools: a Kubeflow `PyTorchJob`, or an indexed Job where the training
+operator is not installed, plus hyperparameter sweeps.
+
+Both backends run the same container: `torchrun -m workloads.trainer --preset P --out URI
+--set k=v ...` from the trainer image (by digest), one pod per node, one process per GPU.
+- `pytorchjob` (kubeflow.org/v1): a Master and `nodes - 1` Workers; the training operator sets
+  torchrun's rendezvous (`PET_*`) variables. With `elastic`, torchrun's c10d rendezvous is hosted
+  by the Master's pod and the job keeps training between `minNodes` and `maxNodes` nodes.
+- `indexed-job` (batch/v1): `completionMode: Indexed`, `parallelism = completions = nodes`, and a
+  headless Service; every pod runs torchrun with c10d rendezvous hosted by pod 0 at its stable
+  DNS name `<job>-0.<job>.<namespace>.svc.cluster.local`.
+
+Every pod tolerates exactly the pool's taints, selects the pool by its `aicloud.dev/pool` label,
+limits `nvidia.com/gpu` to the GPUs of one node, runs as non-root with a read-only root file
+system, mounts a memory-backed `/dev/shm` (NCCL and data loaders need more than Docker's 64 MiB)
+and uses the trainer's workload identity service account. With the lakehouse, each trial writes
+checkpoints and metrics under `<checkpoints zone>/<trial>` (so a restarted pod resumes), exports
+its serving artifact to `<models zone>/<trial>`, and reads `dataset` shards from its zone.
+
+Sweeps: the cartesian product of `sweep.grid` becomes one job per trial, `<job>-t<i>`. Only the
+first `maxConcurrent` trials are created active; the rest are created suspended (`spec.suspend`
+on a Job, `spec.runPolicy.suspend` on a PyTorchJob) and Pulumi ignores later changes to that
+field, so trials are started by hand (`kubectl patch ... suspend=false`) or by a queue such as
+Kueue as earlier ones finish, without the next `pulumi up` suspending them again. Config
+validation also bounds the active nodes: every job's active trials must fit in its pool at once.
+
+All manifests are built by pure functions returning dicts; the components only create them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from components.base import Spec, child_opts, type_token
+from components.catalog import MachineType
+from components.nodepool import GPU_RESOURCE, POOL_LABEL, NodePoolSpec, pool_taints, tolerations_for
+from components.platform import RegionSpec
+
+TRAINING_NAMESPACE = "aicloud-training"
+"""Namespace of training jobs (the lakehouse's trainer identity lives there too)."""
+TRAINER_SERVICE_ACCOUNT = "trainer"
+"""Service account created when no workload identity is provided."""
+CONTAINER_NAME = "pytorch"
+"""The PyTorchJob operator requires its container to be called `pytorch`."""
+PYTORCHJOB_PORT = 23456
+"""The operator's `pytorchjob-port`; also the elastic c10d rendezvous port on the Master."""
+RDZV_PORT = 29400
+"""c10d rendezvous port of pod 0 in an indexed Job (torchrun's default)."""
+CLUSTER_DOMAIN = "cluster.local"
+"""Cluster DNS domain (the default on EKS and GKE); pod 0's FQDN hosts the rendezvous."""
+RUN_AS = 10001
+"""Non-root uid/gid the trainer runs as: the `trainer` user of `workloads/trainer/Dockerfile`."""
+JOB_LABEL = "aicloud.dev/training-job"
+SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+"""A training job runs for hours: `pulumi up` must not wait for it to finish."""
+MAX_TRIALS = 64
+"""Upper bound on the trials of one sweep (each is a Kubernetes object in the plan)."""
+
+TRAINING_OPERATOR_CHART = {
+    "chart": "training-operator",
+    "version": "1.8.1",
+    "repo": "https://kubeflow.github.io/training-operator",
+}
+"""Kubeflow training operator (v1 API: PyTorchJob) Helm chart, from kubeflow/training-operator."""
+
+_KEY = r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$"
+Scalar = str | int | float | bool
+
+
+class ElasticSpec(Spec):
+    """Elastic training: torchrun keeps going on fewer nodes when nodes are lost (spot)."""
+
+    min_nodes: int = Field(ge=1, le=1000)
+    """Fewest nodes the job trains on (torchrun `--nnodes` lower bound)."""
+    max_nodes: int = Field(ge=1, le=1000)
+    """Most nodes; at least `nodes`, at most the pool's `maxNodes`."""
+
+    @model_validator(mode="after")
+    def _order(self) -> ElasticSpec:
+        if self.min_nodes > self.max_nodes:
+            raise ValueError(f"minNodes ({self.min_nodes}) is greater than maxNodes ({self.max_nodes})")
+        return self
+
+
+class SweepSpec(Spec):
+    """A hyperparameter grid: one trial per combination of the listed values."""
+
+    grid: dict[str, list[Scalar]] = Field(min_length=1)
+    """Trainer keys (as for `--set`) to lists of values, e.g. `{optim.lr: [1e-3, 3e-4]}`."""
+    max_concurrent: int = Field(default=1, ge=1, le=MAX_TRIALS)
+    """Trials created active; the rest are created suspended (see the module docstring)."""
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, value: dict[str, list[Scalar]]) -> dict[str, list[Scalar]]:
+        problems = [f"{k}: not a trainer key like `optim.lr`" for k in value if not _is_key(k)]
+        problems += [f"{k}: needs at least one value" for k, v in value.items() if not v]
+        problems += [f"{k}: is set by the job, not swept" for k in value if k == "out"]
+        size = math.prod(len(v) for v in value.values())
+        if size > MAX_TRIALS:
+            problems.append(f"the grid has {size} trials; at most {MAX_TRIALS} are allowed")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @property
+    def size(self) -> int:
+        return math.prod(len(v) for v in self.grid.values())
+
+
+class TrainingJobSpec(Spec):
+    """One training job (or sweep) on a node pool of a primary region."""
+
+    name: str = Field(pattern=r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
+    """Job name, a DNS label of at most 40 characters (pod and service names add suffixes)."""
+    region: str | None = None
+    """Region key; must be a primary region. Default: the first primary region of the stack."""
+    pool: str
+    """Node pool of that region; a GPU pool, or a CPU pool with `allowCpu: true`."""
+    nodes: int = Field(default=1, ge=1, le=1000)
+    """Nodes (pods) the job starts with; one pod per node, one process per GPU."""
+    preset: str = Field(default="debug", pattern=r"^[a-z][a-z0-9_-]*$")
+    """Trainer preset (`python -m workloads.trainer --help` lists them)."""
+    overrides: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+    """Trainer settings passed as `--set key=value` (values YAML/JSON), e.g. `train.steps: 1000`."""
+    image: str | None = None
+    """Trainer image pinned by digest; default: the `trainer` workload of `aicloud:images`."""
+    out: str | None = Field(default=None, pattern=r"^(s3|gs)://[a-z0-9][a-z0-9._-]{1,221}[a-z0-9](/.*)?$")
+    """Run-directory prefix URI (`s3://` or `gs://`); each trial writes checkpoints and metrics
+    under `<out>/<trial>`. Default: the lakehouse `checkpoints` zone, else a pod-local directory
+    that does not survive the pod (no resume after a restart)."""
+    dataset: str | None = Field(default=None, pattern=r"^[a-z]+(/[A-Za-z0-9_.=-]+)+$")
+    """Training shards in the lakehouse as `<zone>/<prefix>`, e.g. `features/clicks/v3` (the
+    trainer reads the `curated` and `features` zones); sets `data.source=shards` and `data.uri`.
+    Needs `aicloud:storage`."""
+    backend: Literal["pytorchjob", "indexed-job"] = "pytorchjob"
+    """`pytorchjob` (needs the Kubeflow training operator) or a plain indexed Job."""
+    elastic: ElasticSpec | None = None
+    """Elastic node range; default: a fixed number of nodes."""
+    max_restarts: int = Field(default=3, ge=0, le=100)
+    """Worker-group restarts torchrun attempts, and the Job's pod retries per node."""
+    allow_cpu: bool = False
+    """Allow a pool without GPUs (one gloo process per node): for smoke tests on CPU pools."""
+    node_share: float = Field(default=0.75, gt=0, le=1)
+    """Share of a node's vCPUs and memory each pod requests (the rest is left to system pods)."""
+    sweep: SweepSpec | None = None
+    """Hyperparameter sweep; each trial is a job `<name>-t<i>`."""
+    schedule: Literal["none"] = "none"
+    """Reserved: `none` only (jobs start when created); cron schedules come with retraining."""
+
+    @field_validator("overrides")
+    @classmethod
+    def _overrides(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problems = [f"{k}: not a trainer key like `train.steps`" for k in value if not _is_key(k)]
+        problems += ["out: use the job's `out` field" for k in value if k == "out"]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @model_validator(mode="after")
+    def _shape(self) -> TrainingJobSpec:
+        problems = []
+        e = self.elastic
+        if e is not None and not e.min_nodes <= self.nodes <= e.max_nodes:
+            problems.append(f"nodes ({self.nodes}) must lie within elastic {e.min_nodes}..{e.max_nodes}")
+        if e is not None and self.backend == "pytorchjob" and self.nodes < 2:
+            problems.append("elastic pytorchjob needs nodes >= 2 (a Master and at least one Worker)")
+        if self.dataset is not None and ("data.uri" in self.overrides or "data.source" in self.overrides):
+            problems.append("dataset conflicts with overrides data.uri / data.source")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def peak_nodes(self) -> int:
+        """Most nodes one trial of the job can hold at once."""
+        return self.elastic.max_nodes if self.elastic else self.nodes
+
+
+class TrainingSpec(Spec):
+    """The `aicloud:training` section: training jobs and the operator they need."""
+
+    operator: Literal["install", "preinstalled"] = "install"
+    """`install`: the stack installs the Kubeflow training operator (Helm) in every region that
+    runs a `pytorchjob`; `preinstalled`: the cluster already has it."""
+    jobs: list[TrainingJobSpec] = Field(min_length=1)
+    """The jobs; names are unique within the stack."""
+
+    @field_validator("jobs")
+    @classmethod
+    def _against_stack(cls, jobs: list[TrainingJobSpec], info: ValidationInfo) -> list[TrainingJobSpec]:
+        names = [j.name for j in jobs]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        problems = [f"job names must be unique, repeated: {', '.join(dupes)}"] if dupes else []
+        raw = (info.context or {}).get("stack")
+        if isinstance(raw, dict):
+            problems += check_against_stack(jobs, _regions(raw), _image_workloads(raw))
+            if raw.get("storage") is None:
+                problems += [
+                    f"job {j.name!r}: dataset needs the lakehouse (aicloud:storage)" for j in jobs if j.dataset
+                ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return jobs
+
+
+def _is_key(key: str) -> bool:
+    return re.fullmatch(_KEY, key) is not None
+
+
+def _regions(raw: dict[str, Any]) -> list[RegionSpec]:
+    """The stack's regions that validate on their own (the others report their own errors)."""
+    out = []
+    allow = raw.get("allowSpot", raw.get("allow_spot", True))
+    for r in raw.get("regions") or []:
+        try:
+            out.append(RegionSpec.model_validate(r, context={"allow_spot": allow not in (False, "false")}))
+        except ValidationError:
+            continue
+    return out
+
+
+def _image_workloads(raw: dict[str, Any]) -> set[str]:
+    images = raw.get("images")
+    workloads = images.get("workloads") if isinstance(images, dict) else None
+    return set(workloads) if isinstance(workloads, dict) else set()
+
+
+def job_region(job: TrainingJobSpec, regions: list[RegionSpec]) -> RegionSpec | None:
+    """The region a job runs in: its `region`, else the first primary region."""
+    if job.region is None:
+        return next((r for r in regions if r.primary), None)
+    return next((r for r in regions if r.name == job.region), None)
+
+
+def check_against_stack(jobs: list[TrainingJobSpec], regions: list[RegionSpec], image_workloads: set[str]) -> list[str]:
+    """Problems of `jobs` against the stack: region, pool, node counts, image, pool capacity."""
+    problems: list[str] = []
+    active: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for j in jobs:
+        where = f"job {j.name!r}"
+        region = job_region(j, regions)
+        if region is None:
+            known = ", ".join(r.name for r in regions if r.primary)
+            problems.append(f"{where}: region {j.region!r} is not in the stack (primary regions: {known})")
+            continue
+        if not region.primary:
+            problems.append(
+                f"{where}: region {region.name!r} is not a primary region; training runs in primary regions"
+            )
+            continue
+        pool = next((p for p in region.node_pools if p.name == j.pool), None)
+        if pool is None:
+            pools = ", ".join(p.name for p in region.node_pools)
+            problems.append(f"{where}: region {region.name!r} has no node pool {j.pool!r}; pools: {pools}")
+            continue
+        machine = pool.machine
+        if machine is not None and not machine.is_gpu and not j.allow_cpu:
+            problems.append(
+                f"{where}: pool {pool.name!r} ({pool.machine_type}) has no GPUs; use a GPU pool or set allowCpu: true"
+            )
+        if j.peak_nodes > pool.max_nodes:
+            problems.append(
+                f"{where}: needs up to {j.peak_nodes} nodes but pool {pool.name!r} has maxNodes {pool.max_nodes}"
+            )
+        if j.image is None and "trainer" not in image_workloads:
+            problems.append(
+                f"{where}: no image; pin one (`image: repo@sha256:...`) or add aicloud:images.workloads.trainer"
+            )
+        trials = j.sweep.size if j.sweep else 1
+        running = min(trials, j.sweep.max_concurrent) if j.sweep else 1
+        active.setdefault((region.name, pool.name), []).append((j.name, running * j.peak_nodes))
+    for (region_key, pool_name), loads in active.items():
+        pool = next(p for r in regions if r.name == region_key for p in r.node_pools if p.name == pool_name)
+        total = sum(n for _, n in loads)
+        if total > pool.max_nodes:
+            detail = ", ".join(f"{name} {n}" for name, n in loads)
+            problems.append(
+                f"pool {region_key}/{pool_name}: active jobs need up to {total} nodes at once ({detail}) "
+                f"but the pool has maxNodes {pool.max_nodes}; lower nodes or sweep.maxConcurrent"
+            )
+    return problems
+
+
+# --------------------------------------------------------------------------- pure builders
+
+
+@dataclass(frozen=True, slots=True)
+class PoolShape:
+    """What a job needs to know about its node pool."""
+
+    name: str
+    gpus: int
+    gpu: str | None
+    vcpus: int
+    memory_gib: float
+    taints: tuple[tuple[str, str, str], ...]
+    """(key, value, effect) of every taint of the pool."""
+
+    @classmethod
+    def of(cls, spec: NodePoolSpec) -> PoolShape:
+        machine: MachineType | None = spec.machine
+        assert machine is not None, "spec validation guarantees a catalog machine"
+        return cls(
+            name=spec.name,
+            gpus=machine.gpus,
+            gpu=machine.gpu,
+            vcpus=machine.vcpus,
+            memory_gib=machine.memory_gib,
+            taints=tuple((t.key, t.value, t.effect) for t in pool_taints(spec)),
+        )
+
+    @property
+    def procs_per_node(self) -> int:
+        """torchrun processes per node: one per GPU, one (gloo) on a CPU pool."""
+        return max(self.gpus, 1)
+
+    def tolerations(self) -> list[dict[str, str]]:
+        return tolerations_for([{"key": k, "value": v, "effect": e} for k, v, e in self.taints])
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    """One job of a sweep (or the job itself)."""
+
+    name: str
+    overrides: dict[str, Any]
+    active: bool
+
+
+def sweep_trials(job: TrainingJobSpec) -> list[Trial]:
+    """The trials of a job: the grid's cartesian product (in key order), first `maxConcurrent` active."""
+    if job.sweep is None:
+        return [Trial(job.name, dict(job.overrides), True)]
+    keys = list(job.sweep.grid)
+    combos = itertools.product(*(job.sweep.grid[k] for k in keys))
+    return [
+        Trial(
+            f"{job.name}-t{i}", {**job.overrides, **dict(zip(keys, values, strict=True))}, i < job.sweep.max_concurrent
+        )
+        for i, values in enumerate(combos)
+    ]
+
+
+def join(*parts: pulumi.Input[str]) -> pulumi.Input[str]:
+    """Concatenate strings, or outputs once known (a plain string when every part is one)."""
+    if all(isinstance(p, str) for p in parts):
+        return "".join(parts)  # type: ignore[arg-type]
+    return pulumi.Output.concat(*parts)
+
+
+@dataclass(frozen=True, slots=True)
+class RunLocations:
+    """Where one trial reads and writes (each may be an output of another resource)."""
+
+    out: Any
+    """Run directory: checkpoints (resume), metrics."""
+    export: Any = None
+    """Where the serving artifact goes; default (None) the trainer's `<out>/model`."""
+    data: Any = None
+    """Shards prefix to train on; default (None) the preset's data."""
+
+
+def trainer_args(preset: str, run: RunLocations, overrides: dict[str, Any]) -> list[Any]:
+    """torchrun's arguments: the trainer module, its preset, run directory, artifact and data
+    locations, then the `--set` overrides."""
+    args: list[Any] = ["-m", "workloads.trainer", "--preset", preset, "--out", run.out]
+    if run.export is not None:
+        args += ["--set", join("export.uri=", run.export)]
+    if run.data is not None:
+        args += ["--set", "data.source=shards", "--set", join("data.uri=", run.data)]
+    for key, value in overrides.items():
+        args += ["--set", f"{key}={json.dumps(value)}"]
+    return args
+
+
+def _quantity_gi(gib: float) -> str:
+    return f"{max(1, math.floor(gib))}Gi"
+
+
+def pod_resources(pool: PoolShape, share: float) -> dict[str, dict[str, Any]]:
+    """Requests: a share of the node's CPU and memory, all its GPUs; memory and GPUs limited."""
+    requests: dict[str, Any] = {
+        "cpu": str(max(1, math.floor(pool.vcpus * share))),
+        "memory": _quantity_gi(pool.memory_gib * share),
+    }
+    limits: dict[str, Any] = {"memory": requests["memory"]}
+    if pool.gpus:
+        requests[GPU_RESOURCE] = pool.gpus
+        limits[GPU_RESOURCE] = pool.gpus
+    return {"requests": requests, "limits": limits}
+
+
+def shm_size(pool: PoolShape, share: float) -> str:
+    """Size of the memory-backed /dev/shm: a quarter of the pod's memory (it counts against it)."""
+    return _quantity_gi(pool.memory_gib * share / 4)
+
+
+def pod_spec(
+    *,
+    pool: PoolShape,
+    image: Any,
+    args: list[Any],
+    service_account: str,
+    share: float,
+    env: list[dict[str, Any]] | None = None,
+    ports: list[dict[str, Any]] | None = None,
+    restart_policy: str | None = None,
+    subdomain: str | None = None,
+) -> dict[str, Any]:
+    """The trainer pod: pinned to the pool, tolerating its taints, GPUs, shm, non-root."""
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["torchrun"],
+        "args": args,
+        "env": [
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+            *(env or []),
+        ],
+        "resources": pod_resources(pool, share),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "dshm", "mountPath": "/dev/shm"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    if ports:
+        container["ports"] = ports
+    spec: dict[str, Any] = {
+        "serviceAccountName": service_account,
+        "nodeSelector": {POOL_LABEL: pool.name},
+        "tolerations": pool.tolerations(),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "enableServiceLinks": False,
+        # Time for the trainer to finish writing a checkpoint when a spot node is reclaimed.
+        "terminationGracePeriodSeconds": 120,
+        "containers": [container],
+        "volumes": [
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size(pool, share)}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+    if restart_policy:
+        spec["restartPolicy"] = restart_policy
+    if subdomain:
+        spec["subdomain"] = subdomain
+    return spec
+
+
+def _labels(job: str, trial: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "trainer",
+        "app.kubernetes.io/managed-by": "pulumi",
+        "aicloud.dev/job": job,
+        JOB_LABEL: trial,
+    }
+
+
+def pytorchjob_manifest(
+    job: TrainingJobSpec,
+    trial: Trial,
+    *,
+    pool: PoolShape,
+    image: Any,
+    run: RunLocations,
+    namespace: str,
+    service_account: str,
+) -> dict[str, Any]:
+    """A kubeflow.org/v1 PyTorchJob: Master + `nodes - 1` Workers, optional elastic policy."""
+    labels = _labels(job.name, trial.name)
+    template = {
+        "metadata": {"labels": labels},
+        "spec": pod_spec(
+            pool=pool,
+            image=image,
+            args=trainer_args(job.preset, run, trial.overrides),
+            service_account=service_account,
+            share=job.node_share,
+            ports=[{"name": "pytorchjob-port", "containerPort": PYTORCHJOB_PORT, "protocol": "TCP"}],
+        ),
+    }
+    replicas: dict[str, Any] = {"Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template}}
+    if job.nodes > 1:
+        replicas["Worker"] = {"replicas": job.nodes - 1, "restartPolicy": "OnFailure", "template": template}
+    spec: dict[str, Any] = {
+        "nprocPerNode": str(pool.procs_per_node),
+        "runPolicy": {
+            # Free the GPUs of pods still running once the job has finished.
+            "cleanPodPolicy": "Running",
+            "backoffLimit": job.max_restarts * job.nodes,
+            "suspend": not trial.active,
+        },
+        "pytorchReplicaSpecs": replicas,
+    }
+    if job.elastic is not None:
+        spec["elasticPolicy"] = {
+            "rdzvBackend": "c10d",
+            # The Master always exists, so the rendezvous never moves with a lost Worker.
+            "rdzvHost": f"{trial.name}-master-0",
+            "rdzvPort": PYTORCHJOB_PORT,
+            "rdzvId": trial.name,
+            "minReplicas": job.elastic.min_nodes,
+            "maxReplicas": job.elastic.max_nodes,
+            "maxRestarts": job.max_restarts,
+        }
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": trial.name, "namespace": namespace, "labels": labels, "annotations": dict(SKIP_AWAIT)},
+        "spec": spec,
+    }
+
+
+def rendezvous_host(trial: str, namespace: str) -> str:
+    """Pod 0's FQDN in an indexed Job (hostname `<job>-0` under the headless service `<job>`)."""
+    return f"{trial}-0.{trial}.{namespace}.svc.{CLUSTER_DOMAIN}"
+
+
+def indexed_job_manifests(
+    job: TrainingJobSpec,
+    trial: Trial,
+    *,
+    pool: PoolShape,
+    image: Any,
+    run: RunLocations,
+    namespace: str,
+    service_account: str,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An indexed batch/v1 Job (one pod per node) and its headless Service for the rendezvous."""
+    labels = _labels(job.name, trial.name)
+    nnodes = f"{job.elastic.min_nodes}:{job.nodes}" if job.elastic else str(job.nodes)
+    env = [
+        {"name": "PET_NNODES", "value": nnodes},
+        {"name": "PET_NPROC_PER_NODE", "value": str(pool.procs_per_node)},
+        {"name": "PET_RDZV_BACKEND", "value": "c10d"},
+        {"name": "PET_RDZV_ENDPOINT", "value": f"{rendezvous_host(trial.name, namespace)}:{RDZV_PORT}"},
+        {"name": "PET_RDZV_ID", "value": trial.name},
+        {"name": "PET_MAX_RESTARTS", "value": str(job.max_restarts)},
+    ]
+    pod = pod_spec(
+        pool=pool,
+        image=image,
+        args=trainer_args(job.preset, run, trial.overrides),
+        service_account=service_account,
+        share=job.node_share,
+        env=env,
+        ports=[{"name": "rdzv", "containerPort": RDZV_PORT, "protocol": "TCP"}],
+        restart_policy="OnFailure",
+        subdomain=trial.name,
+    )
+    batch_job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": trial.name, "namespace": namespace, "labels": labels, "annotations": dict(SKIP_AWAIT)},
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": job.nodes,
+            "parallelism": job.nodes,
+            "backoffLimit": job.max_restarts * job.nodes,
+            "suspend": not trial.active,
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": trial.name, "namespace": namespace, "labels": labels, "annotations": dict(SKIP_AWAIT)},
+        "spec": {
+            "clusterIP": "None",
+            "selector": {JOB_LABEL: trial.name},
+            # Pod 0's DNS record must exist before it is ready: the rendezvous happens first.
+            "publishNotReadyAddresses": True,
+            "ports": [{"name": "rdzv", "port": RDZV_PORT, "targetPort": RDZV_PORT, "protocol": "TCP"}],
+        },
+    }
+    return batch_job, service
+
+
+# --------------------------------------------------------------------------- components
+
+
+@dataclass(frozen=True)
+class TrainerIdentity:
+    """The trainer's Kubernetes identity in a region and the lakehouse zones it may use."""
+
+    namespace: str
+    service_account: str
+    zone_uris: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Lakehouse zone -> bucket URI (`checkpoints`, `models`, `curated`, `features`)."""
+    depends_on: tuple[pulumi.Resource, ...] = ()
+    """Resources the jobs wait for (the ServiceAccount and its cloud role bindings)."""
+
+
+def run_locations(job: TrainingJobSpec, trial: Trial, zones: Mapping[str, pulumi.Input[str]]) -> RunLocations:
+    """Where a trial writes: `out` or the `checkpoints` zone, the `models` zone for the artifact,
+    and the dataset's zone for data, each under the trial's own prefix."""
+    base = job.out or zones.get("checkpoints")
+    out = join(base, "/", trial.name) if base is not None else f"/tmp/runs/{trial.name}"
+    models = zones.get("models")
+    data = None
+    if job.dataset is not None:
+        zone, _, prefix = job.dataset.partition("/")
+        if zone not in zones:
+            raise ValueError(
+                f"training job {job.name!r}: dataset zone {zone!r} is not available to the trainer; "
+                f"zones: {', '.join(sorted(zones)) or 'none (no lakehouse)'}"
+            )
+        data = join(zones[zone], "/", prefix)
+    return RunLocations(out=out, export=join(models, "/", trial.name) if models is not None else None, data=data)
+
+
+class TrainingJob(pulumi.ComponentResource):
+    """One training job (or the trials of a sweep) of one region, on one node pool."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: TrainingJobSpec,
+        *,
+        pool: NodePoolSpec,
+        image: pulumi.Input[str],
+        identity: TrainerIdentity,
+        region_key: str | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(type_token("training", "TrainingJob"), name, None, opts)
+        shape = PoolShape.of(pool)
+        deps = [*((opts.depends_on if opts else None) or []), *identity.depends_on]  # type: ignore[misc]
+        # Waiting trials of a sweep are resumed outside Pulumi: never suspend them again.
+        ignore = ["spec.runPolicy.suspend" if spec.backend == "pytorchjob" else "spec.suspend"] if spec.sweep else []
+        self.spec = spec
+        self.trials = sweep_trials(spec)
+        self.objects: list[pulumi.CustomResource] = []
+        for trial in self.trials:
+            role = trial.name.removeprefix(f"{spec.name}-") if spec.sweep else "job"
+            common: dict[str, Any] = dict(
+                pool=shape,
+                image=image,
+                run=run_locations(spec, trial, identity.zone_uris),
+                namespace=identity.namespace,
+                service_account=identity.service_account,
+            )
+            if spec.backend == "pytorchjob":
+                manifest = pytorchjob_manifest(spec, trial, **common)
+                self.objects.append(
+                    k8s.apiextensions.CustomResource(
+                        f"{name}-{role}",
+                        api_version=manifest["apiVersion"],
+                        kind=manifest["kind"],
+                        metadata=manifest["metadata"],
+                        spec=manifest["spec"],
+                        opts=child_opts(self, depends_on=deps, ignore_changes=ignore),
+                    )
+                )
+                continue
+            batch_job, service = indexed_job_manifests(spec, trial, **common)
+            svc = k8s.core.v1.Service(
+                f"{name}-{role}-rdzv",
+                metadata=service["metadata"],
+                spec=service["spec"],
+                opts=child_opts(self, depends_on=deps),
+            )
+            self.objects.append(
+                k8s.batch.v1.Job(
+                    f"{name}-{role}",
+                    metadata=batch_job["metadata"],
+                    spec=batch_job["spec"],
+                    opts=child_opts(self, depends_on=[*deps, svc], ignore_changes=ignore),
+                )
+            )
+        self.register_outputs(
+            {
+                "job": spec.name,
+                "region": region_key,
+                "backend": spec.backend,
+                "pool": pool.name,
+                "nodes": spec.nodes,
+                "elastic": [spec.elastic.min_nodes, spec.elastic.max_nodes] if spec.elastic else None,
+                "gpusPerNode": shape.gpus,
+                "gpu": shape.gpu,
+                "procsPerNode": shape.procs_per_node,
+                "image": image,
+                "preset": spec.preset,
+                "namespace": identity.namespace,
+                "serviceAccount": identity.service_account,
+                "trials": [{"name": t.name, "active": t.active, "overrides": t.overrides} for t in self.trials],
+            }
+        )
+
+
+class TrainingOperator(pulumi.ComponentResource):
+    """The Kubeflow training operator (PyTorchJob controller) installed with Helm."""
+
+    def __init__(self, name: str, *, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(type_token("training", "TrainingOperator"), name, None, opts)
+        self.release = k8s.helm.v3.Release(
+            f"{name}-release",
+            chart=TRAINING_OPERATOR_CHART["chart"],
+            version=TRAINING_OPERATOR_CHART["version"],
+            repository_opts={"repo": TRAINING_OPERATOR_CHART["repo"]},
+            namespace="kubeflow",
+            create_namespace=True,
+            opts=child_opts(self),
+        )
+        self.register_outputs({"chart": TRAINING_OPERATOR_CHART, "namespace": "kubeflow"})
+
+
+class RegionalTraining(pulumi.ComponentResource):
+    """Training in one region: the trainer's namespace and service account (unless the
+    lakehouse's workload identity provides them), the training operator when needed, the jobs."""
+
+    def __init__(
+        self,
+        name: str,
+        jobs: list[TrainingJobSpec],
+        *,
+        pools: Mapping[str, NodePoolSpec],
+        image: pulumi.Input[str] | None,
+        install_operator: bool,
+        identity: TrainerIdentity | None = None,
+        region_key: str | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(type_token("training", "RegionalTraining"), name, None, opts)
+        if identity is None:
+            ns = k8s.core.v1.Namespace(
+                f"{name}-ns",
+                metadata={"name": TRAINING_NAMESPACE, "labels": {"app.kubernetes.io/managed-by": "pulumi"}},
+                opts=child_opts(self),
+            )
+            sa = k8s.core.v1.ServiceAccount(
+                f"{name}-sa",
+                metadata={"name": TRAINER_SERVICE_ACCOUNT, "namespace": TRAINING_NAMESPACE},
+                opts=child_opts(self, depends_on=[ns]),
+            )
+            identity = TrainerIdentity(TRAINING_NAMESPACE, TRAINER_SERVICE_ACCOUNT, depends_on=(ns, sa))
+        self.identity = identity
+        self.operator: TrainingOperator | None = None
+        deps: list[pulumi.Resource] = []
+        if install_operator and any(j.backend == "pytorchjob" for j in jobs):
+            self.operator = TrainingOperator(f"{name}-operator", opts=child_opts(self))
+            deps.append(self.operator)
+        self.jobs: dict[str, TrainingJob] = {}
+        for j in jobs:
+            job_image = j.image or image
+            if job_image is None:
+                raise ValueError(f"training job {j.name!r} has no image (config validation should have caught it)")
+            self.jobs[j.name] = TrainingJob(
+                f"{name}-{j.name}",
+                j,
+                pool=pools[j.pool],
+                image=job_image,
+                identity=identity,
+                region_key=region_key,
+                opts=child_opts(self, depends_on=deps),
+            )
+        self.register_outputs(
+            {
+                "namespace": identity.namespace,
+                "serviceAccount": identity.service_account,
+                "jobs": sorted(self.jobs),
+                "operator": self.operator is not None,
+            }
+        )

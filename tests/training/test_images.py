@@ -1,0 +1,251 @@
+"""Workload images: registries per cloud (ECR with scan on push, immutable tags, KMS, lifecycle and
+replication; Artifact Registry), content-named tags, one build, and refs by digest per region."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_gcp as gcp
+import pytest
+
+from components.base import DataSafety
+from components.image import (
+    CACHE_TAG,
+    ImageRegistry,
+    ImagesSpec,
+    WorkloadImage,
+    WorkloadImageSpec,
+    dockerfile_sources,
+    registry_regions,
+    source_tag,
+)
+from components.platform import RegionSpec
+from stacks.plan.mocks import ACCOUNT
+
+DIGEST = "sha256:" + "5" * 64
+ECR_REPO = "aws:ecr/repository:Repository"
+AR_REPO = "gcp:artifactregistry/repository:Repository"
+IMAGE = "docker-build:index:Image"
+BY_DIGEST = re.compile(r"^[a-z0-9.-]+(/[a-z0-9._-]+)+@(sha256:[0-9a-f]{64}|\$\{trainer-image-build\.digest\})$")
+
+
+def region(name: str, cloud: str, where: str, primary: bool = False, serving: bool = True) -> RegionSpec:
+    system = "m6i.large" if cloud == "aws" else "e2-standard-4"
+    return RegionSpec.model_validate(
+        {
+            "name": name,
+            "cloud": cloud,
+            "region": where,
+            "primary": primary,
+            "serving": serving,
+            "nodePools": [{"name": "system", "machineType": system, "minNodes": 1, "maxNodes": 2}],
+        },
+        context={},
+    )
+
+
+REGIONS = [
+    region("aws-use1", "aws", "us-east-1", primary=True),
+    region("aws-usw2", "aws", "us-west-2"),
+    region("aws-euw1", "aws", "eu-west-1", serving=False),
+    region("gcp-usc1", "gcp", "us-central1", primary=True),
+    region("gcp-euw4", "gcp", "europe-west4"),
+]
+
+
+def program(workloads: dict, safety: DataSafety | None = None, replicate: bool = True):
+    safety = safety or DataSafety()
+    spec = ImagesSpec.model_validate({"workloads": workloads, "keepLast": 7, "replicate": replicate})
+
+    def run():
+        providers = {
+            r.name: (
+                aws.Provider(f"aws-{r.name}", region=r.region)
+                if r.cloud == "aws"
+                else gcp.Provider(f"gcp-{r.name}", project="acme-test-1", region=r.region)
+            )
+            for r in REGIONS
+        }
+        registry = ImageRegistry(
+            "images",
+            spec,
+            stack="test",
+            regions=registry_regions(REGIONS, replicate=spec.replicate),
+            providers=providers,
+            gcp_project="acme-test-1",
+            safety=safety,
+            tags={"owner": "t"},
+        )
+        for name, w in spec.workloads.items():
+            WorkloadImage(f"{name}-image", name, w, registry=registry, opts=pulumi.ResourceOptions(parent=registry))
+
+    return run
+
+
+def provider_region(regs, reg) -> str:
+    return regs.one(reg.provider.split("::")[-2], reg.provider.split("::")[-1]).inputs["region"]
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def test_dockerfile_sources_reads_copy_and_add_but_not_stage_copies():
+    text = (
+        "FROM python:3.11 AS base\n"
+        "COPY pyproject.toml README.md ./\n"
+        "COPY --chown=10001:10001 workloads \\\n    ./workloads\n"
+        'ADD ["conf/a b.yaml", "/etc/x"]\n'
+        "COPY --from=base /opt /opt\n"
+        "ADD https://example.com/x.tgz /tmp/\n"
+        "RUN echo COPY not-a-source /x\n"
+    )
+    assert dockerfile_sources(text) == ["pyproject.toml", "README.md", "workloads", "conf/a b.yaml"]
+
+
+def _tree(root):
+    (root / "app").mkdir()
+    (root / "app" / "main.py").write_text("print(1)\n")
+    (root / "app" / "__pycache__").mkdir()
+    (root / "app" / "__pycache__" / "main.cpython-311.pyc").write_bytes(b"\x00cache")
+    (root / "pyproject.toml").write_text("[project]\nname='x'\n")
+    (root / "NOTES.md").write_text("not copied\n")
+    (root / "Dockerfile").write_text("FROM scratch\nCOPY pyproject.toml ./\nCOPY app ./app\n")
+
+
+def test_source_tag_names_exactly_what_the_dockerfile_copies(tmp_path):
+    _tree(tmp_path)
+    spec = WorkloadImageSpec(dockerfile="Dockerfile")
+    tag = source_tag(spec, "x", tmp_path)
+    assert re.fullmatch(r"src-[0-9a-f]{12}", tag)
+    assert source_tag(spec, "x", tmp_path) == tag  # deterministic
+    (tmp_path / "NOTES.md").write_text("edited, but not in the image\n")
+    (tmp_path / "app" / "__pycache__" / "main.cpython-311.pyc").write_bytes(b"\x01other")
+    assert source_tag(spec, "x", tmp_path) == tag
+    (tmp_path / "app" / "main.py").write_text("print(2)\n")
+    changed = source_tag(spec, "x", tmp_path)
+    assert changed != tag
+    assert source_tag(WorkloadImageSpec(dockerfile="Dockerfile", build_args={"X": "1"}), "x", tmp_path) != changed
+
+
+def test_registry_regions_push_to_primaries_and_replicate_to_aws_serving_regions():
+    modes = {r.key: r.mode for r in registry_regions(REGIONS, replicate=True)}
+    assert modes == {
+        "aws-use1": "push",
+        "aws-usw2": "replica",
+        "aws-euw1": "remote",
+        "gcp-usc1": "push",
+        "gcp-euw4": "push",
+    }
+    off = {r.key: r.mode for r in registry_regions(REGIONS, replicate=False)}
+    assert off["aws-usw2"] == "remote"
+
+
+# --------------------------------------------------------------------------- components
+
+
+def test_ecr_repositories_scan_on_push_with_immutable_tags_kms_and_lifecycle(record):
+    regs = record(program({"trainer": {}}))
+    repos = regs.of_type(ECR_REPO)
+    assert sorted(provider_region(regs, r) for r in repos) == ["us-east-1", "us-west-2"]  # not eu-west-1
+    for repo in repos:
+        assert repo.inputs["name"] == "aicloud-test/trainer"
+        assert repo.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
+        assert repo.inputs["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
+        assert repo.inputs["imageTagMutabilityExclusionFilters"] == [
+            {"filter": f"{CACHE_TAG}*", "filterType": "WILDCARD"}
+        ]
+        assert repo.inputs["encryptionConfigurations"] == [{"encryptionType": "KMS"}]
+        (lifecycle,) = [c for c in regs.children_of(repo) if c.type == "aws:ecr/lifecyclePolicy:LifecyclePolicy"]
+        (rule,) = json.loads(lifecycle.inputs["policy"])["rules"]
+        assert rule["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 7}
+        assert rule["action"] == {"type": "expire"}
+        assert lifecycle.provider == repo.provider
+
+
+def test_registries_hold_data_and_are_retained_and_protected(record):
+    regs = record(program({"trainer": {}}, safety=DataSafety(protect=True)))
+    for repo in regs.of_type(ECR_REPO) + regs.of_type(AR_REPO):
+        assert repo.retain_on_delete and repo.protect, repo.name
+
+
+def test_one_replication_configuration_in_the_primary_region_to_the_serving_regions(record):
+    regs = record(program({"trainer": {}, "server": {"dockerfile": "workloads/trainer/Dockerfile"}}))
+    replication = regs.one("aws:ecr/replicationConfiguration:ReplicationConfiguration")
+    assert provider_region(regs, replication) == "us-east-1"
+    (rule,) = replication.inputs["replicationConfiguration"]["rules"]
+    assert rule["destinations"] == [{"region": "us-west-2", "registryId": ACCOUNT}]
+    assert rule["repositoryFilters"] == [{"filter": "aicloud-test/", "filterType": "PREFIX_MATCH"}]
+    assert len(regs.of_type(ECR_REPO)) == 4  # 2 workloads x (primary + replica)
+
+
+def test_artifact_registry_docker_repositories_in_the_gcp_push_regions(record):
+    regs = record(program({"trainer": {}}))
+    repos = regs.of_type(AR_REPO)
+    assert sorted(r.inputs["location"] for r in repos) == ["europe-west4", "us-central1"]
+    for repo in repos:
+        assert repo.inputs["format"] == "DOCKER"
+        assert repo.inputs["dockerConfig"] == {"immutableTags": True}
+        assert repo.inputs["repositoryId"] == "aicloud-test"
+        assert provider_region(regs, repo) == repo.inputs["location"]
+        actions = {p["action"] for p in repo.inputs["cleanupPolicies"]}
+        assert actions == {"DELETE", "KEEP"}
+
+
+def test_one_build_pushes_a_content_tag_to_every_push_registry_after_they_exist(record):
+    regs = record(program({"trainer": {}}))
+    image = regs.one(IMAGE)
+    tag = source_tag(WorkloadImageSpec(), "trainer")
+    assert image.inputs["push"] is True
+    assert sorted(image.inputs["tags"]) == sorted(
+        [
+            f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/aicloud-test/trainer:{tag}",
+            f"us-central1-docker.pkg.dev/acme-test-1/aicloud-test/trainer:{tag}",
+            f"europe-west4-docker.pkg.dev/acme-test-1/aicloud-test/trainer:{tag}",
+        ]
+    )
+    assert image.inputs["dockerfile"]["location"].endswith("workloads/trainer/Dockerfile")
+    assert image.inputs["buildArgs"]["SOURCE_DATE_EPOCH"] == "0"
+    assert image.inputs["buildOnPreview"] is False
+    cache = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/aicloud-test/trainer:{CACHE_TAG}"
+    assert image.inputs["cacheFrom"] == [{"registry": {"ref": cache}}]
+    assert image.inputs["cacheTo"][0]["registry"]["ref"] == cache
+    addresses = sorted(r.get("address") for r in image.inputs["registries"])
+    assert addresses == sorted(
+        [f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com", "us-central1-docker.pkg.dev", "europe-west4-docker.pkg.dev"]
+    )
+    repos = {r.urn for r in regs.of_type(ECR_REPO) + regs.of_type(AR_REPO)}
+    assert repos <= set(image.depends_on)  # replica repositories exist before the first push
+    assert regs.one("pulumi:providers:docker-build").urn == image.provider
+
+
+def test_each_region_pulls_by_digest_from_its_nearest_registry(record):
+    regs = record(program({"trainer": {}}))
+    refs = regs.one("aicloud:images:WorkloadImage").outputs["refs"]
+    assert set(refs) == {r.name for r in REGIONS}
+    for ref in refs.values():
+        assert BY_DIGEST.match(ref), ref
+    ecr = f"{ACCOUNT}.dkr.ecr.%s.amazonaws.com/aicloud-test/trainer@${{trainer-image-build.digest}}"
+    assert refs["aws-use1"] == ecr % "us-east-1"
+    assert refs["aws-usw2"] == ecr % "us-west-2"  # the replica
+    assert refs["aws-euw1"] == ecr % "us-east-1"  # not a replication target: pulls from the primary
+    assert refs["gcp-euw4"].startswith("europe-west4-docker.pkg.dev/acme-test-1/aicloud-test/trainer@")
+
+
+def test_a_pinned_image_builds_nothing_and_is_used_by_digest_everywhere(record):
+    regs = record(program({"trainer": {"image": f"ghcr.io/acme/trainer:v3@{DIGEST}"}}))
+    assert not regs.of_type(IMAGE) and not regs.of_type(ECR_REPO) and not regs.of_type(AR_REPO)
+    assert not regs.of_type("aws:ecr/replicationConfiguration:ReplicationConfiguration")
+    out = regs.one("aicloud:images:WorkloadImage").outputs
+    assert out["source"] == "pinned" and out["digest"] == DIGEST
+    assert set(out["refs"].values()) == {f"ghcr.io/acme/trainer@{DIGEST}"}  # the tag is dropped
+
+
+@pytest.mark.parametrize(
+    "bad", ["ghcr.io/acme/trainer:latest", "trainer", f"trainer@{DIGEST}", "ghcr.io/a/t@sha256:123"]
+)
+def test_unpinned_references_are_rejected(bad):
+    with pytest.raises(ValueError, match="pinned by digest"):
+        WorkloadImageSpec(image=bad)

@@ -1,0 +1,328 @@
+"""TrainingJob under the mock engine: PyTorchJob replicas, pool placement, GPUs, the trainer's
+identity, shared memory, the indexed-Job alternative, sweeps, and strict Kubernetes schemas."""
+
+from __future__ import annotations
+
+import re
+
+import kubernetes_validate
+import pytest
+
+from components.nodepool import NodePoolSpec, pool_taints
+from components.training import (
+    CLUSTER_DOMAIN,
+    RDZV_PORT,
+    TRAINING_OPERATOR_CHART,
+    RegionalTraining,
+    TrainerIdentity,
+    TrainingJob,
+    TrainingJobSpec,
+)
+
+K8S_VERSION = "1.33.0"
+DIGEST = "sha256:" + "ab" * 32
+IMAGE = f"123456789012.dkr.ecr.us-west-2.amazonaws.com/aicloud-test/trainer@{DIGEST}"
+PYTORCHJOB = "kubernetes:kubeflow.org/v1:PyTorchJob"
+JOB = "kubernetes:batch/v1:Job"
+SERVICE = "kubernetes:core/v1:Service"
+
+
+def gpu_pool(**overrides) -> NodePoolSpec:
+    """A 4 x L40S training pool with an extra team taint on top of the GPU taint."""
+    raw = {
+        "name": "train",
+        "machineType": "g6e.12xlarge",
+        "role": "training",
+        "maxNodes": 4,
+        "taints": [{"key": "team", "value": "ml", "effect": "NoExecute"}],
+        **overrides,
+    }
+    return NodePoolSpec.model_validate(raw, context={})
+
+
+def job_spec(**overrides) -> TrainingJobSpec:
+    return TrainingJobSpec.model_validate({"name": "llm", "pool": "train", "nodes": 3, "preset": "mlp", **overrides})
+
+
+IDENTITY = TrainerIdentity(
+    "aicloud-training",
+    "aicloud-trainer",
+    zone_uris={"checkpoints": "s3://lake-ckpt", "models": "s3://lake-models", "features": "s3://lake-features"},
+)
+
+
+def build(spec: TrainingJobSpec, pool: NodePoolSpec | None = None, identity: TrainerIdentity = IDENTITY):
+    return lambda: TrainingJob("t-llm", spec, pool=pool or gpu_pool(), image=IMAGE, identity=identity)
+
+
+def templates(reg) -> dict[str, dict]:
+    """Pod templates of a recorded PyTorchJob (by replica type) or Job (`Job`)."""
+    spec = reg.inputs["spec"]
+    if reg.type == PYTORCHJOB:
+        return {k: v["template"] for k, v in spec["pytorchReplicaSpecs"].items()}
+    return {"Job": spec["template"]}
+
+
+def container(template: dict) -> dict:
+    (c,) = template["spec"]["containers"]
+    return c
+
+
+def by_trial(regs) -> list:
+    """Registrations in trial order (the engine registers them concurrently)."""
+    return sorted(regs, key=lambda r: int(r.inputs["metadata"]["name"].rsplit("-t", 1)[1]))
+
+
+def run_dir(c: dict) -> str:
+    return c["args"][c["args"].index("--out") + 1]
+
+
+def set_args(c: dict) -> dict[str, str]:
+    args = c["args"]
+    pairs = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+    return dict(p.split("=", 1) for p in pairs)
+
+
+def test_pytorchjob_has_a_master_and_nodes_minus_one_workers(record):
+    regs = record(build(job_spec(nodes=3)))
+    job = regs.one(PYTORCHJOB)
+    replicas = job.inputs["spec"]["pytorchReplicaSpecs"]
+    assert replicas["Master"]["replicas"] == 1
+    assert replicas["Worker"]["replicas"] == 2
+    assert {r["restartPolicy"] for r in replicas.values()} == {"OnFailure"}
+    assert job.inputs["metadata"] == {
+        "name": "llm",
+        "namespace": "aicloud-training",
+        "labels": job.inputs["metadata"]["labels"],
+        "annotations": {"pulumi.com/skipAwait": "true"},
+    }
+
+
+def test_a_single_node_job_has_only_a_master(record):
+    job = record(build(job_spec(nodes=1))).one(PYTORCHJOB)
+    assert set(job.inputs["spec"]["pytorchReplicaSpecs"]) == {"Master"}
+
+
+def test_pods_tolerate_exactly_the_pool_taints_and_select_the_pool(record):
+    pool = gpu_pool()
+    job = record(build(job_spec(), pool)).one(PYTORCHJOB)
+    expected = {(t.key, t.value, t.effect) for t in pool_taints(pool)}
+    assert expected == {("nvidia.com/gpu", "present", "NoSchedule"), ("team", "ml", "NoExecute")}
+    for template in templates(job).values():
+        tolerations = template["spec"]["tolerations"]
+        assert {(t["key"], t["value"], t["effect"]) for t in tolerations} == expected
+        assert all(t["operator"] == "Equal" for t in tolerations)
+        assert template["spec"]["nodeSelector"] == {"aicloud.dev/pool": "train"}
+
+
+def test_gpu_limits_and_processes_per_node_equal_the_pools_gpus_per_node(record):
+    job = record(build(job_spec())).one(PYTORCHJOB)
+    assert job.inputs["spec"]["nprocPerNode"] == "4"  # g6e.12xlarge: 4 x L40S
+    for template in templates(job).values():
+        resources = container(template)["resources"]
+        assert resources["limits"]["nvidia.com/gpu"] == 4
+        assert resources["requests"]["nvidia.com/gpu"] == 4
+        # 75% of the node's 48 vCPUs and 384 GiB by default; memory is also the limit.
+        assert resources["requests"]["cpu"] == "36"
+        assert resources["requests"]["memory"] == resources["limits"]["memory"] == "288Gi"
+
+
+def test_a_cpu_pool_runs_one_process_per_node_without_gpu_resources(record):
+    pool = NodePoolSpec.model_validate({"name": "cpu", "machineType": "m6i.xlarge", "maxNodes": 2}, context={})
+    job = record(build(job_spec(pool="cpu", nodes=2, allowCpu=True), pool)).one(PYTORCHJOB)
+    assert job.inputs["spec"]["nprocPerNode"] == "1"
+    for template in templates(job).values():
+        resources = container(template)["resources"]
+        assert "nvidia.com/gpu" not in resources["requests"] and "nvidia.com/gpu" not in resources["limits"]
+        assert template["spec"]["tolerations"] == []
+
+
+def test_the_container_runs_torchrun_on_the_trainer_image_by_digest(record):
+    job = record(build(job_spec(overrides={"train.steps": 500, "optim.lr": 0.0003}))).one(PYTORCHJOB)
+    c = container(templates(job)["Master"])
+    assert c["name"] == "pytorch"  # the operator's required container name
+    assert re.fullmatch(r"[^@\s]+@sha256:[0-9a-f]{64}", c["image"]) and c["image"] == IMAGE
+    assert c["command"] == ["torchrun"]
+    assert c["args"][:4] == ["-m", "workloads.trainer", "--preset", "mlp"]
+    assert set_args(c)["train.steps"] == "500" and set_args(c)["optim.lr"] == "0.0003"
+
+
+def test_trials_write_to_the_lakehouse_checkpoints_and_models_zones(record):
+    job = record(build(job_spec(dataset="features/clicks/v3"))).one(PYTORCHJOB)
+    c = container(templates(job)["Master"])
+    assert run_dir(c) == "s3://lake-ckpt/llm"
+    sets = set_args(c)
+    assert sets["export.uri"] == "s3://lake-models/llm"
+    assert sets["data.source"] == "shards" and sets["data.uri"] == "s3://lake-features/clicks/v3"
+
+
+def test_without_a_lakehouse_a_dataset_is_refused_and_runs_stay_in_the_pod(record):
+    plain = TrainerIdentity("aicloud-training", "trainer")
+    c = container(templates(record(build(job_spec(), identity=plain)).one(PYTORCHJOB))["Master"])
+    assert run_dir(c) == "/tmp/runs/llm"
+    assert "export.uri" not in set_args(c)
+    with pytest.raises(Exception, match="dataset zone 'features' is not available"):
+        record(build(job_spec(dataset="features/clicks"), identity=plain))
+
+
+def test_pods_use_the_trainer_service_account_shm_and_run_as_non_root(record):
+    job = record(build(job_spec())).one(PYTORCHJOB)
+    for template in templates(job).values():
+        pod = template["spec"]
+        assert pod["serviceAccountName"] == "aicloud-trainer"
+        shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
+        assert shm["emptyDir"]["medium"] == "Memory" and shm["emptyDir"]["sizeLimit"] == "72Gi"
+        c = container(template)
+        assert {"name": "dshm", "mountPath": "/dev/shm"} in c["volumeMounts"]
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_elastic_policy_uses_c10d_on_the_master_within_the_node_range(record):
+    spec = job_spec(nodes=3, elastic={"minNodes": 2, "maxNodes": 4}, maxRestarts=5)
+    policy = record(build(spec)).one(PYTORCHJOB).inputs["spec"]["elasticPolicy"]
+    assert policy == {
+        "rdzvBackend": "c10d",
+        "rdzvHost": "llm-master-0",
+        "rdzvPort": 23456,
+        "rdzvId": "llm",
+        "minReplicas": 2,
+        "maxReplicas": 4,
+        "maxRestarts": 5,
+    }
+
+
+def test_indexed_job_runs_one_pod_per_node_with_rendezvous_on_pod_zero(record):
+    regs = record(build(job_spec(backend="indexed-job", nodes=3)))
+    assert not regs.of_type(PYTORCHJOB)
+    job, svc = regs.one(JOB), regs.one(SERVICE)
+    spec = job.inputs["spec"]
+    assert spec["completionMode"] == "Indexed"
+    assert spec["parallelism"] == spec["completions"] == 3
+    assert spec["suspend"] is False
+    pod = spec["template"]["spec"]
+    assert pod["subdomain"] == svc.inputs["metadata"]["name"] == "llm"
+    assert svc.inputs["spec"]["clusterIP"] == "None"
+    assert svc.inputs["spec"]["publishNotReadyAddresses"] is True
+    labels = spec["template"]["metadata"]["labels"]
+    assert svc.inputs["spec"]["selector"].items() <= labels.items()
+    env = {e["name"]: e["value"] for e in container(spec["template"])["env"]}
+    assert env["PET_RDZV_ENDPOINT"] == f"llm-0.llm.aicloud-training.svc.{CLUSTER_DOMAIN}:{RDZV_PORT}"
+    assert env["PET_RDZV_BACKEND"] == "c10d"
+    assert env["PET_NNODES"] == "3" and env["PET_NPROC_PER_NODE"] == "4"
+    assert container(spec["template"])["resources"]["limits"]["nvidia.com/gpu"] == 4
+    assert job.depends_on and svc.urn in job.depends_on
+
+
+def test_a_sweep_runs_max_concurrent_trials_and_suspends_the_rest(record):
+    grid = {"optim.lr": [0.001, 0.0003, 0.0001], "train.batch_size": [64, 128]}
+    regs = record(build(job_spec(nodes=1, sweep={"grid": grid, "maxConcurrent": 2})))
+    jobs = by_trial(regs.of_type(PYTORCHJOB))
+    assert [j.inputs["metadata"]["name"] for j in jobs] == [f"llm-t{i}" for i in range(6)]
+    suspended = [j.inputs["spec"]["runPolicy"]["suspend"] for j in jobs]
+    assert suspended == [False, False, True, True, True, True]
+    # Waiting trials are resumed outside Pulumi, so the next `up` must not suspend them again.
+    assert all(j.ignore_changes == ["spec.runPolicy.suspend"] for j in jobs)
+    combos = {
+        (s["optim.lr"], s["train.batch_size"]) for s in (set_args(container(templates(j)["Master"])) for j in jobs)
+    }
+    assert combos == {(lr, bs) for lr in ("0.001", "0.0003", "0.0001") for bs in ("64", "128")}
+    outs = {run_dir(container(templates(j)["Master"])) for j in jobs}
+    assert len(outs) == 6  # every trial has its own run directory
+
+
+def test_an_indexed_job_sweep_suspends_jobs_beyond_the_limit(record):
+    regs = record(build(job_spec(nodes=1, backend="indexed-job", sweep={"grid": {"optim.lr": [1, 2, 3]}})))
+    assert [j.inputs["spec"]["suspend"] for j in by_trial(regs.of_type(JOB))] == [False, True, True]
+    assert all(j.ignore_changes == ["spec.suspend"] for j in regs.of_type(JOB))
+    assert len(regs.of_type(SERVICE)) == 3
+
+
+def test_component_outputs_describe_the_job(record):
+    out = (
+        record(build(job_spec(sweep={"grid": {"optim.lr": [1, 2]}}, nodes=1)))
+        .one("aicloud:training:TrainingJob")
+        .outputs
+    )
+    assert out["gpusPerNode"] == 4 and out["gpu"] == "nvidia-l40s" and out["image"] == IMAGE
+    assert [t["active"] for t in out["trials"]] == [True, False]
+
+
+def _regional(install: bool, identity: TrainerIdentity | None, backend: str = "pytorchjob"):
+    def program():
+        RegionalTraining(
+            "r-training",
+            [job_spec(backend=backend)],
+            pools={"train": gpu_pool()},
+            image=IMAGE,
+            install_operator=install,
+            identity=identity,
+        )
+
+    return program
+
+
+def test_operator_is_installed_with_helm_only_when_asked_and_needed(record):
+    regs = record(_regional(True, IDENTITY))
+    release = regs.one("kubernetes:helm.sh/v3:Release")
+    assert release.inputs["chart"] == TRAINING_OPERATOR_CHART["chart"]
+    assert release.inputs["repositoryOpts"]["repo"] == TRAINING_OPERATOR_CHART["repo"]
+    operator = regs.one("aicloud:training:TrainingOperator")
+    job = regs.one(PYTORCHJOB)
+    assert any(operator.urn == d or d in {r.urn for r in regs.children_of(operator)} for d in job.depends_on)
+    assert not record(_regional(False, IDENTITY)).of_type("kubernetes:helm.sh/v3:Release")
+    assert not record(_regional(True, IDENTITY, "indexed-job")).of_type("kubernetes:helm.sh/v3:Release")
+
+
+def test_without_an_identity_a_namespace_and_service_account_are_created(record):
+    regs = record(_regional(False, None))
+    ns = regs.one("kubernetes:core/v1:Namespace")
+    sa = regs.one("kubernetes:core/v1:ServiceAccount")
+    assert ns.inputs["metadata"]["name"] == sa.inputs["metadata"]["namespace"] == "aicloud-training"
+    pod = templates(regs.one(PYTORCHJOB))["Master"]["spec"]
+    assert pod["serviceAccountName"] == sa.inputs["metadata"]["name"]
+    with_identity = record(_regional(False, IDENTITY))
+    assert not with_identity.of_type("kubernetes:core/v1:Namespace")
+    assert not with_identity.of_type("kubernetes:core/v1:ServiceAccount")
+
+
+# --------------------------------------------------------------------------- strict schemas
+
+
+def _strict(obj: dict) -> None:
+    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("backend", ["pytorchjob", "indexed-job"])
+def test_rendered_objects_pass_strict_kubernetes_schema_validation(record, backend):
+    regs = record(_regional(True, None, backend))
+    checked = 0
+    for reg in regs:
+        if not reg.custom or not reg.type.startswith("kubernetes:") or reg.type.startswith("kubernetes:helm"):
+            continue
+        if reg.type == PYTORCHJOB:
+            # A custom resource: its pod templates are core PodTemplateSpecs.
+            for replica, template in templates(reg).items():
+                _strict(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "PodTemplate",
+                        "metadata": {"name": replica.lower()},
+                        "template": template,
+                    }
+                )
+                checked += 1
+            continue
+        _strict(reg.inputs)
+        checked += 1
+    assert checked >= 3
+
+
+def test_strict_validation_catches_a_misplaced_field(record):
+    job = record(build(job_spec(backend="indexed-job"))).one(JOB).inputs
+    bad = {**job, "spec": {**job["spec"], "template": {**job["spec"]["template"]}}}
+    bad["spec"]["template"]["spec"] = {**job["spec"]["template"]["spec"], "gpus": 4}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        _strict(bad)

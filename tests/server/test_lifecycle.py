@@ -22,34 +22,38 @@ INFER = f"/v2/models/{MODEL_NAME}/infer"
 
 
 def test_sigterm_finishes_every_request_in_flight_and_exits_0(tmp_path: Path, mlp_artifact: str) -> None:
-    # A long queue delay keeps the requests waiting in the batcher when SIGTERM arrives.
+    # A long queue delay keeps the requests waiting in the batcher from before SIGTERM until after
+    # the drain period, when the listener is already closed.
     proc = ServerProcess(
         tmp_path,
-        "--model", mlp_artifact, "--max-queue-delay-ms", "1200", "--max-batch-size", "1000",
-        "--shutdown-drain-s", "0.4",
+        "--model", mlp_artifact, "--max-queue-delay-ms", "3000", "--max-batch-size", "1000",
+        "--shutdown-drain-s", "1.0",
     )  # fmt: skip
+    probe = httpx.Client(base_url=proc.url, timeout=10)
     try:
         proc.wait_ready()
         x = cluster_task(16, seed=21)[0].numpy()
-        results: list[httpx.Response | Exception] = [None] * 16  # type: ignore[list-item]
+        results: list[httpx.Response | Exception | None] = [None] * 16
 
         def send(i: int) -> None:
-            body = RunningServer.infer_body(x[i : i + 1], id=f"r{i}")
             try:
-                results[i] = httpx.post(proc.url + INFER, json=body, timeout=30)
+                results[i] = httpx.post(
+                    proc.url + INFER, json=RunningServer.infer_body(x[i : i + 1], id=f"r{i}"), timeout=30
+                )
             except Exception as exc:  # noqa: BLE001 - recorded and asserted below
                 results[i] = exc
 
         threads = [threading.Thread(target=send, args=(i,)) for i in range(16)]
         for thread in threads:
             thread.start()
-        time.sleep(0.4)  # all sixteen are queued, waiting for the batch to fill
-        assert all(thread.is_alive() for thread in threads)
+        deadline = time.monotonic() + 20
+        while "aicloud_server_inflight_requests 16.0" not in probe.get("/metrics").text:
+            assert time.monotonic() < deadline, "the requests never reached the server"
+            time.sleep(0.05)
         proc.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.1)
-        ready = httpx.get(proc.url + "/v2/health/ready", timeout=5)
+        ready = probe.get("/v2/health/ready")
         assert ready.status_code == 503 and ready.json() == {"ready": False}  # at once
-        assert httpx.get(proc.url + "/v2/health/live", timeout=5).status_code == 200  # still serving
+        assert probe.get("/v2/health/live").status_code == 200  # still serving while draining
         for thread in threads:
             thread.join(timeout=30)
         assert proc.proc.wait(timeout=30) == 0, proc.log()
@@ -58,6 +62,7 @@ def test_sigterm_finishes_every_request_in_flight_and_exits_0(tmp_path: Path, ml
         with pytest.raises(httpx.ConnectError):
             httpx.get(proc.url + "/v2/health/live", timeout=2)
     finally:
+        probe.close()
         proc.stop()
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from components.base import Spec
 
@@ -252,9 +252,6 @@ class ScratchSpec(Spec):
     """A high-throughput scratch file system for training, in the primary region of each cloud:
     FSx for Lustre linked to the zone buckets (AWS), Filestore (GCP)."""
 
-    size_gib: int = Field(ge=1)
-    """Capacity in GiB. FSx for Lustre: 1200, 2400 or a multiple of 2400. Filestore: the tier's
-    range (BASIC_HDD and ZONAL from 1024, BASIC_SSD from 2560 GiB)."""
     fsx_deployment_type: Literal["SCRATCH_2", "PERSISTENT_2"] = "SCRATCH_2"
     """SCRATCH_2: cheapest, no replication (data lives in S3 anyway); PERSISTENT_2: replicated
     servers, encrypted with the lakehouse key."""
@@ -262,29 +259,40 @@ class ScratchSpec(Spec):
     """PERSISTENT_2 only: MB/s per TiB of storage."""
     filestore_tier: Literal["BASIC_HDD", "BASIC_SSD", "ZONAL"] = "BASIC_SSD"
     """Filestore service tier."""
+    size_gib: int = Field(ge=1)
+    """Capacity in GiB, checked against every cloud of the stack. FSx for Lustre: 1200, 2400 or a
+    multiple of 2400. Filestore: the tier's range (BASIC_HDD and ZONAL from 1024, BASIC_SSD from
+    2560 GiB)."""
     import_zones: list[Literal["raw", "curated", "features", "checkpoints", "models"]] = Field(
         default_factory=lambda: ["curated", "features"]
     )
-    """FSx: zones mounted under `/<zone>` and kept in sync from S3 (new, changed, deleted)."""
+    """FSx: zones mounted read-only under `/<zone>`, kept in sync from S3 (new, changed, deleted)."""
     export_zones: list[Literal["raw", "curated", "features", "checkpoints", "models"]] = Field(
         default_factory=lambda: ["checkpoints"]
     )
-    """FSx: zones mounted under `/<zone>` whose files are exported back to S3 as they change."""
+    """FSx: zones mounted under `/<zone>` in both directions: synced from S3 and exported back as
+    files change (checkpoints written on the scratch file system land in the bucket)."""
 
-    @model_validator(mode="after")
-    def _sizes(self, info: ValidationInfo) -> ScratchSpec:
+    @field_validator("size_gib")
+    @classmethod
+    def _size(cls, value: int, info: ValidationInfo) -> int:
         regions = _stack_regions(info)
         clouds = {r["cloud"] for r in regions.values()} if regions else {"aws", "gcp"}
         problems = []
-        if "aws" in clouds and (p := fsx_size_problem(self.size_gib)):
-            problems.append(f"sizeGib: {p}")
-        if "gcp" in clouds and (p := filestore_size_problem(self.size_gib, self.filestore_tier)):
-            problems.append(f"sizeGib: {p}")
-        both = sorted(set(self.import_zones) & set(self.export_zones))
-        if both:
-            problems.append(f"zones can be imported or exported, not both: {', '.join(both)}")
+        if "aws" in clouds and (p := fsx_size_problem(value)):
+            problems.append(p)
+        tier = info.data.get("filestore_tier")
+        if "gcp" in clouds and tier and (p := filestore_size_problem(value, tier)):
+            problems.append(p)
         if problems:
             raise ValueError("; ".join(problems))
+        return value
+
+    @model_validator(mode="after")
+    def _links(self) -> ScratchSpec:
+        both = sorted(set(self.import_zones) & set(self.export_zones))
+        if both:
+            raise ValueError(f"a zone is linked once, in importZones or exportZones, not both: {', '.join(both)}")
         return self
 
 
@@ -305,6 +313,35 @@ def _zone_keys(value: Any) -> Any:
         if unknown:
             raise ValueError(f"unknown zone {', '.join(repr(k) for k in unknown)}; zones: {', '.join(ZONES)}")
     return value
+
+
+def _replicable_zones(value: Any) -> Any:
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in REPLICABLE_ZONES]
+        if unknown:
+            raise ValueError(
+                f"zone {', '.join(repr(k) for k in unknown)} cannot be replicated; "
+                f"replicable zones: {', '.join(REPLICABLE_ZONES)}"
+            )
+    return value
+
+
+def _replica_target(value: str, info: ValidationInfo) -> str:
+    regions = _stack_regions(info)
+    if regions is None:
+        return value
+    if value not in regions:
+        raise ValueError(f"not a region of this stack; regions: {', '.join(regions)}")
+    if regions[value]["primary"]:
+        raise ValueError(
+            f"the primary {regions[value]['cloud']} region holds the lakehouse itself; "
+            "replicate to a non-primary region"
+        )
+    return value
+
+
+ReplicaTarget = Annotated[str, AfterValidator(_replica_target)]
+"""A replication target: a non-primary region key of the stack."""
 
 
 class StorageSpec(Spec):
@@ -328,37 +365,23 @@ class StorageSpec(Spec):
     """The training scratch file system; none when absent."""
     streaming: StreamingSpec | None = None
     """Streaming ingestion into the raw zone; none when absent."""
-    replication: dict[Literal["checkpoints", "models"], list[str]] = Field(default_factory=dict)
-    """Zones copied to other regions of the stack: `{models: [aws-usw2, gcp-euw4]}`. Each target
-    is a non-primary region key; it gets a replica bucket fed from its cloud's primary region."""
+    replication: Annotated[dict[str, list[ReplicaTarget]], BeforeValidator(_replicable_zones)] = Field(
+        default_factory=dict
+    )
+    """Zones copied to other regions of the stack: `{models: [aws-usw2, gcp-euw4]}` (checkpoints
+    and models only). Each target is a non-primary region key; it gets a replica bucket fed from
+    its cloud's primary region."""
     renamed_from: dict[str, str] = Field(default_factory=dict)
     """Previous lakehouse component names by primary region key, so a rename keeps every
     resource (aliases) instead of replacing it."""
 
     @field_validator("replication")
     @classmethod
-    def _targets(cls, value: dict[str, list[str]], info: ValidationInfo) -> dict[str, list[str]]:
-        problems = []
-        regions = _stack_regions(info)
+    def _unique_targets(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
         for zone, targets in value.items():
             dupes = sorted({t for t in targets if targets.count(t) > 1})
             if dupes:
-                problems.append(f"{zone}: targets repeated: {', '.join(dupes)}")
-            if regions is None:
-                continue
-            for target in targets:
-                if target not in regions:
-                    problems.append(
-                        f"{zone}: replication target {target!r} is not a region of this stack; "
-                        f"regions: {', '.join(regions)}"
-                    )
-                elif regions[target]["primary"]:
-                    problems.append(
-                        f"{zone}: replication target {target!r} is the primary {regions[target]['cloud']} "
-                        "region, which holds the lakehouse itself; pick a non-primary region"
-                    )
-        if problems:
-            raise ValueError("; ".join(problems))
+                raise ValueError(f"{zone}: targets repeated: {', '.join(dupes)}")
         return value
 
     @field_validator("renamed_from")

@@ -141,16 +141,18 @@ class Autoscaling(Spec):
     """`keda` only (required there): the Prometheus the ScaledObject queries."""
     scale_down_stabilization_seconds: int = Field(default=300, ge=0, le=3600)
     """How long load must stay low before replicas are removed (GPU pods start slowly)."""
+    install_keda: bool = True
+    """`keda` only: install KEDA (Helm) in each serving cluster; false when one runs already."""
 
     @model_validator(mode="after")
     def _mode_fields(self) -> Autoscaling:
         used = {
             "cpu": {"target_cpu_utilization"},
             "metric": {"requests_per_second", "metric"},
-            "keda": {"requests_per_second", "prometheus_address"},
+            "keda": {"requests_per_second", "prometheus_address", "install_keda"},
             "knative": {"requests_per_second"},
         }[self.mode]
-        mode_fields = {"target_cpu_utilization", "requests_per_second", "metric", "prometheus_address"}
+        mode_fields = {"target_cpu_utilization", "requests_per_second", "metric", "prometheus_address", "install_keda"}
         ignored = sorted((self.model_fields_set & mode_fields) - used)
         problems = [f"{_camel(k)} is not used by mode {self.mode!r} (it would be ignored); remove it" for k in ignored]
         if self.mode == "keda" and not self.prometheus_address:
@@ -293,6 +295,9 @@ class AwsFrontDoor(Spec):
     """Route 53 hosted zone of `domain`; required with `domain`."""
     certificate_arns: dict[str, str] = Field(default_factory=dict)
     """ACM certificate per AWS serving region key for a TLS listener on 443; all or none."""
+    install_controller: bool = True
+    """Install the AWS Load Balancer Controller in each AWS serving cluster (false when the
+    platform already runs one: it must then reconcile `TargetGroupBinding`s)."""
 
     @field_validator("certificate_arns")
     @classmethod
@@ -1297,6 +1302,9 @@ def render_endpoint(
 
 # --------------------------------------------------------------------------- component
 
+KEDA_CHART = {"chart": "keda", "version": "2.17.2", "repo": "https://kedacore.github.io/charts"}
+"""KEDA (Helm), installed per serving cluster for `autoscaling.mode: keda` unless `installKeda: false`."""
+
 _TYPED: dict[tuple[str, str], tuple[str, str]] = {
     ("v1", "Namespace"): ("core.v1", "Namespace"),
     ("v1", "ServiceAccount"): ("core.v1", "ServiceAccount"),
@@ -1376,6 +1384,19 @@ class InferenceEndpoint(pulumi.ComponentResource):
         deps = [identity] if isinstance(identity, pulumi.Resource) else []
         self.plan = plan
         self.objects = {}
+        self.keda: k8s.helm.v3.Release | None = None
+        auto = plan.spec.autoscaling
+        if plan.spec.backend == "deployment" and auto.mode == "keda" and auto.install_keda:
+            self.keda = k8s.helm.v3.Release(
+                f"{name}-keda",
+                name="keda",
+                chart=KEDA_CHART["chart"],
+                version=KEDA_CHART["version"],
+                repository_opts={"repo": KEDA_CHART["repo"]},
+                namespace="keda",
+                create_namespace=True,
+                opts=child_opts(self),
+            )
         first: list[pulumi.Resource] = []
         for m in manifests:
             kind, obj_name = m["kind"], m["metadata"]["name"]
@@ -1384,6 +1405,8 @@ class InferenceEndpoint(pulumi.ComponentResource):
             if kind == "Namespace":
                 logical = f"{name}-ns"
             depends = [*deps, *first] if kind not in ("Namespace",) else deps
+            if kind == "ScaledObject" and self.keda is not None:
+                depends = [*depends, self.keda]  # its CRD comes with KEDA
             res = create_object(logical, m, child_opts(self, depends_on=depends or None))
             if kind in ("Namespace", "ServiceAccount"):
                 first.append(res)

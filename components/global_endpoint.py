@@ -4,8 +4,9 @@ AWS (`GlobalEndpoint` with an `AwsFrontDoor`):
 - Each AWS region gets an `AwsRegionalLoadBalancer`: a Network Load Balancer that Pulumi owns
   (so its ARN, DNS name and zone are real outputs the front door can reference), an IP target
   group health-checking the server's readiness path, and a `TargetGroupBinding` with which the
-  AWS Load Balancer Controller keeps the target group's members equal to the ready pods of the
-  endpoint's entry Service. (A `Service` of type LoadBalancer would leave the NLB to the
+  AWS Load Balancer Controller (installed here with an IRSA role limited to those target groups,
+  unless the cluster runs one: `installController: false`) keeps the target group's members
+  equal to the ready pods of the endpoint's entry Service. (A `Service` of type LoadBalancer would leave the NLB to the
   controller, and its ARN unknown to the program.) The NLB is internal behind Global
   Accelerator and internet-facing for Route 53.
 - `accelerator` mode: a Global Accelerator with one TCP listener (80, plus 443 when every region
@@ -33,6 +34,7 @@ share over to the other backends. A dial of 0 drains a region in normal operatio
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -43,6 +45,7 @@ import pulumi_kubernetes as k8s
 
 from components.base import child_opts, gcp_labels, merge_tags, type_token
 from components.endpoint import READY_PATH, SERVICE_PORT, AwsFrontDoor, GcpFrontDoor
+from components.identity import irsa_trust_policy
 
 GCP_HEALTH_CHECK_RANGES = ["35.191.0.0/16", "130.211.0.0/22"]
 """Source ranges of Google's health checkers and global load balancer proxies."""
@@ -54,6 +57,69 @@ HEALTH_THRESHOLD = 3
 def nlb_listener_ports(tls: bool) -> list[int]:
     """Ports the NLB (and Global Accelerator) listen on: 80, and 443 with a certificate."""
     return [80, 443] if tls else [80]
+
+
+AWS_LBC_CHART = {
+    "chart": "aws-load-balancer-controller",
+    "version": "1.16.0",
+    "repo": "https://aws.github.io/eks-charts",
+}
+"""AWS Load Balancer Controller v2.16 (eks-charts): reconciles `TargetGroupBinding`s."""
+LBC_NAMESPACE = "kube-system"
+LBC_SERVICE_ACCOUNT = "aws-load-balancer-controller"
+
+
+@dataclass(frozen=True)
+class EksAccess:
+    """What installing the AWS Load Balancer Controller into an EKS cluster needs."""
+
+    cluster_name: pulumi.Input[str]
+    region: str
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_issuer: pulumi.Input[str]
+
+
+def lbc_policy(target_group_arns: list[str], vpc_arn: str) -> dict[str, Any]:
+    """Least privilege of the controller when it only binds pods to target groups aicloud made:
+    describe calls (they take no resource), register/deregister in those target groups, and
+    security group ingress rules (for the binding's `networking`) inside the region's VPC."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "Describe",
+                "Effect": "Allow",
+                "Action": [
+                    "elasticloadbalancing:DescribeLoadBalancers",
+                    "elasticloadbalancing:DescribeListeners",
+                    "elasticloadbalancing:DescribeTargetGroups",
+                    "elasticloadbalancing:DescribeTargetGroupAttributes",
+                    "elasticloadbalancing:DescribeTargetHealth",
+                    "elasticloadbalancing:DescribeTags",
+                    "ec2:DescribeAvailabilityZones",
+                    "ec2:DescribeInstances",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeVpcs",
+                ],
+                "Resource": "*",
+            },
+            {
+                "Sid": "Targets",
+                "Effect": "Allow",
+                "Action": ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
+                "Resource": target_group_arns,
+            },
+            {
+                "Sid": "PodIngress",
+                "Effect": "Allow",
+                "Action": ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"],
+                "Resource": "arn:aws:ec2:*:*:security-group/*",
+                "Condition": {"ArnEquals": {"ec2:Vpc": vpc_arn}},
+            },
+        ],
+    }
 
 
 class AwsRegionalLoadBalancer(pulumi.ComponentResource):
@@ -80,9 +146,12 @@ class AwsRegionalLoadBalancer(pulumi.ComponentResource):
         subnet_ids: pulumi.Input[list[str]],
         internal: bool,
         certificate_arn: str | None = None,
+        controller: EksAccess | None = None,
         tags: dict[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`controller`: install the AWS Load Balancer Controller (IRSA role with `lbc_policy`,
+        Helm release) into the cluster; None when the cluster already runs one."""
         super().__init__(type_token("serving", "AwsRegionalLoadBalancer"), name, None, opts)
         ports = nlb_listener_ports(certificate_arn is not None)
         sg = aws.ec2.SecurityGroup(
@@ -155,6 +224,9 @@ class AwsRegionalLoadBalancer(pulumi.ComponentResource):
                 tags=merge_tags(tags),
                 opts=child_opts(lb),
             )
+        self.controller: k8s.helm.v3.Release | None = None
+        if controller is not None:
+            self.controller = self._controller(name, controller, vpc_id, tg.arn, tags)
         self.binding = k8s.apiextensions.CustomResource(
             f"{name}-tgb",
             api_version="elbv2.k8s.aws/v1beta1",
@@ -177,7 +249,8 @@ class AwsRegionalLoadBalancer(pulumi.ComponentResource):
                     ]
                 },
             },
-            opts=child_opts(self),
+            # The binding's CRD and webhook come with the controller.
+            opts=child_opts(self, depends_on=[self.controller] if self.controller else None),
         )
         self.arn = lb.arn
         self.dns_name = lb.dns_name
@@ -193,7 +266,57 @@ class AwsRegionalLoadBalancer(pulumi.ComponentResource):
                 "ports": ports,
                 "targetGroupArn": tg.arn,
                 "healthCheckPath": READY_PATH,
+                "controller": AWS_LBC_CHART["version"] if controller is not None else "existing",
             }
+        )
+
+    def _controller(
+        self,
+        name: str,
+        eks: EksAccess,
+        vpc_id: pulumi.Input[str],
+        target_group_arn: pulumi.Output[str],
+        tags: dict[str, str] | None,
+    ) -> k8s.helm.v3.Release:
+        trust = pulumi.Output.all(eks.oidc_provider_arn, eks.oidc_issuer).apply(
+            lambda a: json.dumps(irsa_trust_policy(a[0], a[1], LBC_NAMESPACE, LBC_SERVICE_ACCOUNT))
+        )
+        role = aws.iam.Role(
+            f"{name}-lbc-role",
+            description=f"AWS Load Balancer Controller of {name} (IRSA, target group binding only)",
+            assume_role_policy=trust,
+            tags=merge_tags(tags),
+            opts=child_opts(self),
+        )
+        aws.iam.RolePolicy(
+            f"{name}-lbc-policy",
+            role=role.id,
+            policy=pulumi.Output.all(target_group_arn, vpc_id).apply(
+                lambda a: json.dumps(lbc_policy([a[0]], f"arn:aws:ec2:{eks.region}:*:vpc/{a[1]}"))
+            ),
+            opts=child_opts(role),
+        )
+        return k8s.helm.v3.Release(
+            f"{name}-lbc",
+            name="aws-load-balancer-controller",
+            chart=AWS_LBC_CHART["chart"],
+            version=AWS_LBC_CHART["version"],
+            repository_opts={"repo": AWS_LBC_CHART["repo"]},
+            namespace=LBC_NAMESPACE,
+            values={
+                "clusterName": eks.cluster_name,
+                "region": eks.region,
+                "vpcId": vpc_id,
+                "replicaCount": 2,
+                "serviceAccount": {
+                    "create": True,
+                    "name": LBC_SERVICE_ACCOUNT,
+                    "annotations": {"eks.amazonaws.com/role-arn": role.arn},
+                },
+                # Bind target groups only: leave other Services of type LoadBalancer alone.
+                "enableServiceMutatorWebhook": False,
+            },
+            opts=child_opts(self),
         )
 
 

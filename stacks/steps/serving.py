@@ -26,7 +26,7 @@ import pulumi_gcp as gcp
 
 from components.base import child_opts, gcp_labels
 from components.endpoint import SERVER_PORT, SERVICE_PORT, InferenceEndpoint, plan_endpoint
-from components.global_endpoint import AwsRegionalLoadBalancer, GlobalEndpoint, RegionalBackend
+from components.global_endpoint import AwsRegionalLoadBalancer, EksAccess, GlobalEndpoint, RegionalBackend
 
 if TYPE_CHECKING:
     from stacks.plan import Plan
@@ -78,6 +78,14 @@ def deploy_serving(d: Deployment) -> None:
                 subnet_ids=network.private_subnet_ids if accelerator else network.public_subnet_ids,
                 internal=accelerator,
                 certificate_arn=door.certificate_arns.get(key),
+                controller=EksAccess(
+                    cluster_name=platform.cluster.cluster_name,
+                    region=region.region,
+                    oidc_provider_arn=platform.cluster.oidc_provider_arn,
+                    oidc_issuer=platform.cluster.oidc_issuer,
+                )
+                if door.install_controller
+                else None,
                 tags=d.tags,
                 opts=child_opts(endpoint, depends_on=entry_deps or None),
             )

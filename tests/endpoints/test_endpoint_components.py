@@ -14,7 +14,9 @@ from components.endpoint import READY_PATH, AwsFrontDoor, GcpFrontDoor, Inferenc
 from components.global_endpoint import (
     GCP_HEALTH_CHECK_RANGES,
     HEALTH_THRESHOLD,
+    LBC_SERVICE_ACCOUNT,
     AwsRegionalLoadBalancer,
+    EksAccess,
     GlobalEndpoint,
     RegionalBackend,
 )
@@ -24,7 +26,7 @@ EG = "aws:globalaccelerator/endpointGroup:EndpointGroup"
 CERT = "arn:aws:acm:us-east-1:123456789012:certificate/abc"
 
 
-def aws_regions(program_dials: dict[str, int], *, internal: bool, certs: bool = False):
+def aws_regions(program_dials: dict[str, int], *, internal: bool, certs: bool = False, controller: bool = False):
     """Three AWS regional load balancers (fake network inputs) as front-door backends."""
     backends = []
     for key, region in (("aws-use1", "us-east-1"), ("aws-usw2", "us-west-2"), ("aws-euw1", "eu-west-1")):
@@ -39,6 +41,9 @@ def aws_regions(program_dials: dict[str, int], *, internal: bool, certs: bool = 
             subnet_ids=[f"subnet-{key}-a", f"subnet-{key}-b"],
             internal=internal,
             certificate_arn=CERT if certs else None,
+            controller=EksAccess(f"{key}-eks", region, f"arn:oidc-{key}", f"https://oidc.{key}/id/X")
+            if controller
+            else None,
             opts=pulumi.ResourceOptions(providers=[provider, k8s.Provider(f"k8s-{key}", kubeconfig="{}")]),
         )
         backends.append(RegionalBackend(key, region, program_dials.get(key, 100), lb=lb))
@@ -143,6 +148,36 @@ def test_target_group_binding_registers_the_entry_service(record):
     assert spec["serviceRef"] == {"name": "clf", "port": 80}
     assert spec["targetGroupARN"] == "${aws-use1-clf-lb-tg.arn}"
     assert spec["networking"]["ingress"][0]["from"] == [{"securityGroup": {"groupID": "${aws-use1-clf-lb-sg.id}"}}]
+
+
+def test_load_balancer_controller_may_only_touch_its_target_group(record):
+    regs = record(lambda: aws_regions({}, internal=True, controller=True))
+    trust = json.loads(regs.named("aws-use1-clf-lb-lbc-role").inputs["assumeRolePolicy"])
+    condition = trust["Statement"][0]["Condition"]["StringEquals"]
+    assert condition["oidc.aws-use1/id/X:sub"] == f"system:serviceaccount:kube-system:{LBC_SERVICE_ACCOUNT}"
+    policy = json.loads(regs.named("aws-use1-clf-lb-lbc-policy").inputs["policy"])
+    targets = next(s for s in policy["Statement"] if s["Sid"] == "Targets")
+    assert targets["Resource"] == ["${aws-use1-clf-lb-tg.arn}"]
+    ingress = next(s for s in policy["Statement"] if s["Sid"] == "PodIngress")
+    assert ingress["Condition"] == {"ArnEquals": {"ec2:Vpc": "arn:aws:ec2:us-east-1:*:vpc/vpc-aws-use1"}}
+    release = regs.named("aws-use1-clf-lb-lbc")
+    assert release.inputs["values"]["clusterName"] == "aws-use1-eks"
+    assert release.inputs["values"]["enableServiceMutatorWebhook"] is False
+    assert release.urn in regs.named("aws-use1-clf-lb-tgb").depends_on
+
+
+def test_keda_is_installed_before_scaled_objects(record):
+    keda = {
+        "autoscaling": {"mode": "keda", "prometheusAddress": "http://prom:9090"},
+        "release": {"maxSurge": 0, "maxUnavailable": 1},
+    }
+    regs = record(lambda: InferenceEndpoint("aws-use1-clf", plans(keda)["aws-use1"]))
+    release = regs.named("aws-use1-clf-keda")
+    assert release.inputs["chart"] == "keda" and release.inputs["namespace"] == "keda"
+    assert release.urn in regs.named("aws-use1-clf-scaler-stable").depends_on
+    without = {**keda, "autoscaling": {**keda["autoscaling"], "installKeda": False}}
+    regs = record(lambda: InferenceEndpoint("aws-use1-clf", plans(without)["aws-use1"]))
+    assert not regs.of_type("kubernetes:helm.sh/v3:Release")
 
 
 def test_route53_latency_records_follow_health_and_dials(record):

@@ -43,13 +43,13 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 
 from components.base import Spec, child_opts, type_token
 from components.catalog import MachineType
+from components.identity import WORKLOADS
 from components.nodepool import GPU_RESOURCE, POOL_LABEL, NodePoolSpec, pool_taints, tolerations_for
 from components.platform import RegionSpec
 
-TRAINING_NAMESPACE = "aicloud-training"
-"""Namespace of training jobs (the lakehouse's trainer identity lives there too)."""
-TRAINER_SERVICE_ACCOUNT = "trainer"
-"""Service account created when no workload identity is provided."""
+TRAINER = WORKLOADS["trainer"]
+"""The trainer's namespace and service account, the same names as its workload identity's: used
+as is when the stack has no lakehouse (no cloud identity then, just the Kubernetes objects)."""
 CONTAINER_NAME = "pytorch"
 """The PyTorchJob operator requires its container to be called `pytorch`."""
 PYTORCHJOB_PORT = 23456
@@ -175,6 +175,11 @@ class TrainingJobSpec(Spec):
             problems.append(f"nodes ({self.nodes}) must lie within elastic {e.min_nodes}..{e.max_nodes}")
         if e is not None and self.backend == "pytorchjob" and self.nodes < 2:
             problems.append("elastic pytorchjob needs nodes >= 2 (a Master and at least one Worker)")
+        if e is not None and self.backend == "indexed-job" and e.max_nodes != self.nodes:
+            problems.append(
+                f"an indexed-job runs exactly `nodes` pods: elastic maxNodes ({e.max_nodes}) must equal "
+                f"nodes ({self.nodes}); minNodes is how few it keeps training on"
+            )
         if self.dataset is not None and ("data.uri" in self.overrides or "data.source" in self.overrides):
             problems.append("dataset conflicts with overrides data.uri / data.source")
         if problems:
@@ -551,7 +556,7 @@ def indexed_job_manifests(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """An indexed batch/v1 Job (one pod per node) and its headless Service for the rendezvous."""
     labels = _labels(job.name, trial.name)
-    nnodes = f"{job.elastic.min_nodes}:{job.nodes}" if job.elastic else str(job.nodes)
+    nnodes = f"{job.elastic.min_nodes}:{job.elastic.max_nodes}" if job.elastic else str(job.nodes)
     env = [
         {"name": "PET_NNODES", "value": nnodes},
         {"name": "PET_NPROC_PER_NODE", "value": str(pool.procs_per_node)},
@@ -748,15 +753,15 @@ class RegionalTraining(pulumi.ComponentResource):
         if identity is None:
             ns = k8s.core.v1.Namespace(
                 f"{name}-ns",
-                metadata={"name": TRAINING_NAMESPACE, "labels": {"app.kubernetes.io/managed-by": "pulumi"}},
+                metadata={"name": TRAINER.namespace, "labels": {"app.kubernetes.io/managed-by": "pulumi"}},
                 opts=child_opts(self),
             )
             sa = k8s.core.v1.ServiceAccount(
                 f"{name}-sa",
-                metadata={"name": TRAINER_SERVICE_ACCOUNT, "namespace": TRAINING_NAMESPACE},
+                metadata={"name": TRAINER.service_account, "namespace": TRAINER.namespace},
                 opts=child_opts(self, depends_on=[ns]),
             )
-            identity = TrainerIdentity(TRAINING_NAMESPACE, TRAINER_SERVICE_ACCOUNT, depends_on=(ns, sa))
+            identity = TrainerIdentity(TRAINER.namespace, TRAINER.service_account, depends_on=(ns, sa))
         self.identity = identity
         self.operator: TrainingOperator | None = None
         deps: list[pulumi.Resource] = []

@@ -264,3 +264,11 @@ def test_the_dockerfile_must_exist_in_the_repository():
 def test_keep_last_is_bounded():
     err = only(errors_for(lambda r: r["images"].update(keepLast=0)), "aicloud:images.keepLast")
     assert "greater than or equal to 1" in err
+
+
+def test_an_elastic_indexed_job_runs_exactly_its_nodes():
+    err = only(
+        errors_for(lambda r: job(r).update(backend="indexed-job", elastic={"minNodes": 1, "maxNodes": 3})),
+        "aicloud:training.jobs[0](llm)",
+    )
+    assert "elastic maxNodes (3) must equal nodes (2)" in err

@@ -222,6 +222,14 @@ def test_indexed_job_runs_one_pod_per_node_with_rendezvous_on_pod_zero(record):
     assert job.depends_on and svc.urn in job.depends_on
 
 
+def test_an_elastic_indexed_job_lets_torchrun_continue_on_fewer_nodes(record):
+    spec = job_spec(backend="indexed-job", nodes=3, elastic={"minNodes": 2, "maxNodes": 3}, maxRestarts=2)
+    job = record(build(spec)).one(JOB)
+    env = {e["name"]: e["value"] for e in container(job.inputs["spec"]["template"])["env"]}
+    assert env["PET_NNODES"] == "2:3" and env["PET_MAX_RESTARTS"] == "2"
+    assert job.inputs["spec"]["parallelism"] == 3 and job.inputs["spec"]["backoffLimit"] == 6
+
+
 def test_a_sweep_runs_max_concurrent_trials_and_suspends_the_rest(record):
     grid = {"optim.lr": [0.001, 0.0003, 0.0001], "train.batch_size": [64, 128]}
     regs = record(build(job_spec(nodes=1, sweep={"grid": grid, "maxConcurrent": 2})))

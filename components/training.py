@@ -50,6 +50,10 @@ from components.platform import RegionSpec
 TRAINER = WORKLOADS["trainer"]
 """The trainer's namespace and service account, the same names as its workload identity's: used
 as is when the stack has no lakehouse (no cloud identity then, just the Kubernetes objects)."""
+TRAINING_NAMESPACE = TRAINER.namespace
+"""Namespace of training jobs."""
+TRAINER_SERVICE_ACCOUNT = TRAINER.service_account
+"""Service account of training jobs when no workload identity is provided."""
 CONTAINER_NAME = "pytorch"
 """The PyTorchJob operator requires its container to be called `pytorch`."""
 PYTORCHJOB_PORT = 23456

@@ -62,6 +62,10 @@ RDZV_PORT = 29400
 """c10d rendezvous port of pod 0 in an indexed Job (torchrun's default)."""
 CLUSTER_DOMAIN = "cluster.local"
 """Cluster DNS domain (the default on EKS and GKE); pod 0's FQDN hosts the rendezvous."""
+METRICS_PORT = 9090
+"""Port of the trainer's Prometheus `/metrics` (`--metrics-port`; only global rank 0 serves it)."""
+METRICS_PORT_NAME = "metrics"
+"""Container port name the trainer's PodMonitor (components.monitoring) scrapes."""
 RUN_AS = 10001
 """Non-root uid/gid the trainer runs as: the `trainer` user of `workloads/trainer/Dockerfile`."""
 JOB_LABEL = "aicloud.dev/training-job"
@@ -381,9 +385,10 @@ class RunLocations:
 
 
 def trainer_args(preset: str, run: RunLocations, overrides: dict[str, Any]) -> list[Any]:
-    """torchrun's arguments: the trainer module, its preset, run directory, artifact and data
-    locations, then the `--set` overrides."""
+    """torchrun's arguments: the trainer module, its preset, run directory, metrics port, artifact
+    and data locations, then the `--set` overrides."""
     args: list[Any] = ["-m", "workloads.trainer", "--preset", preset, "--out", run.out]
+    args += ["--metrics-port", str(METRICS_PORT)]
     if run.export is not None:
         args += ["--set", join("export.uri=", run.export)]
     if run.data is not None:
@@ -450,8 +455,10 @@ def pod_spec(
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
-    if ports:
-        container["ports"] = ports
+    container["ports"] = [
+        *(ports or []),
+        {"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"},
+    ]
     spec: dict[str, Any] = {
         "serviceAccountName": service_account,
         "nodeSelector": {POOL_LABEL: pool.name},

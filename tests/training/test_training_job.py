@@ -151,6 +151,9 @@ def test_the_container_runs_torchrun_on_the_trainer_image_by_digest(record):
     assert c["command"] == ["torchrun"]
     assert c["args"][:4] == ["-m", "workloads.trainer", "--preset", "mlp"]
     assert set_args(c)["train.steps"] == "500" and set_args(c)["optim.lr"] == "0.0003"
+    # Rank 0 serves Prometheus metrics on the port the trainer PodMonitor scrapes by name.
+    assert c["args"][c["args"].index("--metrics-port") + 1] == "9090"
+    assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in c["ports"]
 
 
 def test_trials_write_to_the_lakehouse_checkpoints_and_models_zones(record):

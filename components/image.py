@@ -370,9 +370,9 @@ class ImageRegistry(pulumi.ComponentResource):
             {
                 "regions": {r.key: r.mode for r in regions},
                 "artifactRegistries": {
-                    k: f"{ar_host(r.region)}/{gcp_project}/{ar_repository_id(stack)}"
-                    for k, r in ((r.key, r) for r in regions)
-                    if k in self.ar_repositories
+                    r.key: f"{ar_host(r.region)}/{gcp_project}/{ar_repository_id(stack)}"
+                    for r in regions
+                    if r.key in self.ar_repositories
                 },
                 "replicatesTo": replicas,
             }
@@ -402,12 +402,14 @@ class WorkloadImage(pulumi.ComponentResource):
         super().__init__(type_token("images", "WorkloadImage"), name, None, opts)
         self.workload = workload
         self.refs = {}
+        self.tag: str | None = None
+        """The immutable content tag (`src-<hash>`) of a built image."""
         if spec.image is not None:
             repository, digest = split_pinned(spec.image)
             self.digest = pulumi.Output.from_input(digest)
             for r in registry.regions:
                 self.refs[r.key] = ImageRef(workload, pulumi.Output.from_input(repository), self.digest)
-            self.register_outputs(self._outputs("pinned", None, None))
+            self.register_outputs(self._outputs("pinned", None))
             return
         self.tag = source_tag(spec, workload)
         repositories = self._repositories(name, workload, registry)
@@ -478,7 +480,7 @@ class WorkloadImage(pulumi.ComponentResource):
         self.digest = self.image.digest
         for r in registry.regions:
             self.refs[r.key] = ImageRef(workload, self._pull_repository(registry, r, primary_repo), self.digest)
-        self.register_outputs(self._outputs("build", dockerfile, registry))
+        self.register_outputs(self._outputs("build", dockerfile))
 
     def _repositories(self, name: str, workload: str, registry: ImageRegistry) -> list[aws.ecr.Repository]:
         """ECR repositories in the AWS push and replica regions, each with its lifecycle policy."""
@@ -522,12 +524,12 @@ class WorkloadImage(pulumi.ComponentResource):
             lambda a: f"{ecr_host(a, r.region)}/{ecr_repository_name(registry.stack, self.workload)}"
         )
 
-    def _outputs(self, source: str, dockerfile: str | None, registry: ImageRegistry | None) -> dict:
+    def _outputs(self, source: str, dockerfile: str | None) -> dict:
         return {
             "workload": self.workload,
             "source": source,
             "dockerfile": dockerfile,
-            "tag": getattr(self, "tag", None),
+            "tag": self.tag,
             "digest": self.digest,
             "refs": {k: ref.ref for k, ref in self.refs.items()},
         }

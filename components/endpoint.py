@@ -562,7 +562,7 @@ def plan_endpoint(spec: ServingSpec, region: RegionSpec, *, default_image: Any =
 
     def version(track: Track | None) -> tuple[Any, str]:
         image = (track.image if track else None) or spec.image or default_image or IMAGES_SERVER
-        uri = (track.model_uri if track and track.model_uri is not None else None) or spec.model_uri
+        uri = (track.model_uri if track else None) or spec.model_uri
         return image, _uri_for(uri, cloud) or ""
 
     image, uri = version(None)
@@ -572,16 +572,17 @@ def plan_endpoint(spec: ServingSpec, region: RegionSpec, *, default_image: Any =
         c = release.canary
         assert c is not None
         c_image, c_uri = version(c)
-        tracks = [
-            TrackPlan("stable", image, uri, replicas.min, replicas.max, c.weights.stable, "primary"),
-            TrackPlan("canary", c_image, c_uri, c.replicas or 1, c.replicas or 1, c.weights.canary, "canary"),
-        ]
         if spec.backend == "kserve":
-            # KServe keeps the last rolled-out revision as stable itself and sizes both.
-            tracks = [
-                TrackPlan("stable", "(previous revision)", "", replicas.min, replicas.max, c.weights.stable, "primary"),
-                TrackPlan("canary", c_image, c_uri, replicas.min, replicas.max, c.weights.canary, "canary"),
-            ]
+            # KServe keeps the last rolled-out revision as stable itself and sizes both alike.
+            stable = TrackPlan(
+                "stable", "(previous revision)", "", replicas.min, replicas.max, c.weights.stable, "primary"
+            )
+            canary = TrackPlan("canary", c_image, c_uri, replicas.min, replicas.max, c.weights.canary, "canary")
+        else:
+            stable = TrackPlan("stable", image, uri, replicas.min, replicas.max, c.weights.stable, "primary")
+            n = c.replicas or 1
+            canary = TrackPlan("canary", c_image, c_uri, n, n, c.weights.canary, "canary")
+        tracks = [stable, canary]
     elif release.strategy == "blue-green":
         bg = release.blue_green_or_default
         tracks = []
@@ -1407,7 +1408,12 @@ class InferenceEndpoint(pulumi.ComponentResource):
             depends = [*deps, *first] if kind not in ("Namespace",) else deps
             if kind == "ScaledObject" and self.keda is not None:
                 depends = [*depends, self.keda]  # its CRD comes with KEDA
-            res = create_object(logical, m, child_opts(self, depends_on=depends or None))
+            extra: dict[str, Any] = {}
+            if kind == "Deployment":
+                # Pulumi waits for the rollout: a GPU node may first have to join, then the model load.
+                wait = f"{(plan.spec.startup_seconds + 900) // 60}m"
+                extra["custom_timeouts"] = pulumi.CustomTimeouts(create=wait, update=wait)
+            res = create_object(logical, m, child_opts(self, depends_on=depends or None, **extra))
             if kind in ("Namespace", "ServiceAccount"):
                 first.append(res)
             self.objects[f"{kind}/{obj_name}"] = res

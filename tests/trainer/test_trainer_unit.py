@@ -92,6 +92,13 @@ def test_cli_exit_codes_and_messages(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert (printed["train"]["steps"], printed["model"]["hidden"], printed["out"]) == (7, [8], "s3://b/r")
 
 
+def test_cli_training_failure_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    torch.save({"x": torch.zeros(4, 3), "y": torch.zeros(4, dtype=torch.int64)}, tmp_path / "a.pt")
+    args = ["--preset", "debug", "--set", "data.source=shards", "--set", f"data.uri={tmp_path}"]
+    assert cli.main([*args, "--out", str(tmp_path / "out")]) == 1
+    assert "x must be [n, 16]" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------- schedule/data
 def test_lr_schedule_warms_up_then_decays_to_floor() -> None:
     factors = [lr_factor(s, total=100, warmup=10, min_ratio=0.1) for s in range(100)]
@@ -232,10 +239,3 @@ def test_trains_from_s3_shards_into_s3(s3_bucket: str) -> None:
     assert [s for s, _ in ckpt.list_checkpoints(f"{out}/checkpoints")] == [10, 20]
     log = [json.loads(line) for line in storage.read_bytes(f"{out}/metrics.jsonl").decode().splitlines()]
     assert [r["event"] for r in log][-2:] == ["export", "done"]
-
-
-def test_shards_with_wrong_width_are_rejected(tmp_path: Path) -> None:
-    torch.save({"x": torch.zeros(4, 3), "y": torch.zeros(4, dtype=torch.int64)}, tmp_path / "a.pt")
-    config = small(tmp_path / "out", "data.source=shards", f"data.uri={tmp_path}")
-    with pytest.raises(ValueError, match=r"x must be \[n, 16\]"):
-        train(config)

@@ -2,8 +2,8 @@
 and readiness and liveness probes.
 
 An inference endpoint is a KServe InferenceService, or a Deployment/StatefulSet whose labels say so
-(`aicloud.dev/role: inference`, or `app.kubernetes.io/component` one of inference, predictor,
-model-server, serving) or whose pods can only land on inference node pools.
+(`aicloud.dev/role: inference`, or `app.kubernetes.io/component` or `app.kubernetes.io/name` one of
+inference, predictor, model-server, serving) or whose pods can only land on inference node pools.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from policies.data_safety import ENVIRONMENT_CONFIG
 from policies.security import k8s_name
 
 ENDPOINT_KINDS = ("Deployment", "StatefulSet", "InferenceService")
-INFERENCE_COMPONENTS = ("inference", "predictor", "model-server", "serving")
+INFERENCE_COMPONENTS = {"inference", "predictor", "model-server", "serving"}
+"""`app.kubernetes.io/component` or `app.kubernetes.io/name` values that mark an inference server."""
 SCALERS = (
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
     "kubernetes:autoscaling/v2beta2:HorizontalPodAutoscaler",
@@ -68,7 +69,7 @@ def endpoints(view: StackView) -> Iterator[tuple[Res, PodTemplate]]:
         labels = {**as_dict(dig(res.props, "metadata.labels")), **tpl.labels}
         if res.kind == "InferenceService" or labels.get(ROLE_LABEL) == "inference":
             yield res, tpl
-        elif labels.get("app.kubernetes.io/component") in INFERENCE_COMPONENTS:
+        elif INFERENCE_COMPONENTS & {labels.get("app.kubernetes.io/component"), labels.get("app.kubernetes.io/name")}:
             yield res, tpl
         elif selects_nodes(tpl.spec):
             landing = [p for p in every if view.same_scope(res, p.res) and schedulable_on(tpl.spec, p.labels)]

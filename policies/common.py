@@ -156,7 +156,11 @@ class Rule:
     level: EnforcementLevel = EnforcementLevel.MANDATORY
     config: dict[str, dict[str, Any]] = field(default_factory=dict)
     """JSON-schema properties of the rule's config (Pulumi fills their `default`)."""
-    remediation: str = ""
+    types: tuple[str, ...] = ()
+    """Resource types a resource rule looks at (a trailing `*` matches a prefix); empty: every type."""
+
+    def applies(self, type_: str) -> bool:
+        return not self.types or any(type_.startswith(t[:-1]) if t.endswith("*") else type_ == t for t in self.types)
 
     def defaults(self) -> dict[str, Any]:
         return {k: v["default"] for k, v in self.config.items() if "default" in v}
@@ -169,13 +173,14 @@ class Rule:
             enforcement_level=self.level,
             config_schema=schema,
             tags=[self.area],
-            remediation_steps=self.remediation or None,
         )
         if self.stack:
             return StackValidationPolicy(validate=self._stack, **kwargs)
         return ResourceValidationPolicy(validate=self._resource, **kwargs)
 
     def _resource(self, args: ResourceValidationArgs, report: ReportViolation) -> None:
+        if not self.applies(args.resource_type):
+            return
         res = Res(
             type=args.resource_type,
             name=args.name,
@@ -189,7 +194,7 @@ class Rule:
 
     def _stack(self, args: StackValidationArgs, report: ReportViolation) -> None:
         config = {**self.defaults(), **dict(args.get_config() or {})}
-        self.check(StackView(args.resources), config, report)
+        self.check(StackView.of(args.resources), config, report)
 
 
 # --------------------------------------------------------------------------- resources and the stack
@@ -264,6 +269,16 @@ class StackView:
             if res.type.startswith("pulumi:providers:"):
                 self.providers.setdefault(res.urn, res.props)
         self._scopes: dict[str, tuple[str | None, str | None]] = {}
+
+    _last: tuple[Sequence[Any], StackView] | None = None
+
+    @classmethod
+    def of(cls, resources: Sequence[Any]) -> StackView:
+        """The view of `resources`, reused while the same list is validated by one rule after another
+        (the offline plan hands every stack rule one list; the CLI gives each rule its own)."""
+        if cls._last is None or cls._last[0] is not resources:
+            cls._last = (resources, cls(resources))
+        return cls._last[1]
 
     def of_type(self, *types: str) -> list[Res]:
         return [r for r in self.resources if r.type in types]

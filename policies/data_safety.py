@@ -88,8 +88,6 @@ def s3_versioning(view: StackView, config: dict[str, Any], report: ReportViolati
 
 
 def gcs_versioning(res: Res, config: dict[str, Any], report: ReportViolation) -> None:
-    if res.type != GCS_BUCKET:
-        return
     enabled = truthy(dig(res.props, "versioning.enabled"))
     if enabled is not True and enabled is not UNKNOWN:
         report(
@@ -110,8 +108,6 @@ DESTROY_FLAGS: dict[str, tuple[str, str, bool]] = {
 
 
 def no_force_destroy(res: Res, config: dict[str, Any], report: ReportViolation) -> None:
-    if res.type not in DESTROY_FLAGS:
-        return
     flag, what, dangerous = DESTROY_FLAGS[res.type]
     if truthy(res.props.get(flag)) is not dangerous:
         return
@@ -150,6 +146,7 @@ RULES = [
         "GCS buckets keep object versions.",
         "data-safety",
         gcs_versioning,
+        types=(GCS_BUCKET,),
     ),
     Rule(
         "aicloud-data-disallow-force-destroy",
@@ -157,5 +154,6 @@ RULES = [
         "forceDelete, deleteContentsOnDestroy off; BigQuery deletionProtection on).",
         "data-safety",
         no_force_destroy,
+        types=tuple(DESTROY_FLAGS),
     ),
 ]

@@ -180,6 +180,23 @@ def device_plugin_tolerates_pools(view: StackView, config: dict[str, Any], repor
                 )
 
 
+def device_plugin_selects_pools(view: StackView, config: dict[str, Any], report: ReportViolation) -> None:
+    gpu_pools = [p for p in pools(view) if p.is_gpu]
+    for plugin in _device_plugins(view):
+        values = plugin.props.get("values")
+        if "nvidia-device-plugin" not in str(plugin.props.get("chart", "")) or not isinstance(values, dict):
+            continue
+        for pool in gpu_pools:
+            if view.same_scope(plugin, pool.res) and not schedulable_on(values, pool.labels):
+                report(
+                    f"The NVIDIA device plugin '{plugin.name}' is never scheduled onto GPU node pool "
+                    f"'{_display(pool)}': its node selection excludes the pool's labels, so the pool's GPUs stay "
+                    "invisible to Kubernetes. Keep aicloud's aicloud.dev/gpu=true label on every GPU pool, or widen "
+                    "the plugin's nodeSelector/affinity to match it.",
+                    plugin.urn,
+                )
+
+
 def device_plugin_present(view: StackView, config: dict[str, Any], report: ReportViolation) -> None:
     plugins = _device_plugins(view)
     for pool in pools(view):
@@ -195,7 +212,7 @@ def device_plugin_present(view: StackView, config: dict[str, Any], report: Repor
 
 
 def device_plugin_gpu_nodes_only(res: Res, config: dict[str, Any], report: ReportViolation) -> None:
-    if res.type not in HELM_TYPES or "nvidia-device-plugin" not in str(res.props.get("chart", "")):
+    if "nvidia-device-plugin" not in str(res.props.get("chart", "")):
         return
     values = res.props.get("values")
     if values is UNKNOWN:
@@ -225,6 +242,7 @@ RULES = [
         "Every GPU node pool carries the nvidia.com/gpu NoSchedule taint.",
         "gpu",
         pool_tainted,
+        types=("aws:eks/nodeGroup:NodeGroup", "gcp:container/nodePool:NodePool"),
     ),
     Rule(
         "aicloud-gpu-workload-tolerates-pool",
@@ -248,6 +266,13 @@ RULES = [
         stack=True,
     ),
     Rule(
+        "aicloud-gpu-device-plugin-selects-pools",
+        "The NVIDIA device plugin's node selection admits every GPU pool in its cluster.",
+        "gpu",
+        device_plugin_selects_pools,
+        stack=True,
+    ),
+    Rule(
         "aicloud-gpu-device-plugin-present",
         "Every EKS cluster with GPU pools runs the NVIDIA device plugin.",
         "gpu",
@@ -259,5 +284,6 @@ RULES = [
         "The NVIDIA device plugin is pinned to GPU nodes.",
         "gpu",
         device_plugin_gpu_nodes_only,
+        types=HELM_TYPES,
     ),
 ]

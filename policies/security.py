@@ -109,8 +109,6 @@ def s3_encryption(view: StackView, config: dict[str, Any], report: ReportViolati
 
 
 def gcs_encryption(res: Res, config: dict[str, Any], report: ReportViolation) -> None:
-    if res.type != GCS_BUCKET:
-        return
     if dig(res.props, "encryption.defaultKmsKeyName") in (None, ""):
         report(
             f"GCS bucket '{res.name}' has no default customer-managed encryption key. Set "
@@ -150,8 +148,6 @@ def s3_public_access(view: StackView, config: dict[str, Any], report: ReportViol
 
 
 def gcs_public_access(res: Res, config: dict[str, Any], report: ReportViolation) -> None:
-    if res.type != GCS_BUCKET:
-        return
     value = res.props.get("publicAccessPrevention")
     if value is UNKNOWN or value == "enforced":
         return
@@ -253,7 +249,7 @@ def _firewall_ports(spec: str) -> tuple[int, int] | None:
 
 
 def firewall_admin_ports(res: Res, config: dict[str, Any], report: ReportViolation) -> None:
-    if res.type != "gcp:compute/firewall:Firewall" or res.props.get("direction", "INGRESS") != "INGRESS":
+    if res.props.get("direction", "INGRESS") != "INGRESS":
         return
     sources = [c for c in as_list(res.props.get("sourceRanges")) if c in OPEN_CIDRS]
     exposed: set[int] = set()
@@ -274,8 +270,6 @@ def firewall_admin_ports(res: Res, config: dict[str, Any], report: ReportViolati
 
 
 def eks_public_endpoint(res: Res, config: dict[str, Any], report: ReportViolation) -> None:
-    if res.type != "aws:eks/cluster:Cluster":
-        return
     vpc = res.props.get("vpcConfig")
     if vpc is UNKNOWN:
         return
@@ -299,8 +293,6 @@ def eks_public_endpoint(res: Res, config: dict[str, Any], report: ReportViolatio
 
 
 def gke_public_endpoint(res: Res, config: dict[str, Any], report: ReportViolation) -> None:
-    if res.type != "gcp:container/cluster:Cluster":
-        return
     private = truthy(dig(res.props, "privateClusterConfig.enablePrivateEndpoint"))
     if private is UNKNOWN or private is True:
         return
@@ -356,8 +348,6 @@ def require_imdsv2(res: Res, config: dict[str, Any], report: ReportViolation) ->
 
 
 def gke_workload_metadata(res: Res, config: dict[str, Any], report: ReportViolation) -> None:
-    if res.type != "gcp:container/nodePool:NodePool":
-        return
     mode = dig(res.props, "nodeConfig.workloadMetadataConfig.mode")
     if mode is UNKNOWN or mode == "GKE_METADATA":
         return
@@ -424,6 +414,7 @@ RULES = [
         "GCS buckets are encrypted with a customer-managed Cloud KMS key.",
         "security",
         gcs_encryption,
+        types=(GCS_BUCKET,),
     ),
     Rule(
         "aws-s3-bucket-disallow-public-access",
@@ -437,6 +428,7 @@ RULES = [
         "GCS buckets enforce public access prevention.",
         "security",
         gcs_public_access,
+        types=(GCS_BUCKET,),
     ),
     Rule(
         "aws-s3-bucket-require-tls",
@@ -450,47 +442,59 @@ RULES = [
         "No security group opens admin ports (SSH, RDP, Kubernetes API, kubelet, etcd) to 0.0.0.0/0 or ::/0.",
         "security",
         security_group_admin_ports,
+        types=(
+            "aws:ec2/securityGroup:SecurityGroup",
+            "aws:ec2/securityGroupRule:SecurityGroupRule",
+            "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+        ),
     ),
     Rule(
         "gcp-compute-firewall-disallow-public-admin-ports",
         "No firewall opens admin ports (SSH, RDP, Kubernetes API, kubelet, etcd) to 0.0.0.0/0 or ::/0.",
         "security",
         firewall_admin_ports,
+        types=("gcp:compute/firewall:Firewall",),
     ),
     Rule(
         "aws-eks-cluster-disallow-public-endpoint",
         "EKS API endpoints are private, or public only to an allow-list without 0.0.0.0/0.",
         "security",
         eks_public_endpoint,
+        types=("aws:eks/cluster:Cluster",),
     ),
     Rule(
         "gcp-container-cluster-disallow-public-endpoint",
         "GKE control planes are private, or public only to authorized networks without 0.0.0.0/0.",
         "security",
         gke_public_endpoint,
+        types=("gcp:container/cluster:Cluster",),
     ),
     Rule(
         "aws-ec2-require-imdsv2",
         "Nodes require IMDSv2 (launch templates and instances set metadataOptions.httpTokens 'required').",
         "security",
         require_imdsv2,
+        types=("aws:ec2/launchTemplate:LaunchTemplate", "aws:ec2/instance:Instance", "aws:eks/nodeGroup:NodeGroup"),
     ),
     Rule(
         "gcp-container-node-pool-require-gke-metadata",
         "GKE node pools hide the node's metadata server from pods (workloadMetadataConfig GKE_METADATA).",
         "security",
         gke_workload_metadata,
+        types=("gcp:container/nodePool:NodePool",),
     ),
     Rule(
         "kubernetes-pod-require-non-root",
         "Containers of Kubernetes workloads (Deployments, Jobs, PyTorchJobs, ...) run as non-root.",
         "security",
         non_root,
+        types=("kubernetes:*",),
     ),
     Rule(
         "aicloud-kms-key-rotation-enabled",
         "Customer-managed encryption keys (AWS KMS, Cloud KMS) rotate their key material.",
         "security",
         key_rotation,
+        types=("aws:kms/key:Key", "gcp:kms/cryptoKey:CryptoKey"),
     ),
 ]

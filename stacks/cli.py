@@ -1,6 +1,8 @@
 """The `aicloud` command line.
 
-    aicloud plan STACK [--json PATH] [--markdown PATH] [--quiet] [--no-fail]
+    aicloud plan STACK [--json PATH] [--markdown PATH] [--diagram PATH] [--against OLD.json]
+                       [--enforcement [RULE=]LEVEL]... [--quiet] [--no-fail]
+    aicloud diff OLD.json NEW.json [--json PATH] [--markdown PATH]
     aicloud local [options]   (the local end-to-end run: train, quantize, serve, query)
 
 Exit codes: 0 ok; 1 mandatory policy violations (unless --no-fail); 2 bad config or usage.
@@ -9,6 +11,7 @@ Exit codes: 0 ok; 1 mandatory policy violations (unless --no-fail); 2 bad config
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -25,21 +28,68 @@ def _write(path: str, text: str) -> None:
     print(f"wrote {out}", file=sys.stderr)
 
 
+def _read_plan(path: str) -> dict:
+    """A plan JSON file written by `aicloud plan --json` (ValueError naming the file if unreadable)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read plan {path}: {exc}") from None
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
+    from policies.config import parse_overrides
     from stacks.plan import run_plan
     from stacks.plan.render import render_json, render_markdown, render_text
 
-    plan = run_plan(args.stack, Path(args.stacks_dir))
+    try:
+        enforcement = parse_overrides(args.enforcement)
+        old = _read_plan(args.against) if args.against else None
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    plan = run_plan(args.stack, Path(args.stacks_dir), enforcement=enforcement)
+    diff = None
+    if old is not None:
+        from stacks.plan.diff import diff_plans
+
+        diff = diff_plans(old, plan.to_json())
     if not args.quiet:
         sys.stdout.write(render_text(plan, details=not args.summary))
+        if diff is not None:
+            from stacks.plan.diff import render_text as diff_text
+
+            sys.stdout.write("\n" + diff_text(diff))
     if args.json:
         _write(args.json, render_json(plan))
     if args.markdown:
-        _write(args.markdown, render_markdown(plan))
+        from stacks.plan.diff import render_markdown as diff_markdown
+
+        _write(args.markdown, render_markdown(plan, diff_markdown=diff_markdown(diff) if diff else None))
+    if args.diagram:
+        from stacks.plan.diagram import render_svg
+
+        _write(args.diagram, render_svg(plan))
     mandatory = [f for f in plan.findings if f["level"] == "mandatory"]
     if mandatory and not args.no_fail:
         print(f"{len(mandatory)} mandatory policy violation(s); see above.", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Resources added, removed, changed, replaced and renamed between two plan JSON files."""
+    from stacks.plan.diff import diff_plans, render_markdown, render_text
+
+    try:
+        diff = diff_plans(_read_plan(args.old), _read_plan(args.new))
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    sys.stdout.write(render_text(diff))
+    if args.json:
+        _write(args.json, json.dumps(diff.to_json(), indent=1, default=str))
+    if args.markdown:
+        _write(args.markdown, render_markdown(diff))
     return 0
 
 
@@ -60,8 +110,23 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--summary", action="store_true", help="sections and totals only, no resource list")
     plan.add_argument("--quiet", action="store_true", help="print nothing but errors")
     plan.add_argument("--no-fail", action="store_true", help="exit 0 even with mandatory policy violations")
+    plan.add_argument("--diagram", metavar="PATH", help="write an SVG diagram of the stack")
+    plan.add_argument("--against", metavar="OLD.json", help="show what changes against an earlier plan's JSON")
+    plan.add_argument(
+        "--enforcement",
+        metavar="[RULE=]LEVEL",
+        action="append",
+        default=[],
+        help="override a rule's policy level (advisory, mandatory, disabled); no RULE: every rule",
+    )
     plan.add_argument("--stacks-dir", default=str(STACKS_DIR), help=argparse.SUPPRESS)
     plan.set_defaults(func=cmd_plan)
+    diff = sub.add_parser("diff", help="compare two plans: added, removed, changed, replaced, renamed")
+    diff.add_argument("old", help="the earlier plan (aicloud plan --json)")
+    diff.add_argument("new", help="the later plan")
+    diff.add_argument("--json", metavar="PATH", help="write the diff as JSON ('-' for stdout)")
+    diff.add_argument("--markdown", metavar="PATH", help="write the diff as Markdown")
+    diff.set_defaults(func=cmd_diff)
     local = sub.add_parser(
         "local",
         help="train the debug preset with 2-process DDP on CPU, quantize, serve on 127.0.0.1, query it",

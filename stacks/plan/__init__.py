@@ -36,6 +36,8 @@ class Plan:
     resources: list[Registration]
     findings: list[dict[str, Any]] = field(default_factory=list)
     """Policy verdicts, filled by the policy pack when it runs over the plan."""
+    policy_levels: dict[str, str] = field(default_factory=dict)
+    """Enforcement level of every rule of the pack for this stack (`disabled` ones included)."""
 
     def __post_init__(self) -> None:
         self._by_urn = {r.urn: r for r in self.resources}
@@ -184,12 +186,22 @@ def run_program(stack: str, flat_config: dict[str, str], config: StackConfig) ->
     return Plan(stack=stack, config=config, resources=resources)
 
 
-def run_plan(stack: str, stacks_dir: Path = STACKS_DIR, *, policies: bool = True) -> Plan:
-    """Validate `stacks/Pulumi.<stack>.yaml` and plan it (raises `ConfigError` on bad config)."""
+def run_plan(
+    stack: str,
+    stacks_dir: Path = STACKS_DIR,
+    *,
+    policies: bool = True,
+    enforcement: dict[str, str] | None = None,
+) -> Plan:
+    """Validate `stacks/Pulumi.<stack>.yaml` and plan it (raises `ConfigError` on bad config).
+
+    `enforcement` overrides rule levels after the stack's own (`{"all": "advisory"}`, `{rule: level}`).
+    """
     flat, config = load_stack(stack, stacks_dir)
     plan = run_program(stack, flat, config)
     if policies:
-        from stacks.plan.policy import evaluate
+        from stacks.plan.policy import evaluate, rule_levels
 
-        plan.findings = evaluate(plan)
+        plan.findings = evaluate(plan, enforcement)
+        plan.policy_levels = rule_levels(plan, enforcement)
     return plan

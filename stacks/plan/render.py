@@ -130,8 +130,71 @@ def _md_table(columns: list[str], rows: list[list[Any]]) -> list[str]:
     ]
 
 
-def render_markdown(plan: Plan, *, diff_markdown: str | None = None) -> str:
-    """A review page for a pull request: summary, sections, policy verdicts, resource list."""
+GITHUB_COMMENT_LIMIT = 65_536
+"""GitHub refuses comments longer than this many characters."""
+
+
+def _policy_lines(plan: Plan, max_violations: int | None = None) -> list[str]:
+    """Every rule with its level and result, then every violation (the first `max_violations`)."""
+    from policies.registry import RULES
+
+    lines = ["### Policy verdicts", ""]
+    counts: dict[str, int] = defaultdict(int)
+    for f in plan.findings:
+        counts[f["policy"]] += 1
+    rows = []
+    for rule in RULES:
+        level = plan.policy_levels.get(rule.name, rule.level.value)
+        n = counts.get(rule.name, 0)
+        result = "off" if level == "disabled" else f"❌ {n}" if n and level != "advisory" else f"⚠️ {n}" if n else "✅"
+        rows.append([result, f"`{rule.name}`", rule.area, level])
+    summary = f"{len(RULES)} rules: {len(RULES) - len(counts)} pass, {len(counts)} with violations"
+    lines += [f"<details><summary>{summary}</summary>", ""]
+    lines += _md_table(["result", "rule", "area", "level"], rows)
+    lines += ["", "</details>", ""]
+    findings = plan.findings if max_violations is None else plan.findings[:max_violations]
+    if findings:
+        lines += _md_table(
+            ["level", "policy", "resource", "message"],
+            [[f["level"], f"`{f['policy']}`", f.get("name") or "(stack)", f["message"]] for f in findings],
+        )
+        if len(findings) < len(plan.findings):
+            lines.append(f"\n_… {len(plan.findings) - len(findings)} more violation(s) in the JSON plan._")
+    else:
+        lines.append("No violations.")
+    lines.append("")
+    return lines
+
+
+def _resource_lines(plan: Plan, *, full: bool) -> list[str]:
+    """The resources per region: one row each, or (`full=False`) a count per type."""
+    lines = ["<details><summary>Resources by region and component</summary>", ""]
+    for region, components in _grouped(plan).items():
+        regs = [reg for regs in components.values() for reg in regs]
+        lines += [f"#### {region} ({len(regs)})", ""]
+        if full:
+            rows = [
+                [component, f"`{reg.type}`", reg.name, len(reg.inputs)]
+                for component, items in components.items()
+                for reg in items
+            ]
+            lines += _md_table(["component", "type", "name", "inputs"], rows)
+        else:
+            by_type: dict[str, int] = defaultdict(int)
+            for reg in regs:
+                by_type[reg.type] += 1
+            lines += _md_table(["type", "count"], [[f"`{t}`", n] for t, n in sorted(by_type.items())])
+        lines.append("")
+    lines += ["</details>", ""]
+    return lines
+
+
+def render_markdown(plan: Plan, *, diff_markdown: str | None = None, limit: int = GITHUB_COMMENT_LIMIT - 1_536) -> str:
+    """A review page for a pull request: summary, changes, sections, policy verdicts, resources.
+
+    The page stays under `limit` characters (GitHub's comment limit, less room for a wrapper):
+    the resource list falls back to counts per type, then the violation list is cut.
+    """
     from stacks.plan.sections import build_sections
 
     mandatory = [f for f in plan.findings if f["level"] == "mandatory"]
@@ -146,27 +209,19 @@ def render_markdown(plan: Plan, *, diff_markdown: str | None = None) -> str:
         lines += _md_table(section["columns"], section["rows"])
         lines += [f"\n_{n}_" for n in section.get("notes", [])]
         lines.append("")
-    lines += ["### Policy verdicts", ""]
-    if plan.findings:
-        lines += _md_table(
-            ["level", "policy", "resource", "message"],
-            [[f["level"], f"`{f['policy']}`", f.get("name") or "(stack)", f["message"]] for f in plan.findings],
-        )
-    else:
-        lines.append("No violations.")
-    lines.append("")
-    lines += ["<details><summary>Resources by region and component</summary>", ""]
-    for region, components in _grouped(plan).items():
-        rows = [
-            [component, f"`{reg.type}`", reg.name, len(reg.inputs)]
-            for component, regs in components.items()
-            for reg in regs
-        ]
-        lines += [f"#### {region} ({len(rows)})", ""]
-        lines += _md_table(["component", "type", "name", "inputs"], rows)
-        lines.append("")
-    lines += ["</details>", ""]
-    return "\n".join(lines)
+    head = "\n".join(lines) + "\n"
+    for policy, resources in (
+        (_policy_lines(plan), _resource_lines(plan, full=True)),
+        (_policy_lines(plan), _resource_lines(plan, full=False)),
+    ):
+        page = head + "\n".join(policy + resources)
+        if len(page) <= limit:
+            return page
+    tail = "\n".join(_resource_lines(plan, full=False))
+    keep = len(plan.findings)
+    while keep > 0 and len(head + "\n".join(_policy_lines(plan, keep)) + tail) > limit:
+        keep = keep * 3 // 4
+    return head + "\n".join(_policy_lines(plan, keep)) + tail
 
 
 def render_json(plan: Plan) -> str:

@@ -11,6 +11,7 @@ Exit codes: 0 ok; 1 mandatory policy violations (unless --no-fail); 2 bad config
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 from pathlib import Path
@@ -37,6 +38,9 @@ def _read_plan(path: str) -> dict:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    # A short-lived run: skip garbage collection while the provider SDKs load and the program
+    # runs (full collections over their objects cost more than the plan itself).
+    gc.disable()
     from policies.config import parse_overrides
     from stacks.plan import run_plan
     from stacks.plan.render import render_json, render_markdown, render_text

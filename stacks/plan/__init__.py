@@ -9,6 +9,7 @@ its inputs, parent, provider and data-safety options, plus the outputs component
 from __future__ import annotations
 
 import contextvars
+import gc
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -169,10 +170,20 @@ def record(
 
     def _run() -> list[Registration]:
         mocks = PlanMocks()
+        # The SDK allocates many short-lived objects per resource; with hundreds of thousands of
+        # long-lived objects from the provider SDKs in the heap, full collections dominate the run
+        # (measured: 7.3 s -> 3.8-5.2 s of CPU for the prod plan). The run is bounded, so cycles
+        # are left for after it.
+        gc_enabled = gc.isenabled()
+        gc.disable()
         monitor = RecordingMonitor(mocks, stack=stack, project=PROJECT)
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
         set_all_config(dict(flat_config or {}))
-        _sync_await(run_pulumi_func(program))
+        try:
+            _sync_await(run_pulumi_func(program))
+        finally:
+            if gc_enabled:
+                gc.enable()
         return list(monitor.registrations.values())
 
     return contextvars.Context().run(_run)

@@ -14,7 +14,8 @@
   Cloud Monitoring: one in-cluster Prometheus keeps the dashboards and alerts identical on both
   clouds.
 - **PodMonitors** for the model server (pods of `components.endpoint.APP`, port `http`, path
-  `/metrics`) and the trainer (pods carrying `components.training.JOB_LABEL`, port `metrics`).
+  `/metrics`) and the trainer (pods carrying `components.training.JOB_LABEL`, port
+  `components.training.METRICS_PORT_NAME`; only rank 0 serves it).
   Pods rather than Services: the endpoint puts several Services in front of the same pods
   (per track and for the whole model), which would scrape every pod more than once.
 - **Dashboards** from `components/dashboards/*.json`, one ConfigMap each.
@@ -81,7 +82,6 @@ dashboards and alerts may use exactly these names."""
 KUBE_STATE_METRICS: tuple[str, ...] = (
     "kube_node_labels",
     "kube_pod_container_resource_requests",
-    "kube_pod_status_phase",
 )
 """kube-state-metrics families (part of kube-prometheus-stack) that dashboards and alerts use."""
 
@@ -94,9 +94,6 @@ REQUEST_LATENCY_BUCKET = "aicloud_server_request_duration_seconds_bucket"
 REQUESTS = "aicloud_server_requests_total"
 TRAINER_STEP = "aicloud_trainer_step"
 """Server and trainer metric names used here (tests check them against `workloads.*` definitions)."""
-
-TRAINER_METRICS_PORT_NAME = "metrics"
-"""Name of the trainer pods' container port that serves `/metrics` (`--metrics-port`)."""
 
 
 # --------------------------------------------------------------------------- config
@@ -469,7 +466,7 @@ def pod_monitor_manifest(
 def monitor_manifests() -> list[dict[str, Any]]:
     """PodMonitors for the model server and the trainer, selecting the labels their components set."""
     from components.endpoint import APP, METRICS_PATH, PORT_NAME
-    from components.training import JOB_LABEL
+    from components.training import JOB_LABEL, METRICS_PORT_NAME
 
     return [
         pod_monitor_manifest(
@@ -482,7 +479,7 @@ def monitor_manifests() -> list[dict[str, Any]]:
         pod_monitor_manifest(
             "trainer",
             {"matchExpressions": [{"key": JOB_LABEL, "operator": "Exists"}]},
-            TRAINER_METRICS_PORT_NAME,
+            METRICS_PORT_NAME,
             "/metrics",
             {"__meta_kubernetes_pod_label_aicloud_dev_training_job": "training_job"},
         ),

@@ -43,6 +43,7 @@ from components.monitoring import PROMETHEUS_URL, RetrainingSpec, drift_query
 from components.nodepool import LABEL_PREFIX, NodePoolSpec
 from components.platform import RegionSpec
 from components.training import (
+    RUN_AS,
     TRAINER_SERVICE_ACCOUNT,
     TRAINING_NAMESPACE,
     PoolShape,
@@ -235,8 +236,8 @@ def cron_job_manifest(
                             "nodeSelector": {f"{LABEL_PREFIX}/role": "general"},
                             "securityContext": {
                                 "runAsNonRoot": True,
-                                "runAsUser": 1000,
-                                "runAsGroup": 1000,
+                                "runAsUser": RUN_AS,
+                                "runAsGroup": RUN_AS,
                                 "seccompProfile": {"type": "RuntimeDefault"},
                             },
                             "containers": [

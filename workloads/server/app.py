@@ -74,7 +74,8 @@ except importlib.metadata.PackageNotFoundError:  # running from a source tree wi
     SERVER_VERSION = "0+unknown"
 
 _JSON = "application/json"
-_INFER_HEADERS = frozenset({b"content-length", BINARY_HEADER.encode()})
+_BINARY_HEADER = BINARY_HEADER.encode()
+_INFER_HEADERS = frozenset({b"content-length", _BINARY_HEADER})
 """Request headers the inference path reads (ASGI header names are lower case)."""
 
 
@@ -227,7 +228,7 @@ class _InferFastPath:
     Starlette.
     """
 
-    def __init__(self, app: ASGIApp, infer: Callable[[Receive, dict[str, bytes], str, str | None], Any]) -> None:
+    def __init__(self, app: ASGIApp, infer: Callable[[Receive, dict[bytes, bytes], str, str | None], Any]) -> None:
         self.app = app
         self.infer = infer
 
@@ -300,9 +301,10 @@ def create_app(config: ServerConfig, *, on_load_failure: Callable[[], None] | No
             served = state.resolve(name, version)
             label_model, label_version = served.name, served.version
             body = await _read_body(receive, headers.get(b"content-length"), max_bytes)
-            json_length = headers.get(BINARY_HEADER.encode())
+            json_length = headers.get(_BINARY_HEADER)
             if json_length is not None and not json_length.isdigit():
-                raise InvalidInput(f"Inference-Header-Content-Length {json_length!r} is not a number")
+                shown = json_length.decode(errors="replace")
+                raise InvalidInput(f"Inference-Header-Content-Length {shown!r} is not a number")
             parsed = decode_infer_request(
                 body,
                 input_spec=served.input_spec,
@@ -412,6 +414,9 @@ def run_server(config: ServerConfig) -> int:
     """Serve until SIGTERM/SIGINT; return the process exit code (0, or 1 if loading failed)."""
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(config.torch_threads or _usable_cpus())
+    import sys
+
+    sys.setswitchinterval(float(os.environ.get("X_SWITCH", "0.005")))  # TEMP
     server: _GracefulServer | None = None
 
     def stop() -> None:

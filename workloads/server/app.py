@@ -414,9 +414,6 @@ def run_server(config: ServerConfig) -> int:
     """Serve until SIGTERM/SIGINT; return the process exit code (0, or 1 if loading failed)."""
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(config.torch_threads or _usable_cpus())
-    import sys
-
-    sys.setswitchinterval(float(os.environ.get("X_SWITCH", "0.005")))  # TEMP
     server: _GracefulServer | None = None
 
     def stop() -> None:

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+from pulumi.runtime import resource as pulumi_resource
 from pulumi.runtime.config import set_all_config
+from pulumi.runtime.proto import source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -176,12 +178,17 @@ def record(
         # are left for after it.
         gc_enabled = gc.isenabled()
         gc.disable()
+        # Source positions serve the real engine's diagnostics only; capturing a Python stack
+        # per resource is an eighth of a mock run, so the plan skips it.
+        stack_trace = pulumi_resource._get_stack_trace
+        pulumi_resource._get_stack_trace = source_pb2.StackTrace
         monitor = RecordingMonitor(mocks, stack=stack, project=PROJECT)
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
         set_all_config(dict(flat_config or {}))
         try:
             _sync_await(run_pulumi_func(program))
         finally:
+            pulumi_resource._get_stack_trace = stack_trace
             if gc_enabled:
                 gc.enable()
         return list(monitor.registrations.values())

@@ -216,8 +216,9 @@ class TrainingSpec(Spec):
         dupes = sorted({n for n in names if names.count(n) > 1})
         problems = [f"job names must be unique, repeated: {', '.join(dupes)}"] if dupes else []
         raw = (info.context or {}).get("stack")
-        if isinstance(raw, dict):
-            problems += check_against_stack(jobs, _regions(raw), _image_workloads(raw))
+        regions = _regions(raw) if isinstance(raw, dict) else None
+        if isinstance(raw, dict) and regions is not None:
+            problems += check_against_stack(jobs, regions, _image_workloads(raw))
             if raw.get("storage") is None:
                 problems += [
                     f"job {j.name!r}: dataset needs the lakehouse (aicloud:storage)" for j in jobs if j.dataset
@@ -231,15 +232,19 @@ def _is_key(key: str) -> bool:
     return re.fullmatch(_KEY, key) is not None
 
 
-def _regions(raw: dict[str, Any]) -> list[RegionSpec]:
-    """The stack's regions that validate on their own (the others report their own errors)."""
+def _regions(raw: dict[str, Any]) -> list[RegionSpec] | None:
+    """The stack's regions, or None when any of them is invalid: those report their own errors,
+    and checking jobs against a partial stack would only add misleading ones."""
     out = []
     allow = raw.get("allowSpot", raw.get("allow_spot", True))
-    for r in raw.get("regions") or []:
+    regions = raw.get("regions")
+    if not isinstance(regions, list) or not regions:
+        return None
+    for r in regions:
         try:
             out.append(RegionSpec.model_validate(r, context={"allow_spot": allow not in (False, "false")}))
         except ValidationError:
-            continue
+            return None
     return out
 
 

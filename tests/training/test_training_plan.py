@@ -7,10 +7,14 @@ import json
 
 import pytest
 
-from stacks.plan import run_plan
+from components.nodepool import NodePoolSpec
+from components.training import TrainerIdentity, TrainingJob, TrainingJobSpec
+from stacks.plan import Plan, run_plan
 from stacks.plan.sections import build_sections
+from stacks.steps.training import training_section
 
-STACKS = ("staging", "prod")
+STACKS = ("prod",)
+"""prod has both backends in both clouds; the spine's plan tests run every stack already."""
 JOB_TYPES = ("kubernetes:kubeflow.org/v1:PyTorchJob", "kubernetes:batch/v1:Job")
 
 
@@ -35,10 +39,17 @@ def test_prod_plans_training_in_both_primary_regions(plans):
     assert "images" in build_sections(plans["prod"])
 
 
-def test_staging_sweep_shows_its_waiting_trials(plans):
-    section = build_sections(plans["staging"])["training"]
+def test_the_training_section_shows_a_sweeps_waiting_trials(record):
+    pool = NodePoolSpec.model_validate({"name": "train", "machineType": "g6e.12xlarge", "maxNodes": 2}, context={})
+    sweep = {"grid": {"optim.lr": [1, 2, 3], "train.batch_size": [64, 128]}, "maxConcurrent": 2}
+    spec = TrainingJobSpec.model_validate({"name": "lr-sweep", "pool": "train", "sweep": sweep})
+    identity = TrainerIdentity("aicloud-training", "aicloud-trainer")
+    image = "ghcr.io/acme/trainer@sha256:" + "1" * 64
+    regs = record(lambda: TrainingJob("s", spec, pool=pool, image=image, identity=identity, region_key="aws-usw2"))
+    section = training_section(Plan(stack="t", config=None, resources=list(regs)))  # type: ignore[arg-type]
     (row,) = section["rows"]
-    assert row[1] == "lr-sweep" and row[6] == "6 (2 active)"
+    assert row == ["aws-usw2", "lr-sweep", "pytorchjob", "train", "1 x 4 nvidia-l40s", "debug", "6 (2 active)",
+                   "ghcr.io/…/trainer@sha256:111111111111…"]  # fmt: skip
     assert any("4 sweep trial(s) are created suspended" in n for n in section["notes"])
 
 

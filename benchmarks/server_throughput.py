@@ -59,27 +59,35 @@ def model_specs() -> dict[str, tuple[str, dict]]:
 
 
 # ------------------------------------------------------------------------------ in process
-def _time_forward(module: torch.nn.Module, x: torch.Tensor, seconds: float) -> float:
-    """Median milliseconds per forward over repeated timed blocks."""
+def _time_interleaved(cases: dict[str, tuple[torch.nn.Module, torch.Tensor]], seconds: float) -> dict[str, float]:
+    """Median milliseconds per forward of each case, timed in interleaved blocks of 10 calls so
+    that load from other processes hits every case alike."""
+    samples: dict[str, list[float]] = {key: [] for key in cases}
     with torch.inference_mode():
-        for _ in range(5):
-            module(x)
-        block, samples = 0, []
-        start = time.perf_counter()
-        while time.perf_counter() - start < seconds or len(samples) < 5:
-            t0 = time.perf_counter()
-            for _ in range(10):
+        for module, x in cases.values():
+            for _ in range(5):
                 module(x)
-            samples.append((time.perf_counter() - t0) / 10 * 1e3)
-            block += 1
-    return statistics.median(samples)
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds * len(cases) or min(map(len, samples.values())) < 5:
+            for key, (module, x) in cases.items():
+                t0 = time.perf_counter()
+                for _ in range(10):
+                    module(x)
+                samples[key].append((time.perf_counter() - t0) / 10 * 1e3)
+    return {key: statistics.median(values) for key, values in samples.items()}
 
 
 def in_process(seconds: float) -> dict[str, dict[str, float]]:
-    """Forward ms by model, variant and batch size (one thread, pinned to the server core)."""
+    """Forward ms by model, variant and batch size (one thread, pinned to the server core).
+
+    Variants: ``fp32_stock`` (the workloads.models module), ``fp32`` / ``bf16`` (the server's
+    serving graph), ``int8`` (the server's choice of engine) and ``int8_<engine>`` for every
+    supported engine, so the engine choice is measured, not assumed.
+    """
     os.sched_setaffinity(0, {SERVER_CPU})
     torch.set_num_threads(1)
     engine = resolve_engine("auto")
+    engines = [e for e in ("fbgemm", "x86", "onednn") if e in torch.backends.quantized.supported_engines]
     cpu = torch.device("cpu")
     results: dict[str, dict[str, float]] = {}
     for name, (arch, kwargs) in model_specs().items():
@@ -87,22 +95,30 @@ def in_process(seconds: float) -> dict[str, dict[str, float]]:
         model = build_model(arch, **kwargs).eval()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            variants = {
+            modules = {
                 "fp32_stock": (model, torch.float32),
                 "fp32": (prepare_model(model, precision="fp32", device=cpu, engine=engine), torch.float32),
-                "int8": (prepare_model(model, precision="int8", device=cpu, engine=engine), torch.float32),
                 "bf16": (prepare_model(model, precision="bf16", device=cpu, engine=engine), torch.bfloat16),
+                **{f"int8_{e}": (prepare_model(model, precision="int8", device=cpu, engine=e), torch.float32)
+                   for e in engines},
             }  # fmt: skip
+        torch.backends.quantized.engine = engine
+        modules["int8"] = modules[f"int8_{engine}"]
         row: dict[str, float] = {}
-        for variant, (module, dtype) in variants.items():
-            for batch in (1, 32):
-                x = torch.randn(batch, kwargs["in_features"]).to(dtype)
-                row[f"{variant}_b{batch}_ms"] = _time_forward(module, x, seconds)
         for batch in (1, 32):
+            cases = {
+                key: (module, torch.randn(batch, kwargs["in_features"]).to(dtype))
+                for key, (module, dtype) in modules.items()
+                if key != "int8"
+            }
+            for key, ms in _time_interleaved(cases, seconds).items():
+                row[f"{key}_b{batch}_ms"] = ms
+            row[f"int8_b{batch}_ms"] = row[f"int8_{engine}_b{batch}_ms"]
             row[f"int8_speedup_b{batch}"] = row[f"fp32_b{batch}_ms"] / row[f"int8_b{batch}_ms"]
             row[f"int8_vs_stock_b{batch}"] = row[f"fp32_stock_b{batch}_ms"] / row[f"int8_b{batch}_ms"]
             row[f"int8_samples_per_s_b{batch}"] = batch * 1e3 / row[f"int8_b{batch}_ms"]
         row["engine"] = engine  # type: ignore[assignment]
+        row["engines"] = engines  # type: ignore[assignment]
         results[name] = row
     return results
 
@@ -268,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per HTTP run")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per run")
-    parser.add_argument("--forward-seconds", type=float, default=1.5, help="per in-process case")
+    parser.add_argument("--forward-seconds", type=float, default=1.0, help="per in-process case")
     parser.add_argument("--json", help="write all results here")
     args = parser.parse_args(argv)
     if len(os.sched_getaffinity(0)) < 2:
@@ -286,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row[f'int8_vs_stock_b{batch}']:.2f}x vs stock; "
                   f"{row[f'int8_samples_per_s_b{batch}']:.0f} samples/s), "
                   f"bf16 {row[f'bf16_b{batch}_ms']:.3f} ms")  # fmt: skip
+            engines = ", ".join(f"{e} {row[f'int8_{e}_b{batch}_ms']:.3f}" for e in row["engines"])
+            print(f"            int8 by engine (ms): {engines}")
     http = over_http(args.duration, args.warmup)
     served_p50 = http["mlp/int8/batching=on"][0]["p50_ms"]
     added = served_p50 - forward["mlp"]["int8_b1_ms"]

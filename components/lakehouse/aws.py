@@ -342,7 +342,6 @@ class AwsLakehouse(pulumi.ComponentResource):
             naming("catalog"),
             name=catalog.database,
             description="aicloud lakehouse tables (Apache Iceberg)",
-            location_uri=self.uris["curated"],
             tags=merge_tags(tags),
             opts=naming.data_opts(self, "catalog", safety),
         )

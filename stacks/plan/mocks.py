@@ -163,6 +163,10 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             urns.append(self.urn(alias_parent, spec.type or request.type, spec.name or request.name))
         return urns
 
+    def Invoke(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        self._loop()  # data sources (getCallerIdentity, getProject) also run on worker threads
+        return super().Invoke(request)
+
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
         if request.type == "pulumi:pulumi:Stack":
             urn = f"urn:pulumi:{self.stack}::{self.project}::pulumi:pulumi:Stack::{self.project}-{self.stack}"

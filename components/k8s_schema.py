@@ -22,11 +22,11 @@ import importlib.resources
 import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
-from packaging.version import Version
-from referencing import Registry, Resource
+if TYPE_CHECKING:  # the validation libraries come with kubernetes-validate (a dev dependency)
+    import jsonschema
+    from referencing import Registry
 
 DEFINITIONS = "https://kubernetes.io/api/_definitions.json"
 """`$id` of the bundled definitions; CRD schemas `$ref` embedded Kubernetes types through it."""
@@ -341,19 +341,26 @@ def _schema_dir(version: str) -> Any:
     """The bundled strict schema folder for Kubernetes `version` (`1.33`): the newest bundled
     version not newer than it (the API of a minor release is fixed)."""
     root = importlib.resources.files("kubernetes_validate").joinpath("kubernetes-json-schema")
-    wanted = Version(version)
-    found: list[tuple[Version, Any]] = []
+    wanted = _minor(version)
+    found: list[tuple[tuple[int, int], Any]] = []
     for entry in root.iterdir():
         m = re.match(r"^v(\d+\.\d+)\.\d+-local-strict$", entry.name)
-        if m and Version(m.group(1)) <= wanted:
-            found.append((Version(m.group(1)), entry))
+        if m and _minor(m.group(1)) <= wanted:
+            found.append((_minor(m.group(1)), entry))
     if not found:
         raise UnknownKind(f"kubernetes-validate bundles no schema for Kubernetes {version}")
     return max(found, key=lambda f: f[0])[1]
 
 
+def _minor(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
 @functools.cache
 def _registry(version: str) -> Registry:
+    from referencing import Registry, Resource
+
     definitions = json.loads(_schema_dir(version).joinpath("_definitions.json").read_text())
     return Resource.from_contents(definitions) @ Registry()
 
@@ -369,6 +376,9 @@ def _builtin_validator(version: str, api_version: str, kind: str) -> jsonschema.
     path = _schema_dir(version).joinpath(_file_name(api_version, kind))
     if not path.is_file():
         return None
+    import jsonschema
+    from referencing import Resource
+
     schema = json.loads(path.read_text())
     return jsonschema.Draft202012Validator(schema, registry=Resource.from_contents(schema) @ _registry(version))
 
@@ -378,6 +388,8 @@ def _crd_validator(version: str, api_version: str, kind: str) -> jsonschema.Vali
     schema = CRD_SCHEMAS.get((api_version, kind))
     if schema is None:
         return None
+    import jsonschema
+
     doc = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
     return jsonschema.Draft202012Validator(doc, registry=_registry(version))
 

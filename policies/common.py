@@ -69,9 +69,12 @@ def is_unknown(value: Any) -> bool:
 
 
 def plain(value: Any) -> Any:
-    """A plain copy of props: dicts and lists, with every apply-time value replaced by `UNKNOWN`."""
+    """A plain copy of props: dicts, lists and whole numbers as ints, with every apply-time value
+    replaced by `UNKNOWN`."""
     if isinstance(value, str):
         return UNKNOWN if _PLACEHOLDER.match(value) else value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # the engine sends every number as a double: 2.0 nodes are 2 nodes
     if isinstance(value, Mapping):
         out = {}
         for key in list(value):
@@ -190,11 +193,15 @@ class Rule:
             provider_props=plain(args.provider.props) if args.provider is not None else None,
             provider_urn=args.provider.urn if args.provider is not None else None,
         )
-        self.check(res, {**self.defaults(), **dict(args.get_config() or {})}, report)
+        self.check(res, self._config(args.get_config()), report)
 
     def _stack(self, args: StackValidationArgs, report: ReportViolation) -> None:
-        config = {**self.defaults(), **dict(args.get_config() or {})}
-        self.check(StackView.of(args.resources), config, report)
+        self.check(StackView.of(args.resources), self._config(args.get_config()), report)
+
+    def _config(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The rule's config: schema defaults, then what the pack was given (numbers as the engine
+        sends them, doubles, made whole where they are)."""
+        return plain({**self.defaults(), **dict(given or {})})
 
 
 # --------------------------------------------------------------------------- resources and the stack

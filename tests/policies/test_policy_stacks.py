@@ -111,11 +111,13 @@ def test_pack_config_carries_the_policy_section(planted, capsys):
     assert level == "advisory"
 
 
-def test_rule_names_are_unique_and_described():
+def test_rule_names_are_unique_described_and_documented():
     assert len(BY_NAME) == len(RULES) >= 30
+    readme = (HERE.parents[1] / "policies" / "README.md").read_text()
     for rule in RULES:
         assert rule.description.endswith("."), rule.name
         assert rule.area in {"security", "data-safety", "gpu", "placement", "cost", "availability"}
+        assert f"| `{rule.name}` |" in readme, f"{rule.name} is missing from policies/README.md"
 
 
 def test_plan_command_fails_on_mandatory_violations(capsys):
@@ -124,4 +126,22 @@ def test_plan_command_fails_on_mandatory_violations(capsys):
     out = capsys.readouterr()
     assert "aicloud-region-allowed" in out.out
     assert "mandatory policy violation(s)" in out.err
-    assert main([*args, "--quiet", "--enforcement", "advisory"]) == 0
+
+
+def test_plan_command_writes_the_review_against_an_older_plan(planted, tmp_path, capsys):
+    """--enforcement lets it pass; --against, --markdown and --diagram write the review's parts."""
+    old = planted.to_json()
+    group = next(r for r in old["resources"] if r["name"] == "aws-use1-train-ng")
+    group["inputs"]["instanceTypes"] = ["p4d.24xlarge"]  # the PR moves the pool to p5: a replacement
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    review, diagram = tmp_path / "planted.md", tmp_path / "planted.svg"
+    args = ["plan", "planted", "--stacks-dir", str(HERE), "--summary", "--enforcement", "advisory"]
+    args += ["--against", str(tmp_path / "old.json"), "--markdown", str(review), "--diagram", str(diagram)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "0 added, 0 removed, 0 changed, 1 replaced, 0 renamed" in out
+    assert "instanceTypes" in out
+    page = review.read_text()
+    assert "### Changes against `planted` base plan" in page and "**replaced**: instanceTypes" in page
+    assert "| ⚠️ 1 | `aicloud-region-allowed` | placement | advisory |" in page
+    assert diagram.read_text().startswith("<svg")

@@ -107,7 +107,7 @@ def monitoring_section(plan: Plan) -> dict[str, Any] | None:
                 ", ".join(out["monitors"]),
                 len(out["alerts"]),
                 "on" if out["otel"] else "off",
-                f"{r['schedule']} -> {r['job']['pool']} -> {r['rollout']}" if r else "-",
+                f"`{r['schedule']}` -> {r['job']['pool']} -> {r['rollout']}" if r else "-",
             ]
         )
     _, first = clusters[0]

@@ -103,7 +103,7 @@ def test_dev_and_staging_have_monitoring_and_no_retraining(stack):
 def test_the_plan_has_a_monitoring_section(prod):
     section = build_sections(prod)["monitoring"]
     assert [row[0] for row in section["rows"]] == [r.name for r in prod.config.regions]
-    assert section["rows"][0][-1].startswith("*/30 * * * * -> train -> ")
+    assert section["rows"][0][-1].startswith("`*/30 * * * *` -> train -> ")
     notes = " ".join(section["notes"])
     assert "AicloudServingLatencyHigh > 0.25" in notes and "AicloudFeatureDrift > 0.2" in notes
     assert "Retraining in aws-use1" in notes and "Retraining in gcp-usc1" in notes

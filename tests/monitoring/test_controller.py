@@ -61,7 +61,7 @@ class Cluster:
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self.objects.get((kind, name))
 
-    def patch(self, api_version, kind, namespace, name, patch, *, type="merge") -> None:  # noqa: A002
+    def patch(self, api_version, kind, namespace, name, patch, *, type="merge") -> None:
         self.patches.append((kind, name, type, patch))
 
 

@@ -44,6 +44,7 @@ from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, mo
 from pydantic_core import ValidationError
 
 from components.base import Spec, child_opts, type_token
+from components.image import PINNED_REF
 from components.nodepool import GPU_RESOURCE, POOL_LABEL, NodePoolSpec, pool_taints, tolerations_for
 from components.platform import RegionSpec
 
@@ -72,14 +73,13 @@ Strategy = Literal["rolling", "canary", "blue-green", "ab"]
 ModelUri = str | dict[Cloud, str]
 """An artifact URI for every cloud (`s3://...`), or one per cloud (`{aws: s3://.., gcp: gs://..}`)."""
 
-_DIGEST = re.compile(r"^[a-z0-9][a-z0-9._/:-]*[a-z0-9](:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?@sha256:[0-9a-f]{64}$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 _URI_SCHEMES = {"aws": "s3://", "gcp": "gs://"}
 _HTTP_HEADER = r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$"
 
 
 def _pinned(value: str) -> str:
-    if not _DIGEST.match(value):
+    if not PINNED_REF.match(value):
         raise ValueError(
             "image must be pinned by digest, `registry/name@sha256:<64 hex digits>`; a tag such as "
             "`:latest` can point at a different image on the next pull, so a replica restarted "

@@ -432,7 +432,7 @@ class AwsLakehouse(pulumi.ComponentResource):
         role = aws.iam.Role(
             naming("stream-role"),
             assume_role_policy=self.account_id.apply(
-                lambda acct: json.dumps(service_trust_policy("firehose.amazonaws.com", acct))
+                lambda acct: json.dumps(service_trust_policy("firehose.amazonaws.com", acct, "sts:ExternalId"))
             ),
             tags=merge_tags(tags),
             opts=naming.opts(self, "stream-role"),

@@ -224,16 +224,21 @@ def s3_replication_configuration(role_arn: str, zone: str, destinations: Sequenc
 
 
 # ------------------------------------------------------------------------------ IAM documents
-def service_trust_policy(service: str, account_id: str | None = None) -> dict[str, Any]:
-    """Trust policy letting an AWS service assume a role (scoped to this account when given)."""
-    statement: dict[str, Any] = {
-        "Effect": "Allow",
-        "Principal": {"Service": service},
-        "Action": "sts:AssumeRole",
+def service_trust_policy(service: str, account_id: str, condition_key: str = "aws:SourceAccount") -> dict[str, Any]:
+    """Trust policy letting an AWS service assume a role on behalf of this account only (the
+    confused-deputy guard: `aws:SourceAccount`, or `sts:ExternalId` where the service documents
+    it, as Firehose does)."""
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": service},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {condition_key: account_id}},
+            }
+        ],
     }
-    if account_id is not None:
-        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account_id}}
-    return {"Version": POLICY_VERSION, "Statement": [statement]}
 
 
 def _via_s3(region: str) -> dict[str, Any]:

@@ -402,9 +402,21 @@ class GcpLakehouse(pulumi.ComponentResource):
     ) -> dict[str, list[str]]:
         """One Storage Transfer cross-bucket replication job per (zone, replica); the transfer
         service agent gets the roles the Cloud console grants for it (legacy bucket owner on
-        the source, legacy bucket writer on the replica). Returns zone -> replica region keys."""
+        the source, legacy bucket writer on the replica) and, as the cross-bucket replication
+        guide asks, the Pub/Sub roles for change notifications. Returns zone -> replica keys."""
         replicated: dict[str, list[str]] = {}
         agent = store.agents["transfer"]
+        if any(zone in r.buckets for zone in spec.replication for r in replicas):
+            # Replication jobs watch the source through Pub/Sub: the transfer agent manages the
+            # subscription, the Cloud Storage agent publishes the bucket's change notifications.
+            for role, member in (("roles/pubsub.editor", agent), ("roles/pubsub.publisher", store.agents["storage"])):
+                gcp.projects.IAMMember(
+                    naming(f"replication-{role.split('.')[-1]}"),
+                    project=self.project,
+                    role=role,
+                    member=member,
+                    opts=naming.opts(self, f"replication-{role.split('.')[-1]}"),
+                )
         for zone in spec.replication:
             targets = [r for r in replicas if zone in r.buckets]
             if not targets:

@@ -95,7 +95,7 @@ def documents() -> dict[str, Any]:
     docs["s3-replication-models"] = s3_replication_configuration(ROLE_ARN, "models", DESTINATIONS)
     docs["iam-replication-role"] = replication_role_policy(bucket_arn("models"), KEY_ARN, REGION, DESTINATIONS)
     docs["iam-firehose-role"] = firehose_role_policy(bucket_arn("raw"), KEY_ARN, REGION, "stream/")
-    docs["iam-trust-firehose"] = service_trust_policy("firehose.amazonaws.com", ACCOUNT)
+    docs["iam-trust-firehose"] = service_trust_policy("firehose.amazonaws.com", ACCOUNT, "sts:ExternalId")
     docs["kms-key-policy"] = kms_key_policy(ACCOUNT, REGION)
     docs["iam-trainer"] = s3_workload_policy(
         "trainer",

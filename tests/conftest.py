@@ -17,7 +17,7 @@ import pulumi
 import pytest
 
 from stacks.plan import record as _record
-from stacks.plan.mocks import PlanMocks, Registration
+from stacks.plan.mocks import PlanMocks, Registration, open_event_loop
 
 
 class Recorded(list):
@@ -50,6 +50,7 @@ class Recorded(list):
 
 @pytest.fixture(autouse=True)
 def pulumi_mocks():
+    open_event_loop()  # an earlier test may have closed the loop it left current
     mocks = PlanMocks()
     pulumi.runtime.set_mocks(mocks, project="aicloud", stack="test", preview=False)
     yield mocks

@@ -24,7 +24,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from stacks.config import STACKS_DIR, StackConfig, load_stack
-from stacks.plan.mocks import UNKNOWN, PlanMocks, RecordingMonitor, Registration
+from stacks.plan.mocks import UNKNOWN, PlanMocks, RecordingMonitor, Registration, open_event_loop
 
 PROJECT = "aicloud"
 REGION_TYPE = "aicloud:platform:RegionalPlatform"
@@ -171,6 +171,7 @@ def record(
     """
 
     def _run() -> list[Registration]:
+        open_event_loop()
         mocks = PlanMocks()
         # The SDK allocates many short-lived objects per resource; with hundreds of thousands of
         # long-lived objects from the provider SDKs in the heap, full collections dominate the run

@@ -110,6 +110,22 @@ class Registration:
 _WORKER_LOOPS: dict[int, asyncio.AbstractEventLoop] = {}
 
 
+def open_event_loop() -> asyncio.AbstractEventLoop:
+    """The calling thread's event loop, replaced by a new one when missing or closed.
+
+    Threads outlive a plan (the runtime's worker pool, the main thread in a test session), and
+    code that ran before may have closed the loop it left set as current.
+    """
+    try:
+        loop = asyncio.get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+    return loop
+
+
 def close_worker_loops() -> None:
     """Close the event loops of the runtime's worker threads before the process exits.
 
@@ -133,15 +149,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self._types: dict[str, str] = {}  # urn -> qualified type chain
 
     def _loop(self) -> None:
-        """Ensure the calling (worker) thread has an event loop, and remember it for `close`."""
-        try:
-            loop = asyncio.get_event_loop()
-        except RuntimeError:
-            loop = None
-        if loop is None or loop.is_closed():
-            # Worker threads outlive a plan; the loop an earlier plan closed is replaced.
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
+        """Ensure the calling (worker) thread has an open event loop, and remember it."""
+        loop = open_event_loop()
         if threading.current_thread() is not threading.main_thread():
             _WORKER_LOOPS[threading.get_ident()] = loop
 

@@ -87,7 +87,7 @@ def evaluate(plan: Plan, enforcement: Mapping[str, str] | None = None) -> list[d
     config = pack_config(plan.config.environment, plan.config.policy, enforcement)
     resources = policy_resources(plan)
     stack_resources = [res for _, res in resources]
-    resource_inputs = [unknown_checking_proxy(dict(reg.inputs)) for reg, _ in resources]
+    inputs: dict[str, Any] = {}  # URN -> its inputs as the CLI wraps them, built on first use
     findings: list[dict[str, Any]] = []
     for rule in RULES:
         level, props = resolve(rule, config)
@@ -112,8 +112,12 @@ def evaluate(plan: Plan, enforcement: Mapping[str, str] | None = None) -> list[d
         if rule.stack:
             policy.validate(StackValidationArgs(stack_resources, props), lambda msg, urn=None, r=record: r(msg, urn))
             continue
-        for (reg, res), inputs in zip(resources, resource_inputs, strict=True):
+        for reg, res in resources:
             if rule.applies(reg.type):
-                args = ResourceValidationArgs(reg.type, inputs, reg.urn, reg.name, res.opts, res.provider, props)
+                if reg.urn not in inputs:
+                    inputs[reg.urn] = unknown_checking_proxy(dict(reg.inputs))
+                args = ResourceValidationArgs(
+                    reg.type, inputs[reg.urn], reg.urn, reg.name, res.opts, res.provider, props
+                )
                 policy.validate(args, lambda msg, urn=None, r=record, u=reg.urn: r(msg, u))
     return findings

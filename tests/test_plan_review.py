@@ -48,15 +48,17 @@ def program(*, new: bool, region: str = "us-east-1"):
         aws.ec2.Vpc("net-vpc", cidr_block="10.1.0.0/16" if new else "10.0.0.0/16", opts=opts)  # replaced
         aws.s3.Bucket("lake", bucket="acme-lake", tags={"tier": "hot" if new else "warm"}, opts=opts)  # changed
         if new:
-            aws.s3.Bucket(
+            logs = aws.s3.Bucket(
                 "logs",
                 bucket="acme-logs",
                 opts=pulumi.ResourceOptions(provider=provider, aliases=[pulumi.Alias(name="old-logs")]),
             )
             aws.s3.Bucket("features", bucket="acme-features", opts=opts)  # added
         else:
-            aws.s3.Bucket("old-logs", bucket="acme-logs", opts=opts)
+            logs = aws.s3.Bucket("old-logs", bucket="acme-logs", opts=opts)
             aws.s3.Bucket("scratch", bucket="acme-scratch", opts=opts)  # removed
+        # Refers to the renamed bucket's id: unchanged, since the alias keeps the same bucket.
+        aws.s3.BucketPolicy("logs-policy", bucket=logs.id, policy="{}", opts=opts)
         aws.eks.NodeGroup(
             "gpu-ng",
             cluster_name="c",
@@ -96,13 +98,21 @@ def test_diff_reports_each_kind_of_difference(plans):
     logs = next(e for e in diff.entries if e.name == "logs")
     assert logs.old_urn.endswith("::old-logs") and logs.changes == []
     # gpu-ng's desired size changed, but the autoscaler owns it (ignoreChanges): not a change.
-    assert diff.counts == {"added": 1, "removed": 1, "changed": 1, "replaced": 1, "renamed": 1, "unchanged": 2}
+    assert diff.counts == {"added": 1, "removed": 1, "changed": 1, "replaced": 1, "renamed": 1, "unchanged": 3}
 
 
 def test_a_new_provider_region_replaces_everything_it_manages(plans):
     moved = plan_json(program(new=False, region="us-west-2"))
     diff = diff_plans(plans[0], moved)
-    assert {e.name for e in diff.of("replaced")} == {"aws-use1", "net-vpc", "lake", "old-logs", "scratch", "gpu-ng"}
+    assert {e.name for e in diff.of("replaced")} == {
+        "aws-use1",
+        "net-vpc",
+        "lake",
+        "old-logs",
+        "logs-policy",
+        "scratch",
+        "gpu-ng",
+    }
     lake = next(e for e in diff.entries if e.name == "lake")
     assert lake.reasons == ["provider aws-use1 is replaced"]
 
@@ -121,7 +131,7 @@ def test_diff_renders_for_terminal_and_review(plans):
     diff = diff_plans(*plans)
     text = render_text(diff)
     assert (
-        text.splitlines()[0] == "Diff test -> test: 1 added, 1 removed, 1 changed, 1 replaced, 1 renamed, 2 unchanged"
+        text.splitlines()[0] == "Diff test -> test: 1 added, 1 removed, 1 changed, 1 replaced, 1 renamed, 3 unchanged"
     )
     assert "      replaced because: cidrBlock" in text
     md = render_markdown(diff)

@@ -13,6 +13,7 @@ for Kubernetes). A replaced provider replaces everything it manages. Inputs in a
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,6 +159,22 @@ def input_changes(old: Any, new: Any, path: str = "") -> list[Change]:
     return [Change(path, old, new)]
 
 
+_PLACEHOLDER = re.compile(r"\$\{([^}]*)\.([^.}]*)\}")
+
+
+def _renamed(value: Any, names: dict[str, str]) -> Any:
+    """`value` with the offline plan's `${new-name.attr}` placeholders written with the old names,
+    so a resource that only refers to a renamed (aliased) one does not look changed: the cloud
+    resource behind the alias, and its id, stay the same."""
+    if isinstance(value, str) and "${" in value:
+        return _PLACEHOLDER.sub(lambda m: "${" + names.get(m.group(1), m.group(1)) + "." + m.group(2) + "}", value)
+    if isinstance(value, dict):
+        return {k: _renamed(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_renamed(v, names) for v in value]
+    return value
+
+
 def _ignored(path: str, ignore: list[str]) -> bool:
     return any(_covers(p, path) for p in ignore)
 
@@ -236,12 +253,14 @@ def diff_plans(old: dict[str, Any], new: dict[str, Any]) -> PlanDiff:
             matched[urn] = alias
             taken.add(alias)
 
+    names = {after[n]["name"]: before[o]["name"] for n, o in matched.items() if n != o}
     entries: list[Entry] = []
     replaced_providers: set[str] = set()
     for new_urn, old_urn in matched.items():
         a, b = before[old_urn], after[new_urn]
         ignore = list(b.get("ignoreChanges") or [])
-        changes = [c for c in input_changes(a.get("inputs"), b.get("inputs")) if not _ignored(c.path, ignore)]
+        inputs = _renamed(b.get("inputs"), names) if names else b.get("inputs")
+        changes = [c for c in input_changes(a.get("inputs"), inputs) if not _ignored(c.path, ignore)]
         for opt in ("protect", "retainOnDelete"):
             if bool(a.get(opt)) != bool(b.get(opt)):
                 changes.append(Change(f"({opt})", bool(a.get(opt)), bool(b.get(opt))))

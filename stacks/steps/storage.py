@@ -10,6 +10,8 @@
    curated/features, writes checkpoints/models of its cloud's lakehouse), `server` in each serving
    region (reads models: the region's replica when there is one, else the primary's bucket).
 
+Zone URIs are stack outputs `<primary region key>:lake:<zone>` (`s3://...`, `gs://...`).
+
 `storage_section` renders zones, tiers and transition ages, replicas and data guards.
 """
 
@@ -70,7 +72,10 @@ def deploy_storage(d: Deployment) -> None:
     for cloud in dict.fromkeys(r.cloud for r in d.config.regions):
         primary = d.config.primary(cloud)
         assert primary is not None, "config validation guarantees a primary region per cloud"
-        lakehouses[cloud] = _lakehouse(d, spec, primary.name, [r for r in replicas.values() if r.cloud == cloud])
+        lake = _lakehouse(d, spec, primary.name, [r for r in replicas.values() if r.cloud == cloud])
+        lakehouses[cloud] = lake
+        for zone, uri in lake.uris.items():
+            d.outputs[f"{primary.name}:lake:{zone}"] = uri
     for region in d.config.regions:
         lake = lakehouses[region.cloud]
         ids: dict[str, WorkloadIdentity] = {}
@@ -80,10 +85,6 @@ def deploy_storage(d: Deployment) -> None:
             ids["server"] = _identity(d, region.name, "server", lake, replicas.get(region.name))
         if ids:
             d.identities[region.name] = ids
-    for cloud, lake in lakehouses.items():
-        key = d.config.primary(cloud).name  # type: ignore[union-attr]
-        for zone, uri in lake.uris.items():
-            d.outputs[f"{key}:lake:{zone}"] = uri
 
 
 def _replicas(d: Deployment, spec: StorageSpec) -> dict[str, Replica]:

@@ -23,7 +23,8 @@ def test_serving_graph_computes_the_same_function_as_the_stock_encoder(norm_firs
     model.encoder = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(32), enable_nested_tensor=False)
     model.eval()
     graph = serving_graph(model)
-    assert sum(isinstance(m, EncoderLayer) for m in graph.modules()) == 2
+    layers = [m for m in graph.modules() if isinstance(m, EncoderLayer)]
+    assert [layer.first_token_only for layer in layers] == [False, True]  # the head reads only CLS
     assert not any(isinstance(m, nn.MultiheadAttention) for m in graph.modules())
     for batch in (1, 7, 33):
         x = torch.randn(batch, 12)

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workloads.models import TabularTransformer
+
 __all__ = [
     "EncoderLayer",
     "compute_dtype",
@@ -66,19 +68,29 @@ def resolve_engine(engine: str) -> str:
 
 
 class EncoderLayer(nn.Module):
-    """``nn.TransformerEncoderLayer`` (self-attention, no mask, eval) built from ``nn.Linear``."""
+    """``nn.TransformerEncoderLayer`` (self-attention, no mask, eval) built from ``nn.Linear``.
 
-    def __init__(self, layer: nn.TransformerEncoderLayer) -> None:
+    With ``first_token_only`` the layer returns only the first token's output (``[B, 1, d]``):
+    keys and values still come from every token, but the query, attention output, feed-forward
+    and norms run on one row. That is exact for a model that reads only the first (CLS) token
+    after its last layer, and saves most of that layer's work.
+    """
+
+    def __init__(self, layer: nn.TransformerEncoderLayer, *, first_token_only: bool = False) -> None:
         super().__init__()
         attn = layer.self_attn
         if not attn._qkv_same_embed_dim or attn.in_proj_bias is None or attn.bias_k is not None:
             raise ValueError("serving_graph supports attention with one biased in_proj only")
         self.nhead = attn.num_heads
         self.batch_first = attn.batch_first
+        self.first_token_only = first_token_only
         d_model = attn.embed_dim
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.qkv.weight = nn.Parameter(attn.in_proj_weight.detach().clone())
-        self.qkv.bias = nn.Parameter(attn.in_proj_bias.detach().clone())
+        weight, bias = attn.in_proj_weight.detach(), attn.in_proj_bias.detach()
+        # One fused projection when every token needs q, k and v; q (first token) and kv apart
+        # otherwise. Kept apart, each is still one nn.Linear, so int8 quantization reaches it.
+        self.q = _linear(weight[:d_model], bias[:d_model]) if first_token_only else None
+        self.kv = _linear(weight[d_model:], bias[d_model:]) if first_token_only else None
+        self.qkv = None if first_token_only else _linear(weight, bias)
         self.out = nn.Linear(d_model, d_model, bias=attn.out_proj.bias is not None)
         self.out.load_state_dict(attn.out_proj.state_dict())
         self.linear1, self.linear2 = layer.linear1, layer.linear2
@@ -88,35 +100,56 @@ class EncoderLayer(nn.Module):
 
     def _attention(self, x: torch.Tensor) -> torch.Tensor:
         batch, seq, d_model = x.shape
-        qkv = self.qkv(x).view(batch, seq, 3, self.nhead, d_model // self.nhead)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        head_dim = d_model // self.nhead
+        if self.qkv is not None:
+            q, k, v = self.qkv(x).view(batch, seq, 3, self.nhead, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        else:
+            q = self.q(x[:, :1]).view(batch, 1, self.nhead, head_dim).transpose(1, 2)
+            k, v = self.kv(x).view(batch, seq, 2, self.nhead, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         attended = F.scaled_dot_product_attention(q, k, v)
-        return self.out(attended.transpose(1, 2).reshape(batch, seq, d_model))
+        return self.out(attended.transpose(1, 2).reshape(batch, q.shape[2], d_model))
 
     def _feedforward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear2(self.activation(self.linear1(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Same result as the wrapped layer's ``forward(x)`` in eval mode."""
+        """The wrapped layer's ``forward(x)`` in eval mode (first token only if so built)."""
         if not self.batch_first:
             x = x.transpose(0, 1)
+        residual = x[:, :1] if self.first_token_only else x
         if self.norm_first:
-            x = x + self._attention(self.norm1(x))
+            x = residual + self._attention(self.norm1(x))
             x = x + self._feedforward(self.norm2(x))
         else:
-            x = self.norm1(x + self._attention(x))
+            x = self.norm1(residual + self._attention(x))
             x = self.norm2(x + self._feedforward(x))
         return x if self.batch_first else x.transpose(0, 1)
 
 
+def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
+    linear = nn.Linear(weight.shape[1], weight.shape[0])
+    linear.weight = nn.Parameter(weight.clone())
+    linear.bias = nn.Parameter(bias.clone())
+    return linear
+
+
 def serving_graph(model: nn.Module) -> nn.Module:
     """A deep copy of ``model`` in eval mode with every ``nn.TransformerEncoder`` rewritten as a
-    sequence of :class:`EncoderLayer` (plus its final norm); other modules are unchanged."""
+    sequence of :class:`EncoderLayer` (plus its final norm); other modules are unchanged.
+
+    In a :class:`~workloads.models.TabularTransformer`, whose head reads only the CLS token, the
+    last layer computes only that token.
+    """
     graph = copy.deepcopy(model).eval()
     for parent in list(graph.modules()):
         for child_name, child in list(parent.named_children()):
             if isinstance(child, nn.TransformerEncoder):
-                layers: list[nn.Module] = [EncoderLayer(layer) for layer in child.layers]
+                reads_cls_only = isinstance(parent, TabularTransformer) and child_name == "encoder"
+                last = len(child.layers) - 1
+                layers: list[nn.Module] = [
+                    EncoderLayer(layer, first_token_only=reads_cls_only and i == last)
+                    for i, layer in enumerate(child.layers)
+                ]
                 if child.norm is not None:
                     layers.append(child.norm)
                 setattr(parent, child_name, nn.Sequential(*layers))

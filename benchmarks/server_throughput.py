@@ -10,7 +10,8 @@
    closed-loop load generator (asyncio streams, keep-alive, one connection per concurrent client,
    batch-1 JSON requests) pinned to core 1; requests/s, p50 and p99 at concurrency 1, 8 and 64
    with dynamic batching on and off.
-3. The server's added latency: served p50 at concurrency 1 minus the in-process batch-1 forward.
+3. The server's added latency: served p50 at concurrency 1 minus the in-process batch-1 forward of
+   the same prepared model, timed on the server's core just before that server's HTTP runs.
 
 The machine is shared: the script prints ``os.getloadavg()`` before and after.
 """
@@ -219,9 +220,19 @@ def _wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> No
     raise TimeoutError("server did not become ready")
 
 
-def serve_and_load(artifact: str, features: int, *, precision: str, batching: bool,
-                   seconds: float, warmup: float) -> list[LoadResult]:  # fmt: skip
-    """Start a pinned server, run the closed loop at each concurrency, stop the server."""
+def _forward_on_server_core(module: torch.nn.Module, features: int, seconds: float) -> float:
+    """In-process batch-1 forward ms on the server's core, measured while the server idles."""
+    os.sched_setaffinity(0, {SERVER_CPU})
+    try:
+        return _time_interleaved({"forward": (module, torch.randn(1, features))}, seconds)["forward"]
+    finally:
+        os.sched_setaffinity(0, {CLIENT_CPU})
+
+
+def serve_and_load(artifact: str, features: int, *, precision: str, batching: bool, seconds: float,
+                   warmup: float, module: torch.nn.Module) -> tuple[list[LoadResult], float]:  # fmt: skip
+    """Start a pinned server, run the closed loop at each concurrency, stop the server; also time
+    ``module`` (the same model, prepared in process) at batch 1 in the same time window."""
     port = _free_port()
     cmd = [
         "taskset", "-c", str(SERVER_CPU), sys.executable, "-m", "workloads.server",
@@ -242,16 +253,19 @@ def serve_and_load(artifact: str, features: int, *, precision: str, batching: bo
             for _ in range(64)
         ]  # fmt: skip
         path = "/v2/models/bench/infer"
-        return [uvloop.run(_load(port, path, bodies, c, seconds, warmup)) for c in CONCURRENCY]
+        forward_ms = _forward_on_server_core(module, features, 1.0)
+        return [uvloop.run(_load(port, path, bodies, c, seconds, warmup)) for c in CONCURRENCY], forward_ms
     finally:
         proc.terminate()
         proc.wait(timeout=60)
 
 
-def over_http(seconds: float, warmup: float) -> dict[str, list[dict]]:
-    """HTTP runs for each model, precision and batching mode (client pinned to its core)."""
+def over_http(seconds: float, warmup: float) -> dict[str, dict]:
+    """HTTP runs for each model, precision and batching mode (client pinned to its core), with
+    the added latency: served p50 at concurrency 1 minus the in-process batch-1 forward."""
     os.sched_setaffinity(0, {CLIENT_CPU})
-    results: dict[str, list[dict]] = {}
+    torch.set_num_threads(1)
+    results: dict[str, dict] = {}
     plan = [
         ("mlp", "fp32", True), ("mlp", "fp32", False),
         ("mlp", "int8", True), ("mlp", "int8", False),
@@ -259,10 +273,10 @@ def over_http(seconds: float, warmup: float) -> dict[str, list[dict]]:
         ("transformer", "int8", True), ("transformer", "int8", False),
     ]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        artifacts = {}
+        artifacts, models = {}, {}
         for name, (arch, kwargs) in model_specs().items():
             torch.manual_seed(0)
-            model = build_model(arch, **kwargs).eval()
+            model = models[name] = build_model(arch, **kwargs).eval()
             x = torch.randn(256, kwargs["in_features"])
             with torch.no_grad():
                 y = model(x).argmax(dim=1)
@@ -273,14 +287,21 @@ def over_http(seconds: float, warmup: float) -> dict[str, list[dict]]:
         for name, precision, batching in plan:
             key = f"{name}/{precision}/batching={'on' if batching else 'off'}"
             features = model_specs()[name][1]["in_features"]
-            runs = serve_and_load(
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                module = prepare_model(models[name], precision=precision, device=torch.device("cpu"),
+                                       engine=resolve_engine("auto"))  # fmt: skip
+            runs, forward_ms = serve_and_load(
                 artifacts[name], features, precision=precision, batching=batching,
-                seconds=seconds, warmup=warmup,
+                seconds=seconds, warmup=warmup, module=module,
             )  # fmt: skip
-            results[key] = [asdict(r) for r in runs]
+            added_ms = runs[0].p50_ms - forward_ms
+            results[key] = {"runs": [asdict(r) for r in runs], "forward_b1_ms": forward_ms, "added_ms": added_ms}
             for r in runs:
                 print(f"  {key:36s} c={r.concurrency:<3d} {r.rps:8.0f} req/s  p50 "
                       f"{r.p50_ms:7.2f} ms  p99 {r.p99_ms:7.2f} ms  errors {r.errors}")  # fmt: skip
+            print(f"  {key:36s} added latency: c=1 p50 {runs[0].p50_ms:.3f} ms - in-process forward "
+                  f"{forward_ms:.3f} ms = {added_ms:.3f} ms")  # fmt: skip
     return results
 
 
@@ -310,12 +331,10 @@ def main(argv: list[str] | None = None) -> int:
             engines = ", ".join(f"{e} {row[f'int8_{e}_b{batch}_ms']:.3f}" for e in row["engines"])
             print(f"            int8 by engine (ms): {engines}")
     http = over_http(args.duration, args.warmup)
-    served_p50 = http["mlp/int8/batching=on"][0]["p50_ms"]
-    added = served_p50 - forward["mlp"]["int8_b1_ms"]
-    print(f"added latency (mlp int8, c=1): served p50 {served_p50:.3f} ms - forward "
-          f"{forward['mlp']['int8_b1_ms']:.3f} ms = {added:.3f} ms")  # fmt: skip
-    t_on = http["transformer/int8/batching=on"][2]["rps"]
-    t_off = http["transformer/int8/batching=off"][2]["rps"]
+    added = http["mlp/int8/batching=on"]["added_ms"]
+    print(f"added latency (mlp int8, batching on, c=1): {added:.3f} ms")
+    t_on = http["transformer/int8/batching=on"]["runs"][2]["rps"]
+    t_off = http["transformer/int8/batching=off"]["runs"][2]["rps"]
     print(f"transformer int8 c=64: batching on/off = {t_on:.0f}/{t_off:.0f} = {t_on / t_off:.2f}x")
     load_after = os.getloadavg()
     print(f"load average after: {load_after}")

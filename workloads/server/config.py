@@ -61,7 +61,8 @@ class ServerConfig:
     torch_threads: int = 0
     """Intra-op threads of the model worker; 0 means one per CPU this process may run on."""
     max_batch_size: int = 64
-    """Most rows in one forward pass; 1 disables dynamic batching (``--no-batching``)."""
+    """Most rows in one forward pass; 1 disables dynamic batching (``--no-batching``). A single
+    request with more rows (up to ``max_request_rows``) runs as a batch of its own."""
     max_queue_delay_ms: float = 0.0
     """How long the worker may hold the oldest queued request waiting for more rows. 0 batches
     whatever queued up during the previous forward pass, which adds no latency when idle."""

@@ -47,6 +47,7 @@ from components.base import Spec, child_opts, type_token
 from components.image import PINNED_REF
 from components.nodepool import GPU_RESOURCE, POOL_LABEL, NodePoolSpec, pool_taints, tolerations_for
 from components.platform import RegionSpec
+from workloads.storage import LAKE_SCHEME, lake_env
 
 # --------------------------------------------------------------------------- the server's contract
 
@@ -75,6 +76,12 @@ ModelUri = str | dict[Cloud, str]
 
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 _URI_SCHEMES = {"aws": "s3://", "gcp": "gs://"}
+LAKE_MODELS = f"{LAKE_SCHEME}://models/"
+"""Model URIs under the lakehouse's `models` zone (`lake://models/<model>/<version>`): every serving
+region resolves them to the models bucket its server identity may read (the region's replica or
+the primary), through the `LAKE_CONFIG_MAP` the endpoint creates."""
+LAKE_CONFIG_MAP = "aicloud-lake"
+"""ConfigMap in the serving namespace: `AICLOUD_LAKE_<ZONE>` -> the zone's URI, for `lake://` URIs."""
 _HTTP_HEADER = r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$"
 
 
@@ -363,7 +370,9 @@ class ServingSpec(Spec):
     """The server image, pinned by digest (`registry/name@sha256:<64 hex>`); default the `server`
     workload of `aicloud:images` (pulled from the registry nearest each region)."""
     model_uri: ModelUri
-    """Artifact URI (`s3://` for AWS regions, `gs://` for GCP ones), or one per cloud."""
+    """Artifact URI: `lake://models/<path>` (the lakehouse's models zone, resolved per region to the
+    bucket the server identity reads), or `s3://` for AWS regions and `gs://` for GCP ones (one per
+    cloud)."""
     namespace: str = Field(default=DEFAULT_NAMESPACE, pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
     backend: Literal["deployment", "kserve"] = "deployment"
     """`deployment`: Deployments, Services, autoscalers aicloud renders. `kserve`: a KServe
@@ -624,6 +633,21 @@ Problem = tuple[tuple[str | int, ...], str, Any]
 """(key path below `serving`, message, offending value)."""
 
 
+def model_uris(spec: ServingSpec) -> list[tuple[tuple[str | int, ...], ModelUri]]:
+    """Every model URI the serving config names, with its key path under `serving`."""
+    release = spec.release
+    uris: list[tuple[tuple[str | int, ...], ModelUri]] = [(("modelUri",), spec.model_uri)]
+    for path, track in (
+        (("release", "canary"), release.canary),
+        (("release", "ab"), release.ab),
+        (("release", "blueGreen", "blue"), release.blue_green.blue if release.blue_green else None),
+        (("release", "blueGreen", "green"), release.blue_green.green if release.blue_green else None),
+    ):
+        if track is not None and track.model_uri is not None:
+            uris.append(((*path, "modelUri"), track.model_uri))
+    return uris
+
+
 def serving_problems(spec: ServingSpec, regions: list[RegionSpec] | None) -> list[Problem]:
     """Every check that needs more than one field of the section, or the stack's regions
     (`None` when the regions themselves are invalid: those checks are skipped then)."""
@@ -719,20 +743,21 @@ def serving_problems(spec: ServingSpec, regions: list[RegionSpec] | None) -> lis
         )
 
     # Artifacts must be readable from each cloud.
-    uris: list[tuple[tuple[str | int, ...], ModelUri]] = [(("modelUri",), spec.model_uri)]
-    for path, track in (
-        (("release", "canary"), release.canary),
-        (("release", "ab"), release.ab),
-        (("release", "blueGreen", "blue"), release.blue_green.blue if release.blue_green else None),
-        (("release", "blueGreen", "green"), release.blue_green.green if release.blue_green else None),
-    ):
-        if track is not None and track.model_uri is not None:
-            uris.append(((*path, "modelUri"), track.model_uri))
+    uris = model_uris(spec)
     for cloud in sorted({r.cloud for r in serving}):
         for path, uri in uris:
             got = _uri_for(uri, cloud)
             if got is None:
                 out.append((path, f"no URI for {cloud} (serving regions on {cloud} need one)", uri))
+            elif got.startswith(f"{LAKE_SCHEME}://"):
+                if not got.startswith(LAKE_MODELS) or got == LAKE_MODELS:
+                    out.append(
+                        (
+                            path,
+                            "the server reads the lakehouse's models zone only: use lake://models/<path>",
+                            got,
+                        )
+                    )
             elif "://" in got and not got.startswith((_URI_SCHEMES[cloud], "file://", "https://")):
                 out.append(
                     (
@@ -932,6 +957,21 @@ def service_account_manifest(plan: EndpointPlan, name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(plan, name)}
 
 
+def uses_lake(uri: str) -> bool:
+    """Whether a model URI names the lakehouse's models zone (`lake://models/...`)."""
+    return uri.startswith(f"{LAKE_SCHEME}://")
+
+
+def lake_config_map(plan: EndpointPlan, zone_uris: Mapping[str, Any]) -> dict[str, Any]:
+    """The ConfigMap `lake://` URIs resolve through (`AICLOUD_LAKE_<ZONE>` per zone the server may use)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(plan, LAKE_CONFIG_MAP),
+        "data": {lake_env(zone): uri for zone, uri in sorted(zone_uris.items())},
+    }
+
+
 def server_args(plan: EndpointPlan, track: TrackPlan) -> list[str]:
     """Command-line of `python -m workloads.server` for a track."""
     return [
@@ -970,6 +1010,7 @@ def pod_spec(
             {"name": "HOME", "value": "/tmp"},
             {"name": "AICLOUD_TRACK", "value": track.name},
         ],
+        **({"envFrom": [{"configMapRef": {"name": LAKE_CONFIG_MAP}}]} if uses_lake(track.model_uri) else {}),
         "resources": {"requests": requests, "limits": limits},
         "startupProbe": {
             "httpGet": {"path": READY_PATH, **probe},
@@ -1265,17 +1306,28 @@ def render_endpoint(
     service_account: str,
     create_identity: bool,
     entry_annotations: Mapping[str, str] | None = None,
+    zone_uris: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Every Kubernetes object of the endpoint in one region, in creation order.
 
     `create_identity`: also render the namespace and a plain service account (when the stack
     has no workload identity for the server). `entry_annotations` go on the entry Service (or
-    the Gateway's data plane) the regional load balancer targets.
+    the Gateway's data plane) the regional load balancer targets. `zone_uris`: the lakehouse
+    zones the server identity may read (zone -> URI), required when a track serves a
+    `lake://models/...` URI.
     """
     ann = dict(entry_annotations or {})
     out: list[dict[str, Any]] = []
     if create_identity:
         out += [namespace_manifest(plan), service_account_manifest(plan, service_account)]
+    lake = sorted({t.model_uri for t in plan.tracks if uses_lake(t.model_uri)})
+    if lake:
+        if not zone_uris or "models" not in zone_uris:
+            raise ValueError(
+                f"model URIs {', '.join(lake)} name the lakehouse, but region {plan.region_key!r} has no "
+                "server identity with access to the models zone (add aicloud:storage)"
+            )
+        out.append(lake_config_map(plan, zone_uris))
     if plan.spec.backend == "kserve":
         return [*out, inference_service_manifest(plan, service_account), pdb_manifest(plan)]
     for track in plan.tracks:
@@ -1309,6 +1361,7 @@ KEDA_CHART = {"chart": "keda", "version": "2.17.2", "repo": "https://kedacore.gi
 _TYPED: dict[tuple[str, str], tuple[str, str]] = {
     ("v1", "Namespace"): ("core.v1", "Namespace"),
     ("v1", "ServiceAccount"): ("core.v1", "ServiceAccount"),
+    ("v1", "ConfigMap"): ("core.v1", "ConfigMap"),
     ("v1", "Service"): ("core.v1", "Service"),
     ("apps/v1", "Deployment"): ("apps.v1", "Deployment"),
     ("policy/v1", "PodDisruptionBudget"): ("policy.v1", "PodDisruptionBudget"),
@@ -1319,6 +1372,7 @@ looked up on use, so reading the config does not import the Kubernetes SDK's mod
 _SHORT = {
     "Namespace": "ns",
     "ServiceAccount": "sa",
+    "ConfigMap": "cm",
     "Service": "svc",
     "Deployment": "deploy",
     "PodDisruptionBudget": "pdb",
@@ -1344,7 +1398,7 @@ def create_object(logical: str, manifest: Mapping[str, Any], opts: pulumi.Resour
         )
     module, name = typed
     cls = getattr(importlib.import_module(f"pulumi_kubernetes.{module}"), name)
-    kwargs = {k: manifest[k] for k in ("metadata", "spec") if k in manifest}
+    kwargs = {k: manifest[k] for k in ("metadata", "spec", "data") if k in manifest}
     return cls(logical, **kwargs, opts=opts)
 
 
@@ -1381,6 +1435,7 @@ class InferenceEndpoint(pulumi.ComponentResource):
             service_account=sa,
             create_identity=identity is None,
             entry_annotations=neg_annotation(plan.neg_name) if neg else None,
+            zone_uris=getattr(identity, "zone_uris", None),
         )
         deps = [identity] if isinstance(identity, pulumi.Resource) else []
         self.plan = plan
@@ -1414,7 +1469,7 @@ class InferenceEndpoint(pulumi.ComponentResource):
                 wait = f"{(plan.spec.startup_seconds + 900) // 60}m"
                 extra["custom_timeouts"] = pulumi.CustomTimeouts(create=wait, update=wait)
             res = create_object(logical, m, child_opts(self, depends_on=depends or None, **extra))
-            if kind in ("Namespace", "ServiceAccount"):
+            if kind in ("Namespace", "ServiceAccount", "ConfigMap"):
                 first.append(res)
             self.objects[f"{kind}/{obj_name}"] = res
         entry_kind = "Gateway" if plan.spec.gateway is not None else "Service"

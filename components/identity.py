@@ -47,6 +47,8 @@ class Workload:
 WORKLOADS: dict[str, Workload] = {
     "trainer": Workload(TRAINING_NAMESPACE, "aicloud-trainer"),
     "server": Workload(SERVING_NAMESPACE, "aicloud-server"),
+    # The drift-to-retraining trigger (a CronJob beside the training jobs it launches).
+    "retrain": Workload(TRAINING_NAMESPACE, "aicloud-retrain"),
 }
 """The workloads that get identities, with their namespace and ServiceAccount name."""
 
@@ -101,12 +103,19 @@ class WorkloadIdentity(pulumi.ComponentResource):
     """Lakehouse zones this identity may use -> bucket URI (`s3://...`, `gs://...`)."""
     cloud: str
 
-    def _kubernetes(self, name: str, workload: str, annotations: Mapping[str, pulumi.Input[str]]) -> None:
+    def _kubernetes(
+        self,
+        name: str,
+        workload: str,
+        annotations: Mapping[str, pulumi.Input[str]],
+        namespace: k8s.core.v1.Namespace | None,
+    ) -> None:
         spec = WORKLOADS[workload]
         self.workload = workload
         self.namespace = spec.namespace
         self.service_account_name = spec.service_account
-        self.namespace_resource = k8s.core.v1.Namespace(
+        # Workloads that share a namespace (trainer and retrain) share its object: one creates it.
+        self.namespace_resource = namespace or k8s.core.v1.Namespace(
             f"{name}-ns",
             metadata={"name": spec.namespace, "labels": _labels(workload)},
             opts=pulumi.ResourceOptions(parent=self),
@@ -151,11 +160,13 @@ class EksWorkloadIdentity(WorkloadIdentity):
         policy: pulumi.Input[str],
         zone_uris: Mapping[str, pulumi.Output[str]],
         tags: dict[str, str] | None = None,
+        namespace: k8s.core.v1.Namespace | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`policy` is the role's permission policy as JSON (see
         `components.lakehouse.documents.s3_workload_policy`); the step providing this component
-        passes the region's Kubernetes provider in `opts.providers`."""
+        passes the region's Kubernetes provider in `opts.providers`. `namespace`: the workload's
+        namespace when another identity already creates it (else it is created here)."""
         super().__init__(type_token("identity", "EksWorkloadIdentity"), name, None, opts)
         spec = WORKLOADS[workload]
         self.cloud = "aws"
@@ -176,7 +187,7 @@ class EksWorkloadIdentity(WorkloadIdentity):
             policy=policy,
             opts=pulumi.ResourceOptions(parent=self.role),
         )
-        self._kubernetes(name, workload, {EKS_ROLE_ANNOTATION: self.role.arn})
+        self._kubernetes(name, workload, {EKS_ROLE_ANNOTATION: self.role.arn}, namespace)
         self._outputs({"roleArn": self.role.arn})
 
 
@@ -194,6 +205,7 @@ class GkeWorkloadIdentity(WorkloadIdentity):
         account_id: str,
         bucket_roles: Sequence[tuple[str, pulumi.Input[str], str]],
         zone_uris: Mapping[str, pulumi.Output[str]],
+        namespace: k8s.core.v1.Namespace | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`bucket_roles`: `(zone, bucket name, role)` triples (see
@@ -226,5 +238,5 @@ class GkeWorkloadIdentity(WorkloadIdentity):
                 opts=pulumi.ResourceOptions(parent=gsa),
             )
         self.gcp_service_account = gsa
-        self._kubernetes(name, workload, {GKE_SA_ANNOTATION: gsa.email})
+        self._kubernetes(name, workload, {GKE_SA_ANNOTATION: gsa.email}, namespace)
         self._outputs({"gcpServiceAccount": gsa.email})

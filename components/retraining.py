@@ -100,6 +100,17 @@ class Lake:
     def decisions(self, model: str) -> str:
         return f"{self.models.rstrip('/')}/{model}/retrain/decisions"
 
+    def resolve(self, uri: str) -> str:
+        """A `lake://<zone>/<key>` URI of one of these zones as the zone's real URI; others unchanged."""
+        scheme = "lake://"
+        if not uri.startswith(scheme):
+            return uri
+        zone, _, key = uri[len(scheme) :].partition("/")
+        base = {"features": self.features, "checkpoints": self.checkpoints, "models": self.models}.get(zone)
+        if base is None:
+            raise ValueError(f"{uri!r}: the retraining loop knows the features, checkpoints and models zones only")
+        return f"{base.rstrip('/')}/{key}" if key else base
+
 
 def job_manifests(
     spec: RetrainingSpec,
@@ -361,7 +372,7 @@ def settings_for(
         drift_threshold=spec.drift_threshold,
         min_samples=spec.min_samples,
         canary_percent=spec.canary_percent,
-        current_model=current_model_uri(serving, region.cloud, plan),
+        current_model=lake.resolve(current_model_uri(serving, region.cloud, plan)),
         candidate_uri=lake.candidate(model),
         decisions_uri=lake.decisions(model),
         jobs=job_manifests(

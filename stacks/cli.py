@@ -142,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["local"]:
+        # Every option after `local` is workloads.local's own (argparse's REMAINDER would not take a
+        # leading option such as `--help` or `--workdir`).
+        from workloads.local import main as local_main
+
+        return local_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -19,7 +19,7 @@ import yaml
 from pydantic import Field, ValidationError, ValidationInfo, model_validator
 
 from components.base import DataSafety, Spec
-from components.endpoint import ServingField
+from components.endpoint import ServingField, model_uris
 from components.image import ImagesSpec
 from components.lakehouse.spec import StorageField
 from components.monitoring import MonitoringField
@@ -64,10 +64,10 @@ class StackConfig(Spec):
     training: TrainingSpec | None = None
     """Training jobs and sweeps on the GPU pools of the primary regions."""
     serving: ServingField = None
+    """Inference endpoints in the serving regions, their releases and global front doors."""
     storage: StorageField = None
     """The lakehouse (zones, tiers, catalog, scratch, streaming, replication) in each cloud's
     primary region, and the trainer's and server's workload identities."""
-    """Inference endpoints in the serving regions, their releases and global front doors."""
     monitoring: MonitoringField = None
     """Prometheus, Grafana, DCGM, alerts in every cluster; drift-triggered retraining (`retraining`)."""
 
@@ -100,6 +100,15 @@ class StackConfig(Spec):
                 )
         if any(r.cloud == "gcp" for r in self.regions) and not self.gcp_project:
             problems.append("gcpProject: required because the stack has GCP regions")
+        if self.serving is not None and self.storage is None:
+            for path, uri in model_uris(self.serving):
+                for got in [uri] if isinstance(uri, str) else uri.values():
+                    if got.startswith("lake://"):
+                        key = ".".join(str(p) for p in ("serving", *path))
+                        problems.append(
+                            f"{key}: lake:// URIs resolve to the stack's lakehouse; add aicloud:storage "
+                            f"or give an s3:// / gs:// URI (got {got!r})"
+                        )
         if problems:
             raise ValueError("\n".join(problems))
         return self

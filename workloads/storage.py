@@ -14,6 +14,11 @@ One small API shared by the trainer (datasets, checkpoints, artifacts) and the m
 - S3 honours ``AWS_ENDPOINT_URL_S3`` and ``AWS_ENDPOINT_URL`` (in that order), so a local
   ``moto_server`` works; credentials and region come from the usual boto3 chain.
 - ``google-cloud-storage`` is imported only for ``gs://`` URIs (``pip install 'aicloud[gcs]'``).
+- ``lake://<zone>/<key>`` names an object in a lakehouse zone without knowing its bucket: the zone's
+  base URI comes from the environment variable ``AICLOUD_LAKE_<ZONE>`` (e.g. ``AICLOUD_LAKE_MODELS=
+  s3://acme-prod-models-1a2b``), which the stack sets on the pods it deploys (the buckets are named
+  by Pulumi at create time, so a stack's config cannot spell them). Results are in the resolved
+  scheme.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ __all__ = [
     "delete",
     "join",
     "local_path",
+    "resolve",
+    "lake_env",
     "s3_client",
 ]
 
@@ -43,6 +50,10 @@ MULTIPART_THRESHOLD = 64 * 1024 * 1024
 
 MULTIPART_PART_SIZE = 16 * 1024 * 1024
 """Size of each multipart part in bytes (S3 requires at least 5 MiB for all but the last)."""
+
+LAKE_SCHEME = "lake"
+LAKE_ENV_PREFIX = "AICLOUD_LAKE_"
+"""``lake://<zone>/...`` resolves through ``AICLOUD_LAKE_<ZONE>`` (zone upper-cased)."""
 
 _TMP_PREFIX = ".aicloud-tmp-"
 """Name prefix of in-flight local temporary files; ``list_prefix`` never reports them."""
@@ -61,9 +72,34 @@ class _Location:
     """For local paths: whether the caller wrote ``file://`` (results keep the caller's style)."""
 
 
+def lake_env(zone: str) -> str:
+    """The environment variable that holds the base URI of lakehouse zone ``zone``."""
+    return LAKE_ENV_PREFIX + zone.upper().replace("-", "_")
+
+
+def resolve(uri: str) -> str:
+    """``uri`` with a ``lake://<zone>/<key>`` reference replaced by the zone's real URI; any other
+    URI unchanged. Raises ``ValueError`` naming the variable when the zone is not configured."""
+    if not isinstance(uri, str) or not uri.startswith(f"{LAKE_SCHEME}://"):
+        return uri
+    zone, _, key = uri[len(LAKE_SCHEME) + 3 :].partition("/")
+    if not zone:
+        raise ValueError(f"lake URI has no zone: {uri!r} (expected lake://<zone>/<key>)")
+    base = os.environ.get(lake_env(zone), "").strip()
+    if not base:
+        raise ValueError(
+            f"cannot resolve {uri!r}: {lake_env(zone)} is not set (the stack sets it on pods with "
+            f"access to the {zone!r} zone; locally, export it, e.g. {lake_env(zone)}=file:///tmp/lake/{zone})"
+        )
+    if base.startswith(f"{LAKE_SCHEME}://"):
+        raise ValueError(f"{lake_env(zone)} must be a real URI, not another lake URI: {base!r}")
+    return join(base, key) if key else base
+
+
 def _parse(uri: str) -> _Location:
     if not isinstance(uri, str) or not uri:
         raise ValueError(f"storage URI must be a non-empty string, got {uri!r}")
+    uri = resolve(uri)
     if "://" not in uri:
         return _Location("file", "", uri, file_uri=False)
     scheme, rest = uri.split("://", 1)
@@ -76,7 +112,9 @@ def _parse(uri: str) -> _Location:
         if not bucket:
             raise ValueError(f"{scheme} URI has no bucket: {uri!r}")
         return _Location(scheme, bucket, key, file_uri=False)
-    raise ValueError(f"unsupported storage scheme {scheme!r} in {uri!r}; allowed: local path, file://, s3://, gs://")
+    raise ValueError(
+        f"unsupported storage scheme {scheme!r} in {uri!r}; allowed: local path, file://, s3://, gs://, lake://"
+    )
 
 
 def _format(loc: _Location, key: str) -> str:

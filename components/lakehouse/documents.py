@@ -22,6 +22,9 @@ ZONE_ACCESS: dict[str, dict[str, str]] = {
     "trainer": {"curated": "read", "features": "read", "checkpoints": "write", "models": "write"},
     # The model server only loads published models.
     "server": {"models": "read"},
+    # The retraining trigger reads fresh features and scores the current and candidate models;
+    # it appends its decisions to the models zone (new objects only: the log is never rewritten).
+    "retrain": {"features": "read", "models": "write"},
 }
 """What each workload may do in each zone: `read` (list, get) or `write` (read, put, delete the
 current version; never delete versions, so nothing written is lost)."""

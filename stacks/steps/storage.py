@@ -8,7 +8,9 @@
    scratch file system on the region's network;
 3. workload identities in `d.identities[region_key]`: `trainer` in each primary region (reads
    curated/features, writes checkpoints/models of its cloud's lakehouse), `server` in each serving
-   region (reads models: the region's replica when there is one, else the primary's bucket).
+   region (reads models: the region's replica when there is one, else the primary's bucket),
+   `retrain` in each primary region when the stack retrains (reads features, appends to models;
+   it shares the trainer's namespace).
 
 Zone URIs are stack outputs `<primary region key>:lake:<zone>` (`s3://...`, `gs://...`).
 
@@ -22,6 +24,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from components.base import gcp_labels
 from components.identity import EksWorkloadIdentity, GkeWorkloadIdentity, WorkloadIdentity
@@ -81,6 +84,10 @@ def deploy_storage(d: Deployment) -> None:
         ids: dict[str, WorkloadIdentity] = {}
         if region.primary:
             ids["trainer"] = _identity(d, region.name, "trainer", lake)
+            if _retrains(d):
+                ids["retrain"] = _identity(
+                    d, region.name, "retrain", lake, namespace=ids["trainer"].namespace_resource
+                )
         if region.serving:
             ids["server"] = _identity(d, region.name, "server", lake, replicas.get(region.name))
         if ids:
@@ -156,12 +163,19 @@ def _lakehouse(d: Deployment, spec: StorageSpec, key: str, replicas: list[Replic
     )
 
 
+def _retrains(d: Deployment) -> bool:
+    """Whether the stack runs the drift-to-retraining loop (its trigger gets an identity too)."""
+    monitoring = d.config.monitoring
+    return monitoring is not None and monitoring.retraining is not None and d.config.serving is not None
+
+
 def _identity(
     d: Deployment,
     key: str,
     workload: str,
     lake: Lakehouse,
     replica: Replica | None = None,
+    namespace: k8s.core.v1.Namespace | None = None,
 ) -> WorkloadIdentity:
     """The workload's identity in region `key`, granted `ZONE_ACCESS[workload]` on the region's
     replica when it holds every zone the workload uses, else on the primary lakehouse."""
@@ -197,6 +211,7 @@ def _identity(
             policy=policy,
             zone_uris=uris,
             tags=d.tags,
+            namespace=namespace,
             opts=opts,
         )
     roles = [(b["zone"], buckets[b["zone"]].name, b["role"]) for b in gcs_workload_bindings(workload)]
@@ -207,6 +222,7 @@ def _identity(
         account_id=name[:30],
         bucket_roles=roles,
         zone_uris=uris,
+        namespace=namespace,
         opts=opts,
     )
 

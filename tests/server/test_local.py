@@ -26,3 +26,13 @@ def test_local_run_trains_serves_and_stops_cleanly(tmp_path: Path, capsys: pytes
 def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--requests", "0"]) == 2
     assert "--requests must be at least 1" in capsys.readouterr().err
+
+
+def test_aicloud_local_passes_every_option_to_the_local_run(capsys: pytest.CaptureFixture[str]) -> None:
+    from stacks.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["local", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: aicloud local" in out and "--workdir" in out and "--precision" in out

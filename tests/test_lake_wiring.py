@@ -22,9 +22,7 @@ DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 
 
 def _lake_config_maps(plan):
-    return {
-        plan.region_of(r): r for r in plan.of_type(CONFIG_MAP) if r.inputs["metadata"]["name"] == "aicloud-lake"
-    }
+    return {plan.region_of(r): r for r in plan.of_type(CONFIG_MAP) if r.inputs["metadata"]["name"] == "aicloud-lake"}
 
 
 @pytest.mark.parametrize("name", ["dev", "staging", "prod"])
@@ -65,7 +63,7 @@ def test_the_retraining_loop_runs_as_its_own_least_privilege_identity():
         if out["workload"] == "retrain"
     }
     assert sorted(retrain) == ["aws-use1", "gcp-usc1"]
-    for key, (reg, out) in retrain.items():
+    for key, (_reg, out) in retrain.items():
         assert out["namespace"] == "aicloud-training" and out["serviceAccount"] == "aicloud-retrain"
         assert out["zones"] == ["features", "models"]
         # One Namespace object per cluster for the trainer and the trigger.
@@ -74,7 +72,6 @@ def test_the_retraining_loop_runs_as_its_own_least_privilege_identity():
             if r.inputs["metadata"]["name"] == "aicloud-training" and plan.region_of(r) == key
         ]  # fmt: skip
         assert len(namespaces) == 1
-    (_, aws) = retrain["aws-use1"]
     (role,) = [r for r in plan.of_type("aws:iam/rolePolicy:RolePolicy") if r.name == "aws-use1-retrain-storage"]
     doc = json.loads(role.inputs["policy"])
     sids = {s["Sid"]: s for s in doc["Statement"]}
@@ -124,9 +121,7 @@ def _errors(raw: dict, mutate) -> list[str]:
 def test_a_lake_uri_outside_the_models_zone_is_rejected(dev_raw):
     found = _errors(dev_raw, lambda raw: raw["serving"].update(modelUri="lake://curated/classifier/v1"))
     assert any(
-        e.startswith("aicloud:serving.modelUri:")
-        and "models zone only" in e
-        and "lake://curated/classifier/v1" in e
+        e.startswith("aicloud:serving.modelUri:") and "models zone only" in e and "lake://curated/classifier/v1" in e
         for e in found
     ), found
 

@@ -161,9 +161,7 @@ def is_unknown(value: Any) -> bool:
     return isinstance(value, str) and bool(UNKNOWN.match(value))
 
 
-def record(
-    program: Callable[[], Any], *, stack: str, flat_config: dict[str, str] | None = None
-) -> list[Registration]:
+def record(program: Callable[[], Any], *, stack: str, flat_config: dict[str, str] | None = None) -> list[Registration]:
     """Run `program` under the mock runtime and return what it registered, in order.
 
     Each call runs in a fresh context (the runtime keeps its settings in context variables), so

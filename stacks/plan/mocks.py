@@ -184,9 +184,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self._loop()
         parent = request.parent if request.parent and self._types.get(request.parent) != "" else None
         urn = self.urn(parent, request.type, request.name)
-        self._types[urn] = (
-            f"{self._types[parent]}${request.type}" if parent and parent in self._types else request.type
-        )
+        self._types[urn] = f"{self._types[parent]}${request.type}" if parent and parent in self._types else request.type
         inputs = _numbers(rpc.deserialize_properties(request.object))
         reg = Registration(
             urn=urn,

@@ -21,7 +21,12 @@ KEY_INPUTS: dict[str, tuple[str, ...]] = {
     "aws:eks/nodeGroup:NodeGroup": ("instanceTypes", "amiType", "capacityType", "scalingConfig", "taints"),
     "aws:ec2/launchTemplate:LaunchTemplate": ("metadataOptions.httpTokens",),
     "gcp:container/cluster:Cluster": ("location", "minMasterVersion", "privateClusterConfig.enablePrivateEndpoint"),
-    "gcp:container/nodePool:NodePool": ("nodeConfig.machineType", "autoscaling", "nodeConfig.spot", "nodeConfig.taints"),
+    "gcp:container/nodePool:NodePool": (
+        "nodeConfig.machineType",
+        "autoscaling",
+        "nodeConfig.spot",
+        "nodeConfig.taints",
+    ),
     "gcp:compute/subnetwork:Subnetwork": ("region", "ipCidrRange"),
     "kubernetes:helm.sh/v3:Release": ("chart", "version", "namespace"),
 }
@@ -79,8 +84,9 @@ def _grouped(plan: Plan) -> dict[str, dict[str, list[Registration]]]:
 def _summary_lines(plan: Plan) -> list[str]:
     s = plan.summary()
     gpus = ", ".join(f"{g['min']}-{g['max']} x {name}" for name, g in s["gpus"].items()) or "none"
+    by_cloud = ", ".join(f"{k} {v}" for k, v in sorted(s["byCloud"].items()))
     return [
-        f"resources: {s['resources']} in {len(s['regions'])} region(s) ({', '.join(f'{k} {v}' for k, v in sorted(s['byCloud'].items()))})",
+        f"resources: {s['resources']} in {len(s['regions'])} region(s) ({by_cloud})",
         f"GPUs (min-max): {gpus}",
         f"cost per hour: ${s['costPerHour']['min']:,.2f} at min scale, ${s['costPerHour']['max']:,.2f} at max scale "
         f"({s['costPerHour']['basis']})",

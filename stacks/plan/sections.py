@@ -68,7 +68,18 @@ def pools_section(plan: Plan) -> Section:
     ]
     return {
         "title": "Node pools",
-        "columns": ["region", "pool", "role", "machine", "GPUs/node", "nodes", "capacity", "GPUs", "$/h min", "$/h max"],
+        "columns": [
+            "region",
+            "pool",
+            "role",
+            "machine",
+            "GPUs/node",
+            "nodes",
+            "capacity",
+            "GPUs",
+            "$/h min",
+            "$/h max",
+        ],
         "rows": rows,
         "notes": ["Cost: on-demand list price per node-hour from the catalog; spot pools bill less."],
     }

@@ -85,9 +85,7 @@ def deploy_storage(d: Deployment) -> None:
         if region.primary:
             ids["trainer"] = _identity(d, region.name, "trainer", lake)
             if _retrains(d):
-                ids["retrain"] = _identity(
-                    d, region.name, "retrain", lake, namespace=ids["trainer"].namespace_resource
-                )
+                ids["retrain"] = _identity(d, region.name, "retrain", lake, namespace=ids["trainer"].namespace_resource)
         if region.serving:
             ids["server"] = _identity(d, region.name, "server", lake, replicas.get(region.name))
         if ids:

@@ -24,7 +24,6 @@ from tests.lakehouse.samples import star_on_star  # noqa: E402
 from tests.lakehouse.test_storage_plan import _policy_documents  # noqa: E402
 
 
-
 def main() -> int:
     for name in ("dev", "staging", "prod"):
         plan = run_plan(name)

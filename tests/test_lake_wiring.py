@@ -9,13 +9,12 @@
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
 
-from stacks.config import ConfigError, load_stack, namespace_values, parse_stack_config
 from tests.endpoints.endpoint_helpers import stack_plan
+from tests.stack_helpers import config_errors, raw_stack
 
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -106,16 +105,11 @@ def test_the_retraining_settings_name_the_current_model_in_the_real_bucket():
 
 @pytest.fixture(scope="module")
 def dev_raw() -> dict:
-    flat, _ = load_stack("dev")
-    return namespace_values(flat)
+    return raw_stack("dev")
 
 
 def _errors(raw: dict, mutate) -> list[str]:
-    raw = copy.deepcopy(raw)
-    mutate(raw)
-    with pytest.raises(ConfigError) as info:
-        parse_stack_config(raw, "dev")
-    return info.value.errors
+    return config_errors(raw, mutate, "dev")
 
 
 def test_a_lake_uri_outside_the_models_zone_is_rejected(dev_raw):

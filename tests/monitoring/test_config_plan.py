@@ -4,28 +4,22 @@ primary region) with the monitoring section of `aicloud plan`."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 
-from stacks.config import ConfigError, load_stack, namespace_values, parse_stack_config
+from stacks.config import load_stack, parse_stack_config
 from stacks.plan import run_plan
 from stacks.plan.sections import build_sections
 from stacks.steps.monitoring import MONITORING_TYPE, RETRAINING_TYPE
+from tests.stack_helpers import config_errors, raw_stack
 
 
 @pytest.fixture(scope="module")
 def prod_raw() -> dict:
-    flat, _ = load_stack("prod")
-    return namespace_values(flat)
+    return raw_stack("prod")
 
 
 def errors(raw: dict, mutate) -> list[str]:
-    raw = copy.deepcopy(raw)
-    mutate(raw)
-    with pytest.raises(ConfigError) as info:
-        parse_stack_config(raw, "prod")
-    return [e for e in info.value.errors if e.startswith("aicloud:monitoring")]
+    return [e for e in config_errors(raw, mutate, "prod") if e.startswith("aicloud:monitoring")]
 
 
 def test_the_shipped_prod_monitoring_section_is_valid(prod_raw):

@@ -123,6 +123,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
         return -9
 
 
+INT8_NOTE = " (dynamic int8 scales activations per batch, so single rows may score slightly differently)"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the local end-to-end; 0 on success, 1 if a step failed, 2 on bad usage."""
     args = _parser().parse_args(argv)
@@ -138,12 +141,13 @@ def main(argv: list[str] | None = None) -> int:
         params = metadata["parameters"]
         lat = np.asarray(latencies)
         print(
-            f"      served accuracy {accuracy:.4f} on {len(lat)} rows\n"
+            f"      served accuracy {accuracy:.4f} on {len(lat)} rows, one row per request\n"
             f"      quantization: {params['quantization_precision']}"
             f" ({params['quantization_engine'] or 'no engine'}): top-1 agreement with fp32"
             f" {params['quantization_top1_agreement']:.4f}, held-out accuracy fp32"
             f" {params['quantization_fp32_accuracy']:.4f} / served {params['quantization_served_accuracy']:.4f}"
-            f" over {params['quantization_samples']} rows\n"
+            f" over {params['quantization_samples']} rows scored in batches at load"
+            f"{INT8_NOTE if params['quantization_precision'] == 'int8' else ''}\n"
             f"      latency per request: p50 {np.percentile(lat, 50):.2f} ms, p99 {np.percentile(lat, 99):.2f} ms",
             flush=True,
         )

@@ -43,7 +43,9 @@ print(json.dumps({"imports": t1 - t0, "program": t2 - t1, "resources": resources
 
 
 def synthetic_stack(regions: int) -> dict:
-    """A stack of `regions` regions (AWS first, then GCP), each like a prod serving region."""
+    """A stack of `regions` regions (AWS first, then GCP), each like a prod serving region: network,
+    cluster, a system pool and a GPU inference pool where the catalog offers one, an inference
+    endpoint and monitoring."""
     catalog = load_catalog()
     places = [("aws", r) for r in catalog.region_names("aws")] + [("gcp", r) for r in catalog.region_names("gcp")]
     if regions > len(places):
@@ -80,7 +82,22 @@ def synthetic_stack(regions: int) -> dict:
             }
         )
         seen_primary.add(cloud)
-    config = {"aicloud:environment": "prod", "aicloud:owner": "bench", "aicloud:regions": out}
+    config = {
+        "aicloud:environment": "prod",
+        "aicloud:owner": "bench",
+        "aicloud:regions": out,
+        # An endpoint on the system pool of every region and monitoring in every cluster, so the
+        # Kubernetes side grows with the regions too (not only networks, clusters and pools).
+        "aicloud:serving": {
+            "model": "bench",
+            "image": "ghcr.io/acme-ml/aicloud-server@sha256:" + "0" * 64,
+            "modelUri": {"aws": "s3://bench-models/bench/v1", "gcp": "gs://bench-models/bench/v1"},
+            "pool": "system",
+            "resources": {"cpu": "1", "memory": "2Gi"},
+            "replicas": {"min": 2, "max": 4},
+        },
+        "aicloud:monitoring": {"retention": "7d", "storageGib": 20},
+    }
     if any(r["cloud"] == "gcp" for r in out):
         config["aicloud:gcpProject"] = "bench-project"
     return {"config": config}

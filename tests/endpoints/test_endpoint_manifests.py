@@ -264,3 +264,32 @@ def test_gpu_units_follow_sharing():
     assert gpu_units_per_node(ts) == 16  # 4 GPUs x 4 slices
     assert gpu_units_per_node(mig) == 3  # 1 A100 x 3 2g slices
     assert gpu_units_per_node(NodePoolSpec(name="p", machine_type="m6i.large")) == 0
+
+
+@pytest.mark.parametrize("strategy", ["rolling", "canary", "kserve-canary"])
+def test_lake_model_uris_load_the_zone_configmap_in_every_server_container(strategy):
+    import dataclasses
+
+    plan = plans(STRATEGIES[strategy])["aws-use1"]
+    lake = tuple(dataclasses.replace(t, model_uri=f"lake://models/clf/{t.name}") for t in plan.tracks)
+    plan = dataclasses.replace(plan, tracks=lake)
+    with pytest.raises(ValueError, match=r"lake://models/clf/.*no server identity with access to the models zone"):
+        render_endpoint(plan, service_account="clf", create_identity=True)
+    objs = render_endpoint(
+        plan, service_account="clf", create_identity=True, zone_uris={"models": "s3://bkt-models-1a2b"}
+    )
+    config_map = named(objs, "ConfigMap", "aicloud-lake")
+    assert config_map["metadata"]["namespace"] == plan.namespace
+    assert config_map["data"] == {"AICLOUD_LAKE_MODELS": "s3://bkt-models-1a2b"}
+    # Created before anything that runs the server.
+    kinds = [o["kind"] for o in objs]
+    assert kinds.index("ConfigMap") < min(kinds.index(k) for k in ("Deployment", "InferenceService") if k in kinds)
+    containers = [c for o in by_kind(objs, "Deployment") for c in o["spec"]["template"]["spec"]["containers"]]
+    containers += [c for o in by_kind(objs, "InferenceService") for c in o["spec"]["predictor"]["containers"]]
+    # One container per Deployment track; KServe runs both revisions from one InferenceService.
+    assert len(containers) == (1 if strategy == "kserve-canary" else len(plan.tracks))
+    for c in containers:
+        assert c["envFrom"] == [{"configMapRef": {"name": "aicloud-lake"}}]
+        assert "lake://models/clf/" in " ".join(c["args"])
+    for o in objs:
+        assert validate_object(o, "1.33") == [], o["kind"]

@@ -47,7 +47,7 @@ from components.base import Spec, child_opts, type_token
 from components.image import PINNED_REF
 from components.nodepool import GPU_RESOURCE, POOL_LABEL, NodePoolSpec, pool_taints, tolerations_for
 from components.platform import RegionSpec
-from workloads.storage import LAKE_SCHEME, lake_env
+from workloads.storage import lake_env, split_lake
 
 # --------------------------------------------------------------------------- the server's contract
 
@@ -76,12 +76,10 @@ ModelUri = str | dict[Cloud, str]
 
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 _URI_SCHEMES = {"aws": "s3://", "gcp": "gs://"}
-LAKE_MODELS = f"{LAKE_SCHEME}://models/"
-"""Model URIs under the lakehouse's `models` zone (`lake://models/<model>/<version>`): every serving
-region resolves them to the models bucket its server identity may read (the region's replica or
-the primary), through the `LAKE_CONFIG_MAP` the endpoint creates."""
 LAKE_CONFIG_MAP = "aicloud-lake"
-"""ConfigMap in the serving namespace: `AICLOUD_LAKE_<ZONE>` -> the zone's URI, for `lake://` URIs."""
+"""ConfigMap in the serving namespace: `AICLOUD_LAKE_<ZONE>` -> the zone's URI. Model URIs under the
+lakehouse's `models` zone (`lake://models/<model>/<version>`) resolve through it, in every serving
+region to the models bucket its server identity may read (the region's replica or the primary)."""
 _HTTP_HEADER = r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$"
 
 
@@ -749,8 +747,8 @@ def serving_problems(spec: ServingSpec, regions: list[RegionSpec] | None) -> lis
             got = _uri_for(uri, cloud)
             if got is None:
                 out.append((path, f"no URI for {cloud} (serving regions on {cloud} need one)", uri))
-            elif got.startswith(f"{LAKE_SCHEME}://"):
-                if not got.startswith(LAKE_MODELS) or got == LAKE_MODELS:
+            elif (lake := split_lake(got)) is not None:
+                if lake[0] != "models" or not lake[1]:
                     out.append(
                         (
                             path,
@@ -958,8 +956,8 @@ def service_account_manifest(plan: EndpointPlan, name: str) -> dict[str, Any]:
 
 
 def uses_lake(uri: str) -> bool:
-    """Whether a model URI names the lakehouse's models zone (`lake://models/...`)."""
-    return uri.startswith(f"{LAKE_SCHEME}://")
+    """Whether a model URI names a lakehouse zone (`lake://<zone>/...`)."""
+    return split_lake(uri) is not None
 
 
 def lake_config_map(plan: EndpointPlan, zone_uris: Mapping[str, Any]) -> dict[str, Any]:

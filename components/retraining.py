@@ -53,6 +53,7 @@ from components.training import (
     pytorchjob_manifest,
     sweep_trials,
 )
+from workloads import storage
 from workloads.retrain.settings import (
     MODEL_URI,
     PERCENT,
@@ -102,14 +103,7 @@ class Lake:
 
     def resolve(self, uri: str) -> str:
         """A `lake://<zone>/<key>` URI of one of these zones as the zone's real URI; others unchanged."""
-        scheme = "lake://"
-        if not uri.startswith(scheme):
-            return uri
-        zone, _, key = uri[len(scheme) :].partition("/")
-        base = {"features": self.features, "checkpoints": self.checkpoints, "models": self.models}.get(zone)
-        if base is None:
-            raise ValueError(f"{uri!r}: the retraining loop knows the features, checkpoints and models zones only")
-        return f"{base.rstrip('/')}/{key}" if key else base
+        return storage.resolve(uri, {"features": self.features, "checkpoints": self.checkpoints, "models": self.models})
 
 
 def job_manifests(

@@ -97,13 +97,6 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_local(args: argparse.Namespace) -> int:
-    """Train, export, quantize and serve on this machine's CPU (see workloads/local.py)."""
-    from workloads.local import main as local_main
-
-    return local_main(args.rest)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aicloud", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -131,13 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--json", metavar="PATH", help="write the diff as JSON ('-' for stdout)")
     diff.add_argument("--markdown", metavar="PATH", help="write the diff as Markdown")
     diff.set_defaults(func=cmd_diff)
-    local = sub.add_parser(
+    # Listed for `aicloud --help` only: `main` hands everything after `local` to workloads.local.
+    sub.add_parser(
         "local",
         help="train the debug preset with 2-process DDP on CPU, quantize, serve on 127.0.0.1, query it",
         add_help=False,
     )
-    local.add_argument("rest", nargs=argparse.REMAINDER, help="options of workloads.local (see --help)")
-    local.set_defaults(func=cmd_local)
     return parser
 
 

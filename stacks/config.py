@@ -19,7 +19,7 @@ import yaml
 from pydantic import Field, ValidationError, ValidationInfo, model_validator
 
 from components.base import DataSafety, Spec
-from components.endpoint import ServingField, model_uris
+from components.endpoint import ServingField, model_uris, uses_lake
 from components.image import ImagesSpec
 from components.lakehouse.spec import StorageField
 from components.monitoring import MonitoringField
@@ -103,7 +103,7 @@ class StackConfig(Spec):
         if self.serving is not None and self.storage is None:
             for path, uri in model_uris(self.serving):
                 for got in [uri] if isinstance(uri, str) else uri.values():
-                    if got.startswith("lake://"):
+                    if uses_lake(got):
                         key = ".".join(str(p) for p in ("serving", *path))
                         problems.append(
                             f"{key}: lake:// URIs resolve to the stack's lakehouse; add aicloud:storage "

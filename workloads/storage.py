@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +42,7 @@ __all__ = [
     "join",
     "local_path",
     "resolve",
+    "split_lake",
     "lake_env",
     "s3_client",
 ]
@@ -77,22 +79,38 @@ def lake_env(zone: str) -> str:
     return LAKE_ENV_PREFIX + zone.upper().replace("-", "_")
 
 
-def resolve(uri: str) -> str:
+def split_lake(uri: str) -> tuple[str, str] | None:
+    """``(zone, key)`` of a ``lake://<zone>/<key>`` URI (key may be empty), else None."""
+    prefix = f"{LAKE_SCHEME}://"
+    if not isinstance(uri, str) or not uri.startswith(prefix):
+        return None
+    zone, _, key = uri[len(prefix) :].partition("/")
+    return zone, key
+
+
+def resolve(uri: str, bases: Mapping[str, str] | None = None) -> str:
     """``uri`` with a ``lake://<zone>/<key>`` reference replaced by the zone's real URI; any other
-    URI unchanged. Raises ``ValueError`` naming the variable when the zone is not configured."""
-    if not isinstance(uri, str) or not uri.startswith(f"{LAKE_SCHEME}://"):
+    URI unchanged. The zone's base URI comes from ``bases`` (zone -> URI) when given, else from
+    ``AICLOUD_LAKE_<ZONE>``. Raises ``ValueError`` naming what is missing."""
+    parts = split_lake(uri)
+    if parts is None:
         return uri
-    zone, _, key = uri[len(LAKE_SCHEME) + 3 :].partition("/")
+    zone, key = parts
     if not zone:
         raise ValueError(f"lake URI has no zone: {uri!r} (expected lake://<zone>/<key>)")
-    base = os.environ.get(lake_env(zone), "").strip()
-    if not base:
-        raise ValueError(
-            f"cannot resolve {uri!r}: {lake_env(zone)} is not set (the stack sets it on pods with "
-            f"access to the {zone!r} zone; locally, export it, e.g. {lake_env(zone)}=file:///tmp/lake/{zone})"
-        )
-    if base.startswith(f"{LAKE_SCHEME}://"):
-        raise ValueError(f"{lake_env(zone)} must be a real URI, not another lake URI: {base!r}")
+    if bases is not None:
+        base = bases.get(zone, "")
+        if not base:
+            raise ValueError(f"cannot resolve {uri!r}: known zones are {', '.join(sorted(bases))}")
+    else:
+        base = os.environ.get(lake_env(zone), "").strip()
+        if not base:
+            raise ValueError(
+                f"cannot resolve {uri!r}: {lake_env(zone)} is not set (the stack sets it on pods with "
+                f"access to the {zone!r} zone; locally, export it, e.g. {lake_env(zone)}=file:///tmp/lake/{zone})"
+            )
+        if split_lake(base) is not None:
+            raise ValueError(f"{lake_env(zone)} must be a real URI, not another lake URI: {base!r}")
     return join(base, key) if key else base
 
 

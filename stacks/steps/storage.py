@@ -84,7 +84,7 @@ def deploy_storage(d: Deployment) -> None:
         ids: dict[str, WorkloadIdentity] = {}
         if region.primary:
             ids["trainer"] = _identity(d, region.name, "trainer", lake)
-            if _retrains(d):
+            if d.config.monitoring is not None and d.config.monitoring.retraining is not None:
                 ids["retrain"] = _identity(d, region.name, "retrain", lake, namespace=ids["trainer"].namespace_resource)
         if region.serving:
             ids["server"] = _identity(d, region.name, "server", lake, replicas.get(region.name))
@@ -159,12 +159,6 @@ def _lakehouse(d: Deployment, spec: StorageSpec, key: str, replicas: list[Replic
         previous_name=previous,
         opts=opts,
     )
-
-
-def _retrains(d: Deployment) -> bool:
-    """Whether the stack runs the drift-to-retraining loop (its trigger gets an identity too)."""
-    monitoring = d.config.monitoring
-    return monitoring is not None and monitoring.retraining is not None and d.config.serving is not None
 
 
 def _identity(

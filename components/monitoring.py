@@ -37,6 +37,7 @@ from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 
 from components.base import Spec, child_opts, type_token
 from components.dashboards import load_dashboards, with_drift_threshold
+from components.foundations import STORAGE_CLASS
 from components.k8s_schema import DEFINITIONS, register_crd_schema
 from components.nodepool import GPU_LABEL, LABEL_PREFIX, POOL_LABEL, NodePoolSpec, pool_taints, tolerations_for
 from components.training import Scalar
@@ -319,9 +320,10 @@ def prometheus_rule_manifest(name: str, alerts: AlertsSpec) -> dict[str, Any]:
 # --------------------------------------------------------------------------- Helm values
 
 
-def prometheus_stack_values(spec: MonitoringSpec) -> dict[str, Any]:
-    """kube-prometheus-stack values: retention and volume, every monitor/rule selected, Grafana's
-    dashboard sidecar, kube-state-metrics with aicloud's node labels."""
+def prometheus_stack_values(spec: MonitoringSpec, storage_class: str | None = None) -> dict[str, Any]:
+    """kube-prometheus-stack values: retention and volume (on `storage_class`, the cluster's
+    default class named explicitly), every monitor/rule selected, Grafana's dashboard sidecar,
+    kube-state-metrics with aicloud's node labels."""
     selected = {f"{kind}SelectorNilUsesHelmValues": False for kind in ("serviceMonitor", "podMonitor", "rule", "probe")}
     return {
         "fullnameOverride": RELEASE_NAME,
@@ -333,6 +335,7 @@ def prometheus_stack_values(spec: MonitoringSpec) -> dict[str, Any]:
                 "storageSpec": {
                     "volumeClaimTemplate": {
                         "spec": {
+                            **({"storageClassName": storage_class} if storage_class else {}),
                             "accessModes": ["ReadWriteOnce"],
                             "resources": {"requests": {"storage": f"{spec.storage_gib}Gi"}},
                         }
@@ -540,7 +543,7 @@ class Monitoring(pulumi.ComponentResource):
             version=KUBE_PROMETHEUS_STACK_CHART["version"],
             repository_opts={"repo": KUBE_PROMETHEUS_STACK_CHART["repo"]},
             namespace=NAMESPACE,
-            values=prometheus_stack_values(spec),
+            values=prometheus_stack_values(spec, STORAGE_CLASS.get(cloud)),
             opts=child_opts(self, depends_on=[ns]),
         )
         after_crds = child_opts(self, depends_on=[self.stack])

@@ -582,9 +582,53 @@ class Pool:
         return self.res.name
 
 
+KARPENTER_NODEPOOL = "kubernetes:karpenter.sh/v1:NodePool"
+
+
+def _requirement(reqs: list[Any], key: str) -> list[Any] | None:
+    for r in reqs:
+        if isinstance(r, dict) and r.get("key") == key and r.get("operator") == "In":
+            return as_list(r.get("values"))
+    return None
+
+
+def _karpenter_pool(res: Res) -> Pool:
+    """A Karpenter NodePool: the nodes it launches carry its template's labels and taints; it holds
+    no node at rest and at most `limits.nodes` (or as many as its cpu/GPU limits allow)."""
+    template = as_dict(dig(res.props, "spec.template"))
+    reqs = as_list(dig(template, "spec.requirements"))
+    types = _requirement(reqs, "node.kubernetes.io/instance-type") or []
+    mtype = types[0] if len(types) == 1 else (UNKNOWN if not types else types[0])
+    m = machine("aws", mtype)
+    capacity = _requirement(reqs, "karpenter.sh/capacity-type")
+    limits = as_dict(dig(res.props, "spec.limits"))
+    high: Any = None
+    if str(limits.get("nodes", "")).isdigit():
+        high = int(limits["nodes"])
+    elif m is not None and m.gpus and str(limits.get(GPU_RESOURCE, "")).isdigit():
+        high = int(limits[GPU_RESOURCE]) // m.gpus
+    labels = as_dict(dig(template, "metadata.labels"))
+    return Pool(
+        res=res,
+        cloud="aws",
+        label=labels.get(POOL_LABEL),
+        machine_type=mtype,
+        gpus_per_node=aws_gpus(mtype) if mtype is not UNKNOWN else 0,
+        min_nodes=0,
+        max_nodes=high,
+        taints=[t for t in map(taint, as_list(dig(template, "spec.taints"))) if t],
+        labels=labels,
+        spot=capacity == ["spot"] if capacity is not None else False,
+        price=m.price_per_hour if m else None,
+    )
+
+
 def pool_of(res: Res) -> Pool | None:
-    """A node pool record for an EKS NodeGroup or GKE NodePool resource; None for other types."""
+    """A node pool record for an EKS NodeGroup, Karpenter NodePool or GKE NodePool resource; None
+    for other types."""
     p = res.props
+    if res.type == KARPENTER_NODEPOOL:
+        return _karpenter_pool(res)
     if res.type == "aws:eks/nodeGroup:NodeGroup":
         types = as_list(p.get("instanceTypes"))
         mtype = types[0] if types else UNKNOWN if p.get("instanceTypes") is UNKNOWN else None

@@ -19,6 +19,7 @@ import yaml
 from pydantic import Field, ValidationError, ValidationInfo, model_validator
 
 from components.base import DataSafety, Spec
+from components.deploy import DeploySpec
 from components.endpoint import ServingField, model_uris, uses_lake
 from components.image import ImagesSpec
 from components.lakehouse.spec import StorageField
@@ -70,6 +71,9 @@ class StackConfig(Spec):
     primary region, and the trainer's and server's workload identities."""
     monitoring: MonitoringField = None
     """Prometheus, Grafana, DCGM, alerts in every cluster; drift-triggered retraining (`retraining`)."""
+    deploy: DeploySpec = Field(default_factory=DeploySpec)
+    """Where `pulumi up` runs (runner, its fixed egress, the network it is in) and as whom: decides
+    how it reaches each cluster's API (components/deploy.py)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -98,6 +102,15 @@ class StackConfig(Spec):
                     f"regions: exactly one {cloud} region must be primary: true, found "
                     f"{len(primaries)} ({', '.join(primaries) or 'none'})"
                 )
+        if self.deploy.network is not None and self.deploy.network not in names:
+            problems.append(
+                f"deploy.network: {self.deploy.network!r} is not a region of this stack; regions: {', '.join(names)}"
+            )
+        if self.serving is not None and self.serving.autoscaling.mode == "metric" and self.monitoring is None:
+            problems.append(
+                "serving.autoscaling.mode: 'metric' reads the request rate through prometheus-adapter from the "
+                "stack's Prometheus; add aicloud:monitoring or use mode 'cpu' (got 'metric')"
+            )
         if any(r.cloud == "gcp" for r in self.regions) and not self.gcp_project:
             problems.append("gcpProject: required because the stack has GCP regions")
         if self.serving is not None and self.storage is None:

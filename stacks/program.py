@@ -18,8 +18,10 @@ import pulumi_gcp as gcp
 
 from components.base import gcp_labels
 from components.identity import WorkloadIdentity
+from components.deploy import DeployPath
 from components.image import ImageRef
-from components.platform import RegionalPlatform
+from components.monitoring import PROMETHEUS_URL
+from components.platform import RegionalPlatform, RegionSpec
 from stacks.config import StackConfig
 from stacks.steps.monitoring import deploy_monitoring
 from stacks.steps.serving import deploy_serving
@@ -62,8 +64,17 @@ def region_provider(d: Deployment, key: str) -> pulumi.ProviderResource:
     )
 
 
+def custom_metrics(config: StackConfig, region: RegionSpec) -> list[str]:
+    """Per-pod custom metrics the region's autoscalers read (the endpoint's HPA in `metric` mode)."""
+    serving = config.serving
+    if serving is None or not region.serving or serving.backend != "deployment":
+        return []
+    return [serving.autoscaling.metric] if serving.autoscaling.mode == "metric" else []
+
+
 def deploy_compute(d: Deployment) -> None:
-    """Providers, networks, clusters and node pools of every region."""
+    """Providers, networks, clusters, node pools, autoscalers and foundations of every region."""
+    DeployPath("deploy", d.config.deploy)
     for spec in d.config.regions:
         provider = region_provider(d, spec.name)
         d.providers[spec.name] = provider
@@ -73,6 +84,9 @@ def deploy_compute(d: Deployment) -> None:
             safety=d.config.safety,
             tags=d.tags,
             gcp_project=d.config.gcp_project,
+            deploy=d.config.deploy,
+            custom_metrics=custom_metrics(d.config, spec),
+            prometheus_url=PROMETHEUS_URL if d.config.monitoring is not None else None,
             opts=pulumi.ResourceOptions(providers=[provider]),
         )
         d.regions[spec.name] = platform

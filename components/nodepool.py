@@ -217,9 +217,18 @@ def tolerations_for(taints: list[Taint] | list[dict[str, str]]) -> list[dict[str
 
 
 def pool_capacity(spec: NodePoolSpec, *, cloud: str, region: str) -> dict[str, Any]:
-    """GPUs and on-demand cost per hour of the pool at its floor and at its ceiling."""
+    """GPUs and cost per hour of the pool at its floor and at its ceiling.
+
+    Prices: the catalog's on-demand list price in the cloud's reference region, times the
+    region's price factor where the catalog records one (`priceFactor`, else None: reference
+    price). Spot pools are a range: `costPerHour*Low` at the cloud's lowest spot discount and
+    `costPerHour*` at its highest spot price (AWS: on-demand; GCP: 40 % of it)."""
     machine = spec.machine
     assert machine is not None, "spec validation guarantees a catalog machine"
+    catalog = load_catalog()
+    factor = catalog.price_factor(cloud, region)
+    price = machine.price_per_hour * (factor or 1.0)
+    low, high = catalog.prices[cloud]["spot_factor"] if spec.spot else (1.0, 1.0)
     return {
         "cloud": cloud,
         "region": region,
@@ -235,9 +244,14 @@ def pool_capacity(spec: NodePoolSpec, *, cloud: str, region: str) -> dict[str, A
         "maxNodes": spec.max_nodes,
         "gpusMin": machine.gpus * spec.min_nodes,
         "gpusMax": machine.gpus * spec.max_nodes,
-        "pricePerNodeHour": machine.price_per_hour,
-        "costPerHourMin": round(machine.price_per_hour * spec.min_nodes, 4),
-        "costPerHourMax": round(machine.price_per_hour * spec.max_nodes, 4),
+        "pricePerNodeHour": round(price, 4),
+        "priceFactor": factor,
+        "spotFactor": [low, high] if spec.spot else None,
+        "diskGiB": spec.disk_size_gb,
+        "costPerHourMin": round(price * high * spec.min_nodes, 4),
+        "costPerHourMax": round(price * high * spec.max_nodes, 4),
+        "costPerHourMinLow": round(price * low * spec.min_nodes, 4),
+        "costPerHourMaxLow": round(price * low * spec.max_nodes, 4),
     }
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import UnionType
@@ -133,6 +134,36 @@ def checks_of(model: type) -> tuple[tuple[tuple[str, ...], Callable[..., Iterabl
             if fields is not None:
                 out[name] = (fields, member)
     return tuple(out.values())
+
+
+# --------------------------------------------------------------------------- shared value rules
+
+RESERVED_NAMESPACES: tuple[str, ...] = ("default", "kube-system", "kube-public", "kube-node-lease")
+"""Namespaces every cluster already has (Kubernetes docs, "Namespaces: initial namespaces")."""
+OWNED_NAMESPACES: tuple[str, ...] = ("aicloud-training", "kubeflow", "monitoring", "keda", "kserve")
+"""Namespaces aicloud or the add-ons it installs create for their own workloads."""
+
+
+def namespace_name(value: str, *, default: str | None = None) -> str:
+    """`value` if it is a namespace a stack may name for aicloud to create (ValueError if not):
+    a DNS-1123 label of at most 63 characters (Kubernetes docs, "Object names: RFC 1123 label
+    names"), not one every cluster has, no `kube-` prefix (reserved for Kubernetes system
+    namespaces, same page), and not a namespace of another aicloud workload or add-on."""
+    if value == default:
+        return value
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value):
+        raise ValueError(
+            "a namespace is a DNS label: at most 63 lowercase letters, digits or '-', starting and ending "
+            "with a letter or digit"
+        )
+    if value in RESERVED_NAMESPACES or value.startswith("kube-"):
+        raise ValueError(
+            f"{value!r} is a Kubernetes system namespace (every cluster has it, and `kube-` is reserved); "
+            "aicloud creates the namespace it deploys to: choose another name"
+        )
+    if value in OWNED_NAMESPACES:
+        raise ValueError(f"{value!r} belongs to another aicloud workload or add-on; choose another name")
+    return value
 
 
 # --------------------------------------------------------------------------- bookkeeping

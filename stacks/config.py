@@ -457,9 +457,15 @@ def stacks_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 def load_stack(stack: str, stacks_dir: Path = STACKS_DIR) -> tuple[dict[str, str], StackConfig]:
     """Read and validate `<stacks_dir>/Pulumi.<stack>.yaml`; returns the flat config and the schema."""
     path = stack_file(stack, stacks_dir)
-    if not path.exists():
+    if not path.is_file():
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in stacks_dir.glob("Pulumi.*.yaml"))
-        raise ConfigError(stack, [f"no stack config file {path}; stacks: {', '.join(known) or 'none'}"])
+        raise ConfigError(
+            stack,
+            [
+                f"no stack config file {path}; stacks: {', '.join(known) or 'none'} (stack files are found from the "
+                "Pulumi.yaml of the working directory or a parent, its stackConfigDir; or pass --stacks-dir)"
+            ],
+        )
     flat = read_stack_file(path)
     return flat, parse_stack_config(namespace_values(flat), stack)
 

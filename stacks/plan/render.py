@@ -85,11 +85,13 @@ def _summary_lines(plan: Plan) -> list[str]:
     s = plan.summary()
     gpus = ", ".join(f"{g['min']}-{g['max']} x {name}" for name, g in s["gpus"].items()) or "none"
     by_cloud = ", ".join(f"{k} {v}" for k, v in sorted(s["byCloud"].items()))
+    c = s["costPerHour"]
     return [
         f"resources: {s['resources']} in {len(s['regions'])} region(s) ({by_cloud})",
         f"GPUs (min-max): {gpus}",
-        f"cost per hour: ${s['costPerHour']['min']:,.2f} at min scale, ${s['costPerHour']['max']:,.2f} at max scale "
-        f"({s['costPerHour']['basis']})",
+        f"cost per hour: ${c['minLow']:,.2f}-${c['min']:,.2f} at min scale, ${c['maxLow']:,.2f}-${c['max']:,.2f} at "
+        "max scale (nodes, volumes, control planes, NAT, load balancers, scratch and Prometheus storage; "
+        "usage-based charges excluded; see Cost per hour)",
         f"data safety: {s['protected']} protected, {s['retainOnDelete']} retained on delete",
         f"policy: {s['policy']['mandatory']} mandatory, {s['policy']['advisory']} advisory violation(s)",
     ]

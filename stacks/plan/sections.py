@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from stacks.plan.cost import cost_section
 from stacks.steps.monitoring import monitoring_section
 from stacks.steps.serving import endpoints_section, traffic_section
 from stacks.steps.storage import storage_section
@@ -81,7 +82,10 @@ def pools_section(plan: Plan) -> Section:
             "$/h max",
         ],
         "rows": rows,
-        "notes": ["Cost: on-demand list price per node-hour from the catalog; spot pools bill less."],
+        "notes": [
+            "Cost: catalog on-demand list price per node-hour x the region's price factor; spot pools at their "
+            "highest price (AWS on-demand, GCP 40 %); the Cost section shows the spot range and everything else."
+        ],
     }
 
 
@@ -97,6 +101,7 @@ SECTIONS: list[tuple[str, SectionBuilder]] = [
     ("endpoints", endpoints_section),
     ("traffic", traffic_section),
     ("monitoring", monitoring_section),
+    ("cost", cost_section),
 ]
 
 

@@ -165,11 +165,12 @@ def build_factory(path: str, kwargs: dict[str, Any]) -> nn.Module:
 
 def factory_package(path: str) -> dict[str, str | None]:
     """The installed distribution that provides the factory's top-level package and its version
-    (``{"name": None, "version": None}`` when it is not an installed distribution, e.g. on
-    ``PYTHONPATH``)."""
+    (for a package that is not an installed distribution, e.g. on ``PYTHONPATH``: its import
+    name and its ``__version__`` or None)."""
     top = path.partition(":")[0].split(".")[0]
     names = importlib.metadata.packages_distributions().get(top, [])
-    if not names:
-        return {"name": None, "version": None}
+    if not names:  # not installed (e.g. on PYTHONPATH): the package's own __version__, if any
+        version = getattr(importlib.import_module(top), "__version__", None)
+        return {"name": top, "version": None if version is None else str(version)}
     name = sorted(names)[0]
     return {"name": name, "version": importlib.metadata.version(name)}

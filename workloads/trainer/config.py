@@ -180,7 +180,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         _choice(self.SECTION, "source", self.source, Literal["synthetic", "shards", "parquet", "iceberg"])
         if self.source in ("shards", "parquet") and not self.uri:
-            _fail("data.uri", self.uri, f"a prefix URI (required when data.source={self.source!r})")
+            what = "a shard prefix URI" if self.source == "shards" else "a Parquet prefix or file URI"
+            _fail("data.uri", self.uri, f"{what} (required when data.source={self.source!r})")
         if self.source == "iceberg" and not (isinstance(self.table, str) and "." in self.table):
             _fail("data.table", self.table, "'namespace.table' (required when data.source='iceberg')")
         for name in ("read_rows", "prefetch", "heldout_max_rows", "reference_rows"):

@@ -26,17 +26,14 @@ from components.nodepool import (
     device_plugin_values,
     pool_taints,
 )
+from components.upstream import chart_pin
 from components.validation import INVALID, Problem, check, is_valid, repeated
 
 EKS_MIN_ZONES = 2
 """EKS needs subnets in at least two availability zones (Amazon EKS User Guide, VPC and subnet
 requirements)."""
 
-NVIDIA_DEVICE_PLUGIN_CHART = {
-    "chart": "nvidia-device-plugin",
-    "version": "0.17.1",
-    "repo": "https://nvidia.github.io/k8s-device-plugin",
-}
+NVIDIA_DEVICE_PLUGIN_CHART = chart_pin("nvidia-device-plugin")
 
 
 class RegionSpec(Spec):

@@ -21,6 +21,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from components.base import DataSafety, Spec
+from components.ci import CiSpec
 from components.endpoint import ServingField, model_uris, uses_lake
 from components.image import ImagesSpec
 from components.lakehouse.spec import StorageField, storage_problems
@@ -118,6 +119,9 @@ class StackConfig(Spec):
     primary region, and the trainer's and server's workload identities."""
     monitoring: MonitoringField = None
     """Prometheus, Grafana, DCGM, alerts in every cluster; drift-triggered retraining (`retraining`)."""
+    ci: CiSpec | None = None
+    """CI access (optional): the GitHub OIDC trust and this stack's deploy and read-only preview
+    identities (see components/ci.py)."""
 
     @check("regions")
     def _regions(self) -> Iterator[Problem]:
@@ -252,6 +256,21 @@ class StackConfig(Spec):
             workloads = self._image_workloads()
             for message in retraining_problems(spec.retraining, regions, workloads):
                 yield Problem(("monitoring", "retraining", "job"), message)
+
+    @check("ci", "environment", "regions")
+    def _ci(self) -> Iterator[Problem]:
+        if self.ci is None or not is_valid(self.ci):
+            return
+        try:
+            self.ci.environments(self.environment)
+        except ValueError as exc:
+            yield Problem(("ci",), str(exc).removeprefix("ci: "))
+        for cloud in ("aws", "gcp"):
+            if getattr(self.ci, cloud) is not None and all(
+                not (r.cloud == cloud and r.primary is True) for r in self.regions
+            ):
+                if all(r.cloud is not INVALID and r.primary is not INVALID for r in self.regions):
+                    yield Problem(("ci", cloud), f"the stack has no {cloud} region to create it in")
 
     @property
     def safety(self) -> DataSafety:

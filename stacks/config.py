@@ -204,6 +204,16 @@ class StackConfig(Spec):
                         got,
                     )
 
+    def _job_region_known(self, key: str | None) -> bool:
+        """Whether the region a job runs in (`key`, else the first primary) is fully valid, so the
+        job can be checked against it (a job in an invalid region says nothing more)."""
+        for r in self.regions:
+            if r.name is INVALID or (key is None and r.primary is INVALID):
+                return False
+            if r.name == key or (key is None and r.primary):
+                return is_valid(r)
+        return key is not None  # names no region of the stack: that is the job's error
+
     def _image_workloads(self) -> set[str] | None:
         """The workloads `aicloud:images` builds or pins; None when that section is invalid."""
         if self.images is None:
@@ -224,10 +234,9 @@ class StackConfig(Spec):
         if self.training is None or not is_valid(self.training):
             return
         regions = valid(self.regions)
-        if len(regions) != len(self.regions):
-            return  # pools and regions of jobs are checked once the regions are valid
+        jobs = [j for j in self.training.jobs if self._job_region_known(j.region)]
         workloads = self._image_workloads()
-        for message in check_against_stack(self.training.jobs, regions, workloads):
+        for message in check_against_stack(jobs, regions, workloads):
             yield Problem(("training", "jobs"), message)
         if self.storage is None:
             for j in self.training.jobs:

@@ -230,50 +230,38 @@ def estimate(plan: Plan) -> dict[str, Any]:
 
 
 def cost_section(plan: Plan) -> dict[str, Any]:
-    """The plan report's cost table: every priced item besides nodes, and the totals."""
+    """The plan report's cost table: nodes, then each kind of priced item summed over regions
+    (the JSON plan's `summary.costPerHour.lines` has them per region, with their basis)."""
     est = plan.summary()["costPerHour"]
 
     def money(x: float) -> str:
         return f"${x:,.2f}"
 
+    def span(low: float, high: float) -> str:
+        return money(high) if round(low, 2) == round(high, 2) else f"{money(low)}-{money(high)}"
+
+    items: dict[str, list[dict[str, Any]]] = {}
+    for ln in est["lines"]:
+        kind = ln["item"].split(" (", 1)[0] if ln["item"].startswith("node volumes") else ln["item"]
+        items.setdefault(kind, []).append(ln)
     rows = [
         [
-            "nodes (all pools)",
-            "",
-            "",
-            "",
-            money(est["nodes"]["minLow"]) + "-" + money(est["nodes"]["min"]),
-            money(est["nodes"]["maxLow"]) + "-" + money(est["nodes"]["max"]),
-            "see Node pools",
-        ],
-    ]
-    rows += [
-        [
-            ln["item"],
-            ln["cloud"],
-            ln["region"],
-            ln["quantity"],
-            money(ln["perHourMin"]),
-            money(ln["perHourMax"]),
-            ln["basis"],
+            "nodes (see Node pools)",
+            len(plan.pools),
+            span(est["nodes"]["minLow"], est["nodes"]["min"]),
+            span(est["nodes"]["maxLow"], est["nodes"]["max"]),
         ]
-        for ln in est["lines"]
     ]
-    rows.append(
-        [
-            "total",
-            "",
-            "",
-            "",
-            money(est["minLow"]) + "-" + money(est["min"]),
-            money(est["maxLow"]) + "-" + money(est["max"]),
-            "",
-        ]
-    )
+    for kind, lns in items.items():
+        rows.append(
+            [kind, len(lns), money(sum(x["perHourMin"] for x in lns)), money(sum(x["perHourMax"] for x in lns))]
+        )
+    rows.append(["total", "", span(est["minLow"], est["min"]), span(est["maxLow"], est["max"])])
     return {
         "title": "Cost per hour",
-        "columns": ["item", "cloud", "region", "quantity", "$/h min", "$/h max", "basis"],
+        "columns": ["item", "lines", "$/h min", "$/h max"],
         "rows": rows,
+        "compact": ["_Cost per hour: see the summary above; every priced line is in the JSON plan._"],
         "notes": [
             "Includes: " + "; ".join(est["includes"]) + ".",
             "Excludes (usage-based): " + "; ".join(est["excludes"]) + ".",

@@ -212,12 +212,16 @@ def render_markdown(plan: Plan, *, diff_markdown: str | None = None, limit: int 
     lines.append("")
     if diff_markdown:
         lines += [diff_markdown, ""]
-    for section in build_sections(plan).values():
-        lines += [f"### {section['title']}", ""]
-        lines += _md_table(section["columns"], section["rows"])
-        lines += [f"\n_{n}_" for n in section.get("notes", [])]
-        lines.append("")
-    head = "\n".join(lines) + "\n"
+    sections = build_sections(plan).values()
+    full, compact = list(lines), list(lines)
+    for section in sections:
+        body = [f"### {section['title']}", ""]
+        body += _md_table(section["columns"], section["rows"])
+        full += [*body, *(f"\n_{n}_" for n in section.get("notes", [])), ""]
+        # Short of room, a section may give way to its compact form (the cost table to the
+        # summary's cost line; the JSON plan keeps every line).
+        compact += [*section["compact"], ""] if "compact" in section else [*body, ""]
+    head = "\n".join(full) + "\n"
     for policy, resources in (
         (_policy_lines(plan), _resource_lines(plan, full=True)),
         (_policy_lines(plan), _resource_lines(plan, full=False)),
@@ -225,6 +229,7 @@ def render_markdown(plan: Plan, *, diff_markdown: str | None = None, limit: int 
         page = head + "\n".join(policy + resources)
         if len(page) <= limit:
             return page
+    head = "\n".join(compact) + "\n"
     tail = "\n".join(_resource_lines(plan, full=False))
     keep = len(plan.findings)
     while keep > 0 and len(head + "\n".join(_policy_lines(plan, keep)) + tail) > limit:

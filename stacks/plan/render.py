@@ -6,8 +6,10 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from stacks.plan import Plan, is_unknown
+from policies.registry import RULES
 from stacks.plan.mocks import Registration
+from stacks.plan.model import Plan, is_unknown
+from stacks.plan.sections import build_sections
 
 AFTER_APPLY = "(known after apply)"
 
@@ -97,8 +99,6 @@ def _summary_lines(plan: Plan) -> list[str]:
 
 def render_text(plan: Plan, *, details: bool = True) -> str:
     """The terminal view: resources per region and component, then the report sections."""
-    from stacks.plan.sections import build_sections
-
     lines = [f"Plan for stack {plan.stack!r} ({plan.config.environment}) - offline, Pulumi mock runtime", ""]
     if details:
         for region, components in _grouped(plan).items():
@@ -142,8 +142,6 @@ GITHUB_COMMENT_LIMIT = 65_536
 
 def _policy_lines(plan: Plan, max_violations: int | None = None) -> list[str]:
     """Every rule with its level and result, then every violation (the first `max_violations`)."""
-    from policies.registry import RULES
-
     lines = ["### Policy verdicts", ""]
     counts: dict[str, int] = defaultdict(int)
     for f in plan.findings:
@@ -201,8 +199,6 @@ def render_markdown(plan: Plan, *, diff_markdown: str | None = None, limit: int 
     The page stays under `limit` characters (GitHub's comment limit, less room for a wrapper):
     the resource list falls back to counts per type, then the violation list is cut.
     """
-    from stacks.plan.sections import build_sections
-
     mandatory = [f for f in plan.findings if f["level"] == "mandatory"]
     verdict = "❌ blocked by policy" if mandatory else "✅ passes policy"
     lines = [f"## aicloud plan: `{plan.stack}` ({plan.config.environment}) - {verdict}", ""]
@@ -230,5 +226,36 @@ def render_markdown(plan: Plan, *, diff_markdown: str | None = None, limit: int 
     return head + "\n".join(_policy_lines(plan, keep)) + tail
 
 
+def plan_json(plan: Plan) -> dict[str, Any]:
+    """The plan as one JSON document: resources, pools, report sections, policy verdicts, summary."""
+    return {
+        "stack": plan.stack,
+        "environment": plan.config.environment,
+        "resources": [
+            {
+                "urn": r.urn,
+                "type": r.type,
+                "name": r.name,
+                "parent": r.parent,
+                "provider": r.provider,
+                "region": plan.region_of(r),
+                "component": plan.component_of(r),
+                "custom": r.custom,
+                "inputs": r.inputs,
+                "outputs": r.outputs if not r.custom else None,
+                "protect": r.protect,
+                "retainOnDelete": r.retain_on_delete,
+                "aliases": r.aliases,
+                "ignoreChanges": r.ignore_changes,
+            }
+            for r in plan.resources
+        ],
+        "pools": plan.pools,
+        "sections": build_sections(plan),
+        "policy": plan.findings,
+        "summary": plan.summary(),
+    }
+
+
 def render_json(plan: Plan) -> str:
-    return json.dumps(plan.to_json(), indent=1, sort_keys=False, default=str)
+    return json.dumps(plan_json(plan), indent=1, sort_keys=False, default=str)

@@ -14,7 +14,7 @@ from stacks.steps.storage import storage_section
 from stacks.steps.training import images_section, training_section
 
 if TYPE_CHECKING:
-    from stacks.plan import Plan
+    from stacks.plan.model import Plan
 
 Section = dict[str, Any]
 

@@ -22,7 +22,7 @@ from components.monitoring import (
 from components.nodepool import pool_taints, tolerations_for
 from components.retraining import SERVICE_ACCOUNT, RetrainingPipeline
 from tests.monitoring.specs import TRAINER, aws_region, gcp_region, retraining, serving
-from workloads.retrain.settings import Settings
+from contracts.retrain import Settings
 
 K8S_VERSION = "1.33"
 RELEASE = "kubernetes:helm.sh/v3:Release"

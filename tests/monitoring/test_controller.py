@@ -25,7 +25,7 @@ from workloads.retrain import __main__ as cli
 from workloads.retrain.clients import KubeClient, PrometheusClient, PrometheusError, job_state, parse_vector
 from workloads.retrain.controller import run_once
 from workloads.retrain.decisions import DecisionLog
-from workloads.retrain.settings import Settings
+from contracts.retrain import Settings
 from workloads.trainer.data import synthetic
 
 F, C = 16, 3

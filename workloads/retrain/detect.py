@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from workloads import drift
-from workloads.retrain.settings import DEFAULT_ALPHA
+from contracts.retrain import DEFAULT_ALPHA
 
 __all__ = ["DEFAULT_ALPHA", "DEFAULT_MIN_PSI", "FeatureDrift", "DriftReport", "chi2_sf", "homogeneity_test", "detect"]
 

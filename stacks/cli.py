@@ -43,7 +43,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     gc.disable()
     from policies.config import parse_overrides
     from stacks.plan import run_plan
-    from stacks.plan.render import plan_json, render_json, render_markdown, render_text
+    from stacks.plan.render import render_json, render_markdown, render_text
 
     try:
         enforcement = parse_overrides(args.enforcement)
@@ -56,7 +56,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if old is not None:
         from stacks.plan.diff import diff_plans
 
-        diff = diff_plans(old, plan_json(plan))
+        diff = diff_plans(old, plan.to_json())
     if not args.quiet:
         sys.stdout.write(render_text(plan, details=not args.summary))
         if diff is not None:

@@ -22,6 +22,9 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from stacks.config import STACKS_DIR, StackConfig, load_stack
+
+# Fills the report's section list (`stacks.plan.model.REPORT_SECTIONS`) with the steps' builders.
+from stacks.plan import sections as _sections  # noqa: F401
 from stacks.plan.mocks import PlanMocks, RecordingMonitor, Registration, open_event_loop
 from stacks.plan.model import REGION_TYPE, Plan, is_unknown
 

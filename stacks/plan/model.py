@@ -8,6 +8,7 @@ program nor the renderers, so the steps can import it without a circle.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,26 @@ from stacks.config import StackConfig
 from stacks.plan.mocks import UNKNOWN, Registration
 
 REGION_TYPE = "aicloud:platform:RegionalPlatform"
+
+Section = dict[str, Any]
+"""A report table: `title`, `columns`, `rows`, optional `notes`."""
+SectionBuilder = Callable[["Plan"], Section | None]
+
+REPORT_SECTIONS: list[tuple[str, SectionBuilder]] = []
+"""The report's sections in display order, each built from the plan (None: the stack has none).
+`stacks.plan.sections` fills it with the steps' builders; Python runs `stacks/plan/__init__.py`, which
+imports it, before any module of the package (this one included), so the list is complete whenever
+a `Plan` exists, and the model never imports the program's steps."""
+
+
+def build_sections(plan: Plan) -> dict[str, Section]:
+    """Every section the stack has, by key, in display order."""
+    out = {}
+    for key, builder in REPORT_SECTIONS:
+        section = builder(plan)
+        if section is not None:
+            out[key] = section
+    return out
 
 
 @dataclass
@@ -109,6 +130,36 @@ class Plan:
                 "mandatory": sum(1 for f in self.findings if f["level"] == "mandatory"),
                 "advisory": sum(1 for f in self.findings if f["level"] == "advisory"),
             },
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as one JSON document: resources, pools, report sections, policy verdicts, summary."""
+        return {
+            "stack": self.stack,
+            "environment": self.config.environment,
+            "resources": [
+                {
+                    "urn": r.urn,
+                    "type": r.type,
+                    "name": r.name,
+                    "parent": r.parent,
+                    "provider": r.provider,
+                    "region": self.region_of(r),
+                    "component": self.component_of(r),
+                    "custom": r.custom,
+                    "inputs": r.inputs,
+                    "outputs": r.outputs if not r.custom else None,
+                    "protect": r.protect,
+                    "retainOnDelete": r.retain_on_delete,
+                    "aliases": r.aliases,
+                    "ignoreChanges": r.ignore_changes,
+                }
+                for r in self.resources
+            ],
+            "pools": self.pools,
+            "sections": build_sections(self),
+            "policy": self.findings,
+            "summary": self.summary(),
         }
 
 

@@ -226,36 +226,5 @@ def render_markdown(plan: Plan, *, diff_markdown: str | None = None, limit: int 
     return head + "\n".join(_policy_lines(plan, keep)) + tail
 
 
-def plan_json(plan: Plan) -> dict[str, Any]:
-    """The plan as one JSON document: resources, pools, report sections, policy verdicts, summary."""
-    return {
-        "stack": plan.stack,
-        "environment": plan.config.environment,
-        "resources": [
-            {
-                "urn": r.urn,
-                "type": r.type,
-                "name": r.name,
-                "parent": r.parent,
-                "provider": r.provider,
-                "region": plan.region_of(r),
-                "component": plan.component_of(r),
-                "custom": r.custom,
-                "inputs": r.inputs,
-                "outputs": r.outputs if not r.custom else None,
-                "protect": r.protect,
-                "retainOnDelete": r.retain_on_delete,
-                "aliases": r.aliases,
-                "ignoreChanges": r.ignore_changes,
-            }
-            for r in plan.resources
-        ],
-        "pools": plan.pools,
-        "sections": build_sections(plan),
-        "policy": plan.findings,
-        "summary": plan.summary(),
-    }
-
-
 def render_json(plan: Plan) -> str:
-    return json.dumps(plan_json(plan), indent=1, sort_keys=False, default=str)
+    return json.dumps(plan.to_json(), indent=1, sort_keys=False, default=str)

@@ -18,6 +18,7 @@ from components.base import gcp_labels
 from components.platform import RegionalPlatform
 from stacks.config import StackConfig
 from stacks.deployment import Deployment
+from stacks.steps.ci import deploy_ci
 from stacks.steps.monitoring import deploy_monitoring
 from stacks.steps.serving import deploy_serving
 from stacks.steps.storage import deploy_storage
@@ -67,6 +68,7 @@ STEPS: list[Step] = [
     deploy_training,
     deploy_serving,
     deploy_monitoring,
+    deploy_ci,
 ]
 
 

@@ -40,6 +40,8 @@ __all__ = [
     "exists",
     "list_prefix",
     "delete",
+    "clean_temp",
+    "FILE_MODE",
     "join",
     "local_path",
     "resolve",
@@ -53,6 +55,9 @@ MULTIPART_THRESHOLD = 64 * 1024 * 1024
 
 MULTIPART_PART_SIZE = 16 * 1024 * 1024
 """Size of each multipart part in bytes (S3 requires at least 5 MiB for all but the last)."""
+
+FILE_MODE = 0o640
+"""Mode of local files written by ``write_bytes``: group-readable (checkpoints, artifacts)."""
 
 _TMP_PREFIX = ".aicloud-tmp-"
 """Name prefix of in-flight local temporary files; ``list_prefix`` never reports them."""
@@ -206,6 +211,7 @@ def _local_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; readers in the owner's group need access
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -261,6 +267,31 @@ def list_prefix(uri: str) -> list[str]:
         bucket = _gcs_bucket(loc.bucket)
         keys = [blob.name for blob in bucket.client.list_blobs(loc.bucket, prefix=prefix)]
     return sorted(_format(loc, k) for k in keys)
+
+
+def clean_temp(uri: str) -> list[str]:
+    """Remove what interrupted writes left under the prefix ``uri``: local temporary files of
+    ``write_bytes`` and, on S3, incomplete multipart uploads (their parts cost storage). Call it
+    only while no writer is active under ``uri``. Returns what was removed (local paths or
+    ``s3://bucket/key#upload-id``)."""
+    loc = _parse(uri)
+    removed: list[str] = []
+    if loc.scheme == "file":
+        root = Path(loc.key)
+        if root.is_dir():
+            for dirpath, _, names in os.walk(root):
+                for name in names:
+                    if name.startswith(_TMP_PREFIX):
+                        (Path(dirpath) / name).unlink(missing_ok=True)
+                        removed.append(str(Path(dirpath) / name))
+    elif loc.scheme == "s3":
+        client = s3_client()
+        prefix = loc.key.rstrip("/") + "/" if loc.key.strip("/") else ""
+        for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=loc.bucket, Prefix=prefix):
+            for upload in page.get("Uploads", []):
+                client.abort_multipart_upload(Bucket=loc.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                removed.append(f"s3://{loc.bucket}/{upload['Key']}#{upload['UploadId']}")
+    return sorted(removed)
 
 
 def delete(uri: str) -> None:

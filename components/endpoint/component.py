@@ -14,6 +14,7 @@ from components.base import child_opts, type_token
 from components.endpoint.manifests import neg_annotation
 from components.endpoint.release import EndpointPlan
 from components.endpoint.render import render_endpoint
+from components.upstream import chart_pin
 from contracts.serving import (
     LIVE_PATH,
     READY_PATH,
@@ -22,7 +23,7 @@ from contracts.serving import (
 
 # --------------------------------------------------------------------------- component
 
-KEDA_CHART = {"chart": "keda", "version": "2.17.2", "repo": "https://kedacore.github.io/charts"}
+KEDA_CHART = chart_pin("keda")
 """KEDA (Helm), installed per serving cluster for `autoscaling.mode: keda` unless `installKeda: false`."""
 
 _TYPED: dict[tuple[str, str], tuple[str, str]] = {

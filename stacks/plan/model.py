@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.helm import RELEASE_TYPE, release_record
 from stacks.config import StackConfig
 from stacks.plan.mocks import UNKNOWN, Registration
 
@@ -92,6 +93,21 @@ class Plan:
     def component_outputs(self, type_: str) -> list[tuple[Registration, dict[str, Any]]]:
         """The registered outputs of every component of `type_`."""
         return [(r, r.outputs) for r in self.resources if r.type == type_]
+
+    def helm_releases(self) -> list[dict[str, Any]]:
+        """Every Helm release of the stack (`components.helm`): the cluster (region key) and
+        component it belongs to, chart, version, repository, namespace, values, and whether
+        `components/upstream/pins.yaml` pins exactly that chart."""
+        return [
+            {
+                "urn": r.urn,
+                "cluster": self.region_of(r),
+                "component": self.component_of(r),
+                **release_record(r.inputs).to_json(),
+            }
+            for r in self.resources
+            if r.type == RELEASE_TYPE
+        ]
 
     # ------------------------------------------------------------------ summary
 

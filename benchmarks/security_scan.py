@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from components.k8s_schema import kubernetes_objects  # noqa: E402
-from components.k8s_security import DEFAULT_DENY, PSA_ENFORCE  # noqa: E402
+from components.k8s_security import PSA_ENFORCE  # noqa: E402
 from policies import workflows  # noqa: E402
 from stacks.plan import run_plan  # noqa: E402
 
@@ -175,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         for f in e.get("checkov", {}).get("failedOpen", []):
             print(f"  {f['check']} {f['resource']}: {f['title']}")
     w = figures["workflows"]
+    reachable = len(w["credentialJobsReachableUnreviewed"])
     print(
-        f"workflows: credential jobs reachable from an unreviewed branch: {len(w['credentialJobsReachableUnreviewed'])}; "
+        f"workflows: credential jobs reachable from an unreviewed branch: {reachable}; "
         f"unpinned actions: {w['unpinnedActions']}"
     )
     if not args.checkov:

@@ -468,12 +468,15 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
     hard_connection_cap = 1250
     drain_idle_s = 1.0
     server_state_ref: ServerState | None = None
+    LINGER_S = 2.0
+    """Most seconds a refused connection keeps reading (and dropping) input before it closes."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._phase = "headers"  # "headers" (awaiting or reading them), "body", "done"
         self._header_bytes = 0
+        self._discarding = False
 
     # -- timers ---------------------------------------------------------------------------------
     def _arm(self, seconds: float) -> None:
@@ -509,10 +512,30 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()  # nothing sent: close quietly, like an idle keep-alive timeout
             return
         self.transport.write(_raw_response(status, message))
-        self.transport.close()
+        self._linger_close()
+
+    def _linger_close(self) -> None:
+        """Send FIN after the response but keep reading (and dropping) what the client still
+        sends for up to :attr:`LINGER_S`: closing with unread input makes the kernel reset the
+        connection, and the client would see the reset instead of the error response."""
+        self._discarding = True
+        self._disarm()
+        self._unset_keepalive_if_required()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self._deadline = self.loop.call_later(self.LINGER_S, self.transport.close)
+        else:
+            self.transport.close()
+
+    def eof_received(self) -> bool | None:
+        if self._discarding:
+            self.transport.close()
+        return None
 
     def _expired(self) -> None:
         self._deadline = None
+        if self._discarding:
+            return
         if self._phase == "headers":
             self._refuse(408, f"request headers not received within {self.header_timeout_s:g} s")
         elif self._phase == "body":
@@ -528,7 +551,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         if len(self.connections) > self.hard_connection_cap:
             self.transport.write(_raw_response(503, "too many open connections; retry later"))
-            self.transport.close()
+            self._linger_close()
             return
         self._arm(self.header_timeout_s)
         if self._draining:
@@ -539,6 +562,8 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            return
         if self._phase != "body":
             self._header_bytes += len(data)
         super().data_received(data)

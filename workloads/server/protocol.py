@@ -214,7 +214,9 @@ def _json_data(data: Any, rows: int, features: int, maybe_bools: bool = True) ->
             f"{where} is ragged or holds non-numbers: use {rows} rows of {features} numbers or one flat list"
         ) from None
     # numpy turns true/false among numbers into 1.0/0.0; FP32 data holds numbers only.
-    if arr.dtype.kind not in _NUMERIC_KINDS or (maybe_bools and arr.dtype.kind != "b" and _has_bool(data)):
+    if arr.dtype.kind in _NUMERIC_KINDS and maybe_bools and _has_bool(data):
+        raise InvalidInput(f"{where} holds true/false among its numbers: booleans are not FP32 values")
+    if arr.dtype.kind not in _NUMERIC_KINDS:
         raise InvalidInput(
             f"{where} must hold only numbers for datatype FP32 (found {arr.dtype.kind!r} "
             "values: strings, booleans, nulls or objects are not accepted)"

@@ -8,7 +8,8 @@ Routes (``{name}`` is the served model name; ``/versions/{version}`` is optional
     GET  /v2/models/{name}[/versions/{v}]      model metadata (+ quantization report)
     GET  /v2/models/{name}[/versions/{v}]/ready
     POST /v2/models/{name}[/versions/{v}]/infer
-    GET  /metrics                              Prometheus text format
+    GET  /metrics                              Prometheus text format (on ``--metrics-port``
+                                               alone when that is set)
 
 Two artifacts are served as versions "1" (``--model``) and "2" (``--model-b``) of one name;
 requests without a version go to "1", or to "2" with probability ``--b-weight`` (a canary dial).
@@ -393,6 +394,9 @@ def create_app(config: ServerConfig, *, on_load_failure: Callable[[], None] | No
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state.batcher.start(asyncio.get_running_loop())
+        metrics_listener = None
+        if config.metrics_port is not None:
+            metrics_listener = await serve_metrics(state, config.host, config.metrics_port)
         loader = asyncio.create_task(asyncio.to_thread(state.load_models))
 
         def loaded(task: asyncio.Task[None]) -> None:
@@ -402,6 +406,8 @@ def create_app(config: ServerConfig, *, on_load_failure: Callable[[], None] | No
         loader.add_done_callback(loaded)
         yield
         state.draining = True
+        if metrics_listener is not None:
+            metrics_listener.close()
         await asyncio.to_thread(state.batcher.close, config.graceful_timeout_s)
 
     model_routes = []
@@ -416,7 +422,7 @@ def create_app(config: ServerConfig, *, on_load_failure: Callable[[], None] | No
             Route("/v2/health/live", live, methods=["GET"]),
             Route("/v2/health/ready", ready, methods=["GET"]),
             *model_routes,
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            *([Route("/metrics", metrics_endpoint, methods=["GET"])] if config.metrics_port is None else []),
         ],
         middleware=[Middleware(_InferFastPath, infer=infer)],
         exception_handlers={HTTPException: http_error, Exception: internal_error},
@@ -611,6 +617,32 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             self.cycle.keep_alive = False
         elif self._idle() and self.timeout_keep_alive_task is None:
             self._arm_idle_close()
+
+
+async def serve_metrics(state: ServerState, host: str, port: int) -> asyncio.Server:
+    """A listener on ``port`` answering ``GET /metrics`` (and 404 to anything else), one response
+    per connection: the scrape port, kept apart from the inference port the front doors reach."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+            method, path, *_ = head.split(b"\r\n", 1)[0].split(b" ") + [b"", b""]
+            if method in (b"GET", b"HEAD") and path.split(b"?", 1)[0] == b"/metrics":
+                body, status, ctype = state.render_metrics(), b"200 OK", m.CONTENT_TYPE.encode()
+            else:
+                body, status, ctype = b"not found\n", b"404 Not Found", b"text/plain"
+            writer.write(
+                b"HTTP/1.1 " + status + b"\r\nContent-Type: " + ctype
+                + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
+                + (b"" if method == b"HEAD" else body)
+            )  # fmt: skip
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, host, port)
 
 
 class _GracefulServer(uvicorn.Server):

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from contracts.serving import SERVER_PORT
+
 __all__ = [
     "ConfigError",
     "Device",
@@ -48,8 +50,12 @@ class ServerConfig:
     ``/versions/{v}/`` requests always reach that version."""
     host: str = "0.0.0.0"
     """Address to listen on (``0.0.0.0`` in a pod; tests use ``127.0.0.1``)."""
-    port: int = 8080
+    port: int = SERVER_PORT
     """TCP port, 1-65535."""
+    metrics_port: int | None = None
+    """Serve ``/metrics`` on this port only, not on ``port``: in a cluster the inference port is
+    what load balancers and front doors reach, and the metrics (model names, traffic, drift) are
+    for Prometheus alone. Default: on ``port`` (local use)."""
     precision: Precision = "auto"
     """``auto``: int8 on CPU, bf16 on CUDA. ``int8`` on CPU is dynamic quantization of every
     Linear layer; on CUDA it needs torchao (int8 weight-only). ``fp32`` serves unquantized."""
@@ -131,6 +137,10 @@ class ServerConfig:
             bad("host", "a non-empty address")
         if not is_int(self.port) or not 1 <= self.port <= 65535:
             bad("port", "an integer in 1..65535")
+        if self.metrics_port is not None and (
+            not is_int(self.metrics_port) or not 1 <= self.metrics_port <= 65535 or self.metrics_port == self.port
+        ):
+            bad("metrics_port", "an integer in 1..65535 other than port, or None")
         for key, literal in (
             ("precision", Precision),
             ("quant_engine", QuantEngine),
@@ -174,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--b-weight", type=float, default=0.0, help="share of unversioned "
                         "requests sent to version 2, 0..1 (default 0)")  # fmt: skip
     parser.add_argument("--host", default="0.0.0.0")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=int, default=SERVER_PORT)
+    parser.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port "
+                        "only (default: on --port)")  # fmt: skip
     parser.add_argument("--precision", default="auto", choices=get_args(Precision))
     parser.add_argument("--quant-engine", default="auto", choices=get_args(QuantEngine))
     parser.add_argument("--device", default="auto", choices=get_args(Device))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from workloads import drift, storage
-from workloads.artifact import ArtifactError, load_artifact
+from workloads.artifact import ArtifactError, load_artifact, serving_precision
 from workloads.server.protocol import TensorSpec
 from workloads.server.quantize import (
     compute_dtype,
@@ -195,7 +195,7 @@ class ServedModel:
         if input_spec.datatype != "FP32" or len(input_spec.shape) != 2:
             raise ValueError(f"{uri}: the server handles one FP32 [-1, F] input, got {input_spec}")
         torch_device = resolve_device(device)
-        resolved = resolve_precision(precision, torch_device)
+        resolved = serving_precision(artifact.model, precision, resolve_precision(precision, torch_device))
         engine = resolve_engine(quant_engine) if (resolved, torch_device.type) == ("int8", "cpu") else None
         module = prepare_model(artifact.model, precision=resolved, device=torch_device, engine=engine or "")
         served = cls(
@@ -278,6 +278,7 @@ class ServedModel:
                 "artifact_name": self.manifest.get("name"),
                 "artifact_version": self.manifest.get("version"),
                 "arch": self.manifest.get("model", {}).get("arch"),
+                "factory": self.manifest.get("model", {}).get("factory"),
                 "device": str(self.device),
                 "load_seconds": round(self.load_seconds, 4),
                 **{f"quantization_{k}": v for k, v in self.report.as_dict().items()},

@@ -41,7 +41,7 @@ from components.validation import (
     repeated,
     valid,
 )
-from policies.config import PolicySpec
+from stacks.policy_settings import PolicySpec
 
 NAMESPACE = "aicloud"
 STACKS_DIR = Path(__file__).parent

@@ -17,12 +17,12 @@ traffic and data the plan cannot know: every figure lists them as excluded rathe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from components.catalog import load_catalog
 
-if TYPE_CHECKING:
-    from stacks.plan import Plan
+Plan = Any
+"""A `stacks.plan.model.Plan` (not imported: the plan model imports this module)."""
 
 INCLUDES = (
     "nodes (catalog on-demand list price x regional factor; spot pools as a range)",

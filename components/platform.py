@@ -223,6 +223,7 @@ class RegionalPlatform(pulumi.ComponentResource):
         safety: DataSafety,
         tags: dict[str, str],
         gcp_project: str | None = None,
+        environment: str = "dev",
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(type_token("platform", "RegionalPlatform"), name, None, opts)
@@ -236,6 +237,7 @@ class RegionalPlatform(pulumi.ComponentResource):
                 region=spec.region,
                 subnet_ids=network.private_subnet_ids,
                 safety=safety,
+                environment=environment,
                 tags=tags,
                 opts=child_opts(self),
             )
@@ -273,6 +275,7 @@ class RegionalPlatform(pulumi.ComponentResource):
                 network=network.network_id,
                 subnetwork=network.subnetwork_id,
                 master_cidr=spec.gke_master_cidr,
+                environment=environment,
                 tags=tags,
                 opts=child_opts(self),
             )

@@ -117,3 +117,13 @@ def test_cli_writes_json_and_markdown(tmp_path: Path):
     doc = json.loads(out_json.read_text())
     assert doc["stack"] == "dev" and doc["summary"]["resources"] > 20
     assert out_md.read_text().startswith("## aicloud plan: `dev`")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_clusters_are_deletion_protected_exactly_in_prod(plans, stack):
+    """`cluster.deletionProtection` unset means on in prod (it used to become False everywhere)."""
+    plan = plans[stack]
+    clusters = [r for r in plan.resources if r.type in ("aws:eks/cluster:Cluster", "gcp:container/cluster:Cluster")]
+    assert clusters
+    for reg in clusters:
+        assert reg.inputs.get("deletionProtection") is (stack == "prod"), reg.urn

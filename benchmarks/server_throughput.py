@@ -55,7 +55,7 @@ def model_specs() -> dict[str, tuple[str, dict]]:
         "mlp": ("mlp", {"in_features": 256, "hidden": [1024, 1024, 1024], "num_classes": 10}),
         "transformer": (
             "transformer",
-            transformer.model.kwargs(transformer.data.in_features, transformer.data.num_classes),
+            transformer.model.build_kwargs(transformer.data.in_features, transformer.data.num_classes),
         ),
     }
 

@@ -86,7 +86,7 @@ def bare_step(
     """A plain training step (fresh model, same init, optimizer, clipping and schedule as ours)."""
     torch.set_num_threads(config.train.threads)
     torch.manual_seed(config.train.seed)
-    kwargs = config.model.kwargs(config.data.in_features, config.data.num_classes)
+    kwargs = config.model.build_kwargs(config.data.in_features, config.data.num_classes)
     model = build_model(config.model.arch, **kwargs).to(device)
     optimizer = build_optimizer(model.parameters(), config)
     total, warmup, floor = config.train.steps, config.optim.warmup_steps, config.optim.min_lr_ratio
@@ -234,7 +234,7 @@ def main() -> None:
             f"trainer / bare = {cpu_ratio:.3f} in CPU time, {wall_ratio:.3f} in wall time"
         )
         if device.type == "cuda":
-            kwargs = config.model.kwargs(config.data.in_features, config.data.num_classes)
+            kwargs = config.model.build_kwargs(config.data.in_features, config.data.num_classes)
             params = sum(p.numel() for p in build_model(config.model.arch, **kwargs).parameters())
             mfu = median_ours * 6 * params / (args.peak_tflops * 1e12)
             print(

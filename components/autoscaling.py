@@ -32,16 +32,14 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.base import child_opts, merge_tags, type_token
+from components.helm import helm_release
 from components.identity import irsa_trust_policy
 from components.nodepool import POOL_LABEL, EksGpuNodePool, NodePoolSpec, pool_labels, pool_taints
+from components.upstream import chart_pin
 
-KARPENTER_CHART = {"chart": "oci://public.ecr.aws/karpenter/karpenter", "version": "1.14.1"}
+KARPENTER_CHART = chart_pin("karpenter")
 """Karpenter's OCI chart (it ships the NodePool, NodeClaim and EC2NodeClass CRDs)."""
-CLUSTER_AUTOSCALER_CHART = {
-    "chart": "cluster-autoscaler",
-    "version": "9.59.0",
-    "repo": "https://kubernetes.github.io/autoscaler",
-}
+CLUSTER_AUTOSCALER_CHART = chart_pin("cluster-autoscaler")
 KARPENTER_NAMESPACE = "kube-system"
 KARPENTER_SERVICE_ACCOUNT = "karpenter"
 CLUSTER_AUTOSCALER_SERVICE_ACCOUNT = "cluster-autoscaler"
@@ -534,12 +532,11 @@ class Karpenter(pulumi.ComponentResource):
                 cluster_name=a[0], cluster_endpoint=a[1], queue_name=a[2], role_arn=a[3], system_pool=system_pool
             )
         )
-        self.release = k8s.helm.v3.Release(
+        self.release = helm_release(
             f"{name}-release",
-            name="karpenter",
-            chart=KARPENTER_CHART["chart"],
-            version=KARPENTER_CHART["version"],
+            "karpenter",
             namespace=KARPENTER_NAMESPACE,
+            release_name="karpenter",
             values=values,
             opts=child_opts(self, provider=k8s_provider),
         )
@@ -587,13 +584,11 @@ class ClusterAutoscaler(pulumi.ComponentResource):
                 cluster_name=a[0], region=region, role_arn=a[1], version=version, system_pool=system_pool
             )
         )
-        self.release = k8s.helm.v3.Release(
+        self.release = helm_release(
             f"{name}-release",
-            name="cluster-autoscaler",
-            chart=CLUSTER_AUTOSCALER_CHART["chart"],
-            version=CLUSTER_AUTOSCALER_CHART["version"],
-            repository_opts={"repo": CLUSTER_AUTOSCALER_CHART["repo"]},
+            "cluster-autoscaler",
             namespace=KARPENTER_NAMESPACE,
+            release_name="cluster-autoscaler",
             values=values,
             opts=child_opts(self, provider=k8s_provider),
         )

@@ -26,7 +26,9 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.base import child_opts, merge_tags, type_token
+from components.helm import helm_release
 from components.identity import irsa_trust_policy
+from components.upstream import chart_pin
 
 EBS_CSI_ADDON = "aws-ebs-csi-driver"
 EBS_CSI_PROVISIONER = "ebs.csi.aws.com"
@@ -35,16 +37,8 @@ GKE_PD_PROVISIONER = "pd.csi.storage.gke.io"
 STORAGE_CLASS = {"aws": "gp3", "gcp": "standard-rwo"}
 """The default StorageClass of each cloud's clusters: ours on EKS, GKE's own on GKE."""
 GKE_BUILTIN_CLASSES = {"standard-rwo": GKE_PD_PROVISIONER, "premium-rwo": GKE_PD_PROVISIONER}
-METRICS_SERVER_CHART = {
-    "chart": "metrics-server",
-    "version": "3.13.1",
-    "repo": "https://kubernetes-sigs.github.io/metrics-server/",
-}
-PROMETHEUS_ADAPTER_CHART = {
-    "chart": "prometheus-adapter",
-    "version": "5.3.0",
-    "repo": "https://prometheus-community.github.io/helm-charts",
-}
+METRICS_SERVER_CHART = chart_pin("metrics-server")
+PROMETHEUS_ADAPTER_CHART = chart_pin("prometheus-adapter")
 REQUEST_COUNTER = "aicloud_server_requests_total"
 """The model server's request counter (`workloads.server.metrics.REQUESTS`)."""
 
@@ -150,13 +144,11 @@ class ClusterFoundations(pulumi.ComponentResource):
                 reclaim_policy=sc["reclaimPolicy"],
                 opts=child_opts(self, provider=k8s_provider, depends_on=[addon]),
             )
-            metrics = k8s.helm.v3.Release(
+            metrics = helm_release(
                 f"{name}-metrics-server",
-                name="metrics-server",
-                chart=METRICS_SERVER_CHART["chart"],
-                version=METRICS_SERVER_CHART["version"],
-                repository_opts={"repo": METRICS_SERVER_CHART["repo"]},
+                "metrics-server",
                 namespace="kube-system",
+                release_name="metrics-server",
                 opts=k8s_opts,
             )
             self.ready += [addon, storage, metrics]
@@ -169,12 +161,10 @@ class ClusterFoundations(pulumi.ComponentResource):
         if custom_metrics:
             if not prometheus_url:
                 raise ValueError(f"{name}: custom metrics {custom_metrics} need Prometheus (aicloud:monitoring)")
-            adapter = k8s.helm.v3.Release(
+            adapter = helm_release(
                 f"{name}-prometheus-adapter",
-                name="prometheus-adapter",
-                chart=PROMETHEUS_ADAPTER_CHART["chart"],
-                version=PROMETHEUS_ADAPTER_CHART["version"],
-                repository_opts={"repo": PROMETHEUS_ADAPTER_CHART["repo"]},
+                "prometheus-adapter",
+                release_name="prometheus-adapter",
                 namespace="kube-system",
                 values=prometheus_adapter_values(sorted(custom_metrics), prometheus_url),
                 opts=k8s_opts,

@@ -8,6 +8,12 @@ An artifact is a directory (prefix) at any ``workloads.storage`` URI::
     manifest.json         written LAST: the commit marker, with the sha256 of every other file
 
 A prefix without ``manifest.json`` is not an artifact (an export died half way).
+
+``manifest["model"]`` names how to rebuild the module: ``{"arch": "mlp", "kwargs": {...}}`` for a
+model of ``workloads.models``, or ``{"factory": "pkg.mod:build", "kwargs": {...}, "package":
+{"name": "pkg-dist", "version": "1.2.0"}}`` for a team's own model (:func:`rebuild_model`). Files
+are written group-readable (0640 locally), so a serving or evaluation job in the owner's group can
+read them.
 """
 
 from __future__ import annotations
@@ -24,9 +30,19 @@ import torch
 from torch import nn
 
 from workloads import storage
-from workloads.models import build_model
+from workloads.models import FactoryError, build_factory, build_model, factory_package
 
-__all__ = ["FORMAT", "MANIFEST", "Artifact", "ArtifactError", "save_artifact", "load_artifact"]
+__all__ = [
+    "FORMAT",
+    "MANIFEST",
+    "Artifact",
+    "ArtifactError",
+    "save_artifact",
+    "load_artifact",
+    "rebuild_model",
+    "model_spec",
+    "serving_precision",
+]
 
 FORMAT = "aicloud-model/1"
 MANIFEST = "manifest.json"
@@ -83,12 +99,56 @@ def _unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
+def model_spec(*, arch: str | None, factory: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``model`` entry: ``arch`` for a built-in model, else the factory, its
+    arguments and the installed package (name and version) that provides it."""
+    if factory is not None:
+        return {"factory": factory, "kwargs": kwargs, "package": factory_package(factory)}
+    if arch is None:
+        raise ValueError("model_spec needs arch or factory")
+    return {"arch": arch, "kwargs": kwargs}
+
+
+def rebuild_model(spec: dict[str, Any]) -> nn.Module:
+    """A freshly initialised module from a manifest's ``model`` entry (built-in arch or factory).
+
+    Raises ArtifactError naming the missing factory or package, and the version the artifact was
+    trained with, so a server image without the team's package says what to install.
+    """
+    kwargs = spec.get("kwargs", {})
+    if "factory" in spec:
+        try:
+            return build_factory(spec["factory"], kwargs)
+        except FactoryError as exc:
+            package = spec.get("package") or {}
+            trained = (
+                f" (the artifact was trained with {package['name']}=={package['version']})"
+                if package.get("name")
+                else ""
+            )
+            raise ArtifactError(f"{exc}{trained}") from exc
+    try:
+        return build_model(spec["arch"], **kwargs)
+    except (KeyError, ValueError) as exc:
+        raise ArtifactError(f"manifest model entry {spec!r} cannot be rebuilt: {exc}") from exc
+
+
+def serving_precision(model: nn.Module, requested: str, resolved: str) -> str:
+    """The precision to serve ``model`` at: ``resolved`` unless the request was ``auto`` and it
+    resolved to ``int8`` for a model with no ``nn.Linear`` layer (dynamic int8 quantizes only
+    Linear layers, so such a model is served in fp32 and reported as such)."""
+    if requested == "auto" and resolved == "int8" and not any(isinstance(m, nn.Linear) for m in model.modules()):
+        return "fp32"
+    return resolved
+
+
 def save_artifact(
     uri: str,
     *,
     model: nn.Module,
-    arch: str,
+    arch: str | None,
     kwargs: dict[str, Any],
+    factory: str | None = None,
     heldout_x: torch.Tensor | np.ndarray,
     heldout_y: torch.Tensor | np.ndarray,
     reference: dict[str, Any],
@@ -98,8 +158,8 @@ def save_artifact(
 ) -> str:
     """Export ``model`` as an artifact at ``uri`` and return ``uri``.
 
-    ``arch`` and ``kwargs`` must rebuild the model with ``workloads.models.build_model``; the
-    input width ``F`` is ``kwargs["in_features"]`` and the output width ``kwargs["num_classes"]``.
+    ``arch`` (or ``factory``, which wins) and ``kwargs`` must rebuild the model (see
+    :func:`rebuild_model`); the input width ``F`` is ``kwargs["in_features"]`` and the output width ``kwargs["num_classes"]``.
     The manifest is written last, after every file it lists.
     """
     x = torch.as_tensor(heldout_x).detach().to("cpu", torch.float32).contiguous()
@@ -125,7 +185,7 @@ def save_artifact(
         "name": name,
         "version": str(version),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "model": {"arch": arch, "kwargs": kwargs},
+        "model": model_spec(arch=arch, factory=factory, kwargs=kwargs),
         "inputs": [{"name": "input__0", "datatype": "FP32", "shape": [-1, in_features]}],
         "outputs": [{"name": "output__0", "datatype": "FP32", "shape": [-1, num_classes]}],
         "metrics": dict(metrics or {}),
@@ -159,8 +219,11 @@ def load_artifact(uri: str) -> Artifact:
         if _sha256(data) != expected:
             raise ArtifactError(f"{uri}: {filename} does not match its sha256 in the manifest")
         blobs[filename] = data
-    model = build_model(manifest["model"]["arch"], **manifest["model"]["kwargs"])
-    model.load_state_dict(torch.load(io.BytesIO(blobs[_MODEL]), weights_only=True))
+    model = rebuild_model(manifest["model"])
+    try:
+        model.load_state_dict(torch.load(io.BytesIO(blobs[_MODEL]), weights_only=True))
+    except RuntimeError as exc:  # the factory builds a different shape than the one trained
+        raise ArtifactError(f"{uri}: the weights do not fit the rebuilt model {manifest['model']}: {exc}") from exc
     model.float().eval()
     heldout = torch.load(io.BytesIO(blobs[_HELDOUT]), weights_only=True)
     return Artifact(

@@ -1,18 +1,41 @@
-"""Model registry shared by the trainer and the model server.
+"""Model registry shared by the trainer and the model server, and user model factories.
 
 Every model takes FP32 features ``[B, F]`` and returns FP32 logits ``[B, num_classes]``, so a
-serving artifact only needs the architecture name and its keyword arguments to rebuild the module
-(``build_model(manifest["model"]["arch"], **manifest["model"]["kwargs"])``).
+serving artifact only needs the architecture name (or a factory's import path) and its keyword
+arguments to rebuild the module.
+
+A team's own model is named by an import path ``"package.module:callable"`` (:func:`build_factory`);
+nothing in aicloud has to know it, only the images must have the package installed.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import re
 from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 
-__all__ = ["Arch", "ARCHS", "build_model", "TabularTransformer"]
+__all__ = [
+    "Arch",
+    "ARCHS",
+    "FACTORY_RE",
+    "FactoryError",
+    "build_model",
+    "build_factory",
+    "load_factory",
+    "factory_package",
+    "TabularTransformer",
+]
+
+FACTORY_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+"""``package.module:callable`` (the callable may be a dotted attribute path, e.g. ``Class.build``)."""
+
+
+class FactoryError(ValueError):
+    """A model factory cannot be imported, called, or did not return an ``nn.Module``."""
 
 Arch = Literal["mlp", "transformer"]
 ARCHS: tuple[str, ...] = get_args(Arch)
@@ -105,3 +128,49 @@ def build_model(arch: Arch, **kwargs: Any) -> nn.Module:
         return builder(**kwargs)
     except TypeError as exc:  # unknown or missing keyword
         raise ValueError(f"{arch}: bad model kwargs {sorted(kwargs)}: {exc}") from exc
+
+
+def load_factory(path: str) -> Any:
+    """The callable named by ``"package.module:callable"``; raises FactoryError naming what is missing."""
+    if not isinstance(path, str) or not FACTORY_RE.match(path):
+        raise FactoryError(f"model factory {path!r} is not an import path 'package.module:callable'")
+    module_name, _, attr_path = path.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise FactoryError(
+            f"model factory {path!r}: cannot import module {module_name!r} ({exc}); install the package "
+            "that provides it (locally: pip install -e <path>; images: aicloud:images packages)"
+        ) from exc
+    for part in attr_path.split("."):
+        if not hasattr(target, part):
+            raise FactoryError(f"model factory {path!r}: module {module_name!r} has no attribute {attr_path!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise FactoryError(f"model factory {path!r} is not callable")
+    return target
+
+
+def build_factory(path: str, kwargs: dict[str, Any]) -> nn.Module:
+    """``load_factory(path)(**kwargs)``, checked to be an ``nn.Module``."""
+    factory = load_factory(path)
+    try:
+        model = factory(**kwargs)
+    except TypeError as exc:
+        raise FactoryError(f"model factory {path!r} rejected its keyword arguments {sorted(kwargs)}: {exc}") from exc
+    if not isinstance(model, nn.Module):
+        raise FactoryError(f"model factory {path!r} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def factory_package(path: str) -> dict[str, str | None]:
+    """The installed distribution that provides the factory's top-level package and its version
+    (for a package that is not an installed distribution, e.g. on ``PYTHONPATH``: its import
+    name and its ``__version__`` or None)."""
+    top = path.partition(":")[0].split(".")[0]
+    names = importlib.metadata.packages_distributions().get(top, [])
+    if not names:  # not installed (e.g. on PYTHONPATH): the package's own __version__, if any
+        version = getattr(importlib.import_module(top), "__version__", None)
+        return {"name": top, "version": None if version is None else str(version)}
+    name = sorted(names)[0]
+    return {"name": name, "version": importlib.metadata.version(name)}

@@ -26,10 +26,11 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from contracts.lake import LAKE_ENV_PREFIX, LAKE_SCHEME, join, lake_env, resolve, split_lake  # noqa: F401 (re-exported)
 
 __all__ = [
     "MULTIPART_THRESHOLD",
@@ -39,6 +40,8 @@ __all__ = [
     "exists",
     "list_prefix",
     "delete",
+    "clean_temp",
+    "FILE_MODE",
     "join",
     "local_path",
     "resolve",
@@ -53,9 +56,8 @@ MULTIPART_THRESHOLD = 64 * 1024 * 1024
 MULTIPART_PART_SIZE = 16 * 1024 * 1024
 """Size of each multipart part in bytes (S3 requires at least 5 MiB for all but the last)."""
 
-LAKE_SCHEME = "lake"
-LAKE_ENV_PREFIX = "AICLOUD_LAKE_"
-"""``lake://<zone>/...`` resolves through ``AICLOUD_LAKE_<ZONE>`` (zone upper-cased)."""
+FILE_MODE = 0o640
+"""Mode of local files written by ``write_bytes``: group-readable (checkpoints, artifacts)."""
 
 _TMP_PREFIX = ".aicloud-tmp-"
 """Name prefix of in-flight local temporary files; ``list_prefix`` never reports them."""
@@ -72,46 +74,6 @@ class _Location:
     key: str
     file_uri: bool
     """For local paths: whether the caller wrote ``file://`` (results keep the caller's style)."""
-
-
-def lake_env(zone: str) -> str:
-    """The environment variable that holds the base URI of lakehouse zone ``zone``."""
-    return LAKE_ENV_PREFIX + zone.upper().replace("-", "_")
-
-
-def split_lake(uri: str) -> tuple[str, str] | None:
-    """``(zone, key)`` of a ``lake://<zone>/<key>`` URI (key may be empty), else None."""
-    prefix = f"{LAKE_SCHEME}://"
-    if not isinstance(uri, str) or not uri.startswith(prefix):
-        return None
-    zone, _, key = uri[len(prefix) :].partition("/")
-    return zone, key
-
-
-def resolve(uri: str, bases: Mapping[str, str] | None = None) -> str:
-    """``uri`` with a ``lake://<zone>/<key>`` reference replaced by the zone's real URI; any other
-    URI unchanged. The zone's base URI comes from ``bases`` (zone -> URI) when given, else from
-    ``AICLOUD_LAKE_<ZONE>``. Raises ``ValueError`` naming what is missing."""
-    parts = split_lake(uri)
-    if parts is None:
-        return uri
-    zone, key = parts
-    if not zone:
-        raise ValueError(f"lake URI has no zone: {uri!r} (expected lake://<zone>/<key>)")
-    if bases is not None:
-        base = bases.get(zone, "")
-        if not base:
-            raise ValueError(f"cannot resolve {uri!r}: known zones are {', '.join(sorted(bases))}")
-    else:
-        base = os.environ.get(lake_env(zone), "").strip()
-        if not base:
-            raise ValueError(
-                f"cannot resolve {uri!r}: {lake_env(zone)} is not set (the stack sets it on pods with "
-                f"access to the {zone!r} zone; locally, export it, e.g. {lake_env(zone)}=file:///tmp/lake/{zone})"
-            )
-        if split_lake(base) is not None:
-            raise ValueError(f"{lake_env(zone)} must be a real URI, not another lake URI: {base!r}")
-    return join(base, key) if key else base
 
 
 def _parse(uri: str) -> _Location:
@@ -139,16 +101,6 @@ def _format(loc: _Location, key: str) -> str:
     if loc.scheme == "file":
         return f"file://{key}" if loc.file_uri else key
     return f"{loc.scheme}://{loc.bucket}/{key}"
-
-
-def join(base_uri: str, *parts: str) -> str:
-    """Join ``parts`` onto ``base_uri`` with ``/`` (slashes at the seams are collapsed).
-
-    ``join("s3://b/runs", "r1", "ckpt/")`` is ``"s3://b/runs/r1/ckpt"``.
-    """
-    pieces = [base_uri.rstrip("/") or base_uri]
-    pieces += [p.strip("/") for p in parts if p.strip("/")]
-    return "/".join(pieces)
 
 
 def local_path(uri: str) -> str | None:
@@ -259,6 +211,7 @@ def _local_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; readers in the owner's group need access
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -314,6 +267,31 @@ def list_prefix(uri: str) -> list[str]:
         bucket = _gcs_bucket(loc.bucket)
         keys = [blob.name for blob in bucket.client.list_blobs(loc.bucket, prefix=prefix)]
     return sorted(_format(loc, k) for k in keys)
+
+
+def clean_temp(uri: str) -> list[str]:
+    """Remove what interrupted writes left under the prefix ``uri``: local temporary files of
+    ``write_bytes`` and, on S3, incomplete multipart uploads (their parts cost storage). Call it
+    only while no writer is active under ``uri``. Returns what was removed (local paths or
+    ``s3://bucket/key#upload-id``)."""
+    loc = _parse(uri)
+    removed: list[str] = []
+    if loc.scheme == "file":
+        root = Path(loc.key)
+        if root.is_dir():
+            for dirpath, _, names in os.walk(root):
+                for name in names:
+                    if name.startswith(_TMP_PREFIX):
+                        (Path(dirpath) / name).unlink(missing_ok=True)
+                        removed.append(str(Path(dirpath) / name))
+    elif loc.scheme == "s3":
+        client = s3_client()
+        prefix = loc.key.rstrip("/") + "/" if loc.key.strip("/") else ""
+        for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=loc.bucket, Prefix=prefix):
+            for upload in page.get("Uploads", []):
+                client.abort_multipart_upload(Bucket=loc.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                removed.append(f"s3://{loc.bucket}/{upload['Key']}#{upload['UploadId']}")
+    return sorted(removed)
 
 
 def delete(uri: str) -> None:

@@ -21,8 +21,8 @@ from components.monitoring import (
 )
 from components.nodepool import pool_taints, tolerations_for
 from components.retraining import SERVICE_ACCOUNT, RetrainingPipeline
+from contracts.retrain import Settings
 from tests.monitoring.specs import TRAINER, aws_region, gcp_region, retraining, serving
-from workloads.retrain.settings import Settings
 
 K8S_VERSION = "1.33"
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -93,7 +93,7 @@ def test_dcgm_exporter_tolerates_every_gpu_pools_taints_and_runs_on_gpu_nodes_on
 def test_dcgm_exporter_on_gke_mounts_the_host_driver(record):
     regs = record(lambda: monitoring(gcp_region()))
     values = release(regs, DCGM_EXPORTER_CHART["chart"]).inputs["values"]
-    assert values["securityContext"] == {"privileged": True}
+    assert values["securityContext"] == {"privileged": True, "allowPrivilegeEscalation": True}
     assert {"name": "nvidia-install-dir-host", "hostPath": "/home/kubernetes/bin/nvidia"} in values["extraHostVolumes"]
     mounts = {m["name"]: m["mountPath"] for m in values["extraVolumeMounts"]}
     assert mounts["nvidia-install-dir-host"] == "/usr/local/nvidia"

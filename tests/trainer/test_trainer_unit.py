@@ -20,7 +20,9 @@ from workloads.trainer.config import ConfigError, TrainerConfig, merge, parse_ov
 from workloads.trainer.data import BatchStream
 from workloads.trainer.distributed import DistContext
 from workloads.trainer.loop import Trainer, lr_factor
-from workloads.trainer.telemetry import Telemetry, render_prometheus
+from prometheus_client import generate_latest
+
+from workloads.trainer.telemetry import Telemetry
 
 CPU = DistContext(0, 1, 0, torch.device("cpu"), None)
 
@@ -148,7 +150,9 @@ def test_prometheus_endpoint_serves_latest_values(tmp_path: Path) -> None:
     assert "aicloud_trainer_step 3.0" in body and "aicloud_trainer_step_seconds 0.25" in body
     assert "aicloud_trainer_grad_norm" not in body  # never recorded, never exported
     assert json.loads((tmp_path / "m.jsonl").read_text())["loss"] == 0.5
-    assert render_prometheus({}) == "\n"
+    fresh = Telemetry(metrics_uri=str(tmp_path / "n.jsonl"), total_steps=1)
+    fresh.close()
+    assert generate_latest(fresh.registry) == b""  # nothing recorded, nothing exported
 
 
 def test_progress_is_a_bar_on_a_terminal_and_json_otherwise(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import traceback
 import typing
@@ -23,11 +24,25 @@ from workloads.trainer.config import (
     preset,
     to_dict,
 )
-from workloads.trainer.loop import Trainer
+from workloads.models import FactoryError
+from workloads.trainer.loop import Preempted, Trainer
 
-__all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED", "build_config", "main"]
+__all__ = [
+    "EXIT_OK",
+    "EXIT_FAILED",
+    "EXIT_USAGE",
+    "EXIT_INTERRUPTED",
+    "EXIT_PREEMPTED",
+    "build_config",
+    "check_outputs",
+    "main",
+]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_PREEMPTED = 143
+"""128 + SIGTERM: checkpointed and stopped on SIGTERM. Job controllers retry it: Kubeflow's
+``restartPolicy: ExitCode`` treats 128-255 as retryable, and a Job's ``podFailurePolicy`` can
+match it; torchrun reports it as the worker's exit code."""
 
 
 def _config_keys() -> str:
@@ -55,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="keys for --set (defaults shown are the base defaults, before a preset):\n"
         + _config_keys()
-        + "\n\nexit codes: 0 done, 1 training failed, 2 bad usage or config, 130 interrupted",
+        + "\n\nexit codes: 0 done, 1 training failed, 2 bad usage, config, URI or data, 130 interrupted, "
+        "143 preempted by SIGTERM after a checkpoint (retry resumes)",
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset")
     parser.add_argument("--config", metavar="FILE", help="YAML/JSON file (any storage URI)")
@@ -92,6 +108,31 @@ def build_config(args: argparse.Namespace) -> TrainerConfig:
     return config
 
 
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def check_outputs(config: TrainerConfig) -> None:
+    """Fail now, not after training, when ``out``, ``export.uri`` or ``metrics.uri`` is malformed
+    or cannot be written: each is parsed (lake:// resolved) and a probe object is written and
+    deleted under it. Raises ConfigError naming the key, the URI and the reason."""
+    assert config.out is not None
+    metrics_uri = config.metrics.uri or storage.join(config.out, "metrics.jsonl")
+    targets = [("out", config.out, config.out), ("metrics.uri", metrics_uri, metrics_uri.rpartition("/")[0] or ".")]
+    if config.export.enabled:
+        targets.append(("export.uri", config.export.uri or storage.join(config.out, "model"), None))
+    for key, uri, probe_dir in targets:
+        where = probe_dir or uri
+        probe = storage.join(where, f".aicloud-probe-{os.environ.get('RANK', '0')}-{os.getpid()}")
+        try:
+            storage.local_path(uri)  # scheme, bucket and lake:// resolution
+            storage.write_bytes(probe, b"")
+            storage.delete(probe)
+        except Exception as exc:  # botocore, google and OS errors alike: say which key failed
+            raise ConfigError(f"{key}: cannot write {uri!r}: {_one_line(exc)}") from exc
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse, train, tear down; returns the exit code (see --help)."""
     try:
@@ -100,8 +141,16 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         config = build_config(args)
-    except (ConfigError, FileNotFoundError) as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+        if not args.print_config:
+            check_outputs(config)
+    except FileNotFoundError as exc:
+        print(f"config error: --config: {args.config} does not exist ({_one_line(exc)})", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as exc:
+        print(f"config error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a malformed --config URI, unreadable object store, bad YAML
+        print(f"config error: --config {args.config}: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     if args.print_config:
         print(json.dumps(to_dict(config), indent=2))
@@ -114,14 +163,17 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_OK
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+    except Preempted as exc:
+        print(f"{exc}; exiting {EXIT_PREEMPTED} so the job is retried", file=sys.stderr)
+        code = EXIT_PREEMPTED
+    except (ConfigError, FactoryError) as exc:
+        print(f"config error: {_one_line(exc)}", file=sys.stderr)
         code = EXIT_USAGE
     except Exception:
         traceback.print_exc()
     finally:
         try:
-            distributed.teardown(ctx, clean=code == EXIT_OK)
+            distributed.teardown(ctx, clean=code in (EXIT_OK, EXIT_PREEMPTED))
         except Exception:
             traceback.print_exc()
             code = EXIT_FAILED

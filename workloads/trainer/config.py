@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal, get_args, get_origin
 
 import yaml
 
-from workloads.models import Arch
+from workloads.models import FACTORY_RE, Arch
 
 __all__ = [
     "ConfigError",
@@ -63,7 +63,14 @@ class ModelConfig:
     SECTION: ClassVar[str] = "model"
 
     arch: Arch = "mlp"
-    """Architecture from workloads.models: "mlp" or "transformer"."""
+    """Architecture from workloads.models: "mlp" or "transformer" (ignored when ``factory`` is set)."""
+    factory: str | None = None
+    """Bring your own model: ``"package.module:callable"`` returning an ``nn.Module`` that maps FP32
+    ``[B, in_features]`` to logits ``[B, num_classes]``. It is called as ``callable(in_features=F,
+    num_classes=C, **kwargs)``; the package must be importable in the trainer and server images
+    (``aicloud:images`` builds it in). Conflicts with the ``arch``-specific fields."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """factory only: extra keyword arguments (JSON values), recorded in the artifact."""
     hidden: list[int] = field(default_factory=lambda: [256, 256])
     """mlp only: widths of the hidden layers."""
     d_model: int = 64
@@ -79,6 +86,15 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _choice(self.SECTION, "arch", self.arch, Arch)
+        if self.factory is not None and not FACTORY_RE.match(str(self.factory)):
+            _fail("model.factory", self.factory, "an import path 'package.module:callable' or null")
+        if not isinstance(self.kwargs, dict) or not all(isinstance(k, str) for k in self.kwargs):
+            _fail("model.kwargs", self.kwargs, "a mapping of keyword names to values")
+        if self.kwargs and self.factory is None:
+            _fail("model.kwargs", self.kwargs, "{} unless model.factory is set (arch models take their own fields)")
+        for reserved in ("in_features", "num_classes"):
+            if reserved in self.kwargs:
+                _fail(f"model.kwargs.{reserved}", self.kwargs[reserved], f"unset: data.{reserved} supplies it")
         if not isinstance(self.hidden, list) or not self.hidden:
             _fail("model.hidden", self.hidden, "a non-empty list of integers >= 1")
         for width in self.hidden:
@@ -91,8 +107,10 @@ class ModelConfig:
         if not 0.0 <= self.dropout < 1.0:
             _fail("model.dropout", self.dropout, "a number in [0, 1)")
 
-    def kwargs(self, in_features: int, num_classes: int) -> dict[str, Any]:
-        """Keyword arguments for ``workloads.models.build_model(self.arch, **kwargs)``."""
+    def build_kwargs(self, in_features: int, num_classes: int) -> dict[str, Any]:
+        """Keyword arguments for the factory, or for ``workloads.models.build_model(self.arch, ...)``."""
+        if self.factory is not None:
+            return {"in_features": in_features, "num_classes": num_classes, **self.kwargs}
         if self.arch == "mlp":
             return {
                 "in_features": in_features,
@@ -116,12 +134,40 @@ class DataConfig:
 
     SECTION: ClassVar[str] = "data"
 
-    source: Literal["synthetic", "shards"] = "synthetic"
+    source: Literal["synthetic", "shards", "parquet", "iceberg"] = "synthetic"
     """"synthetic": generated in process from ``train.seed`` (labels from a fixed random teacher
-    network, so the task is learnable); "shards": ``.pt``/``.npz`` files under ``uri``."""
+    network, so the task is learnable); "shards": ``.pt``/``.npz`` files under ``uri`` (held in
+    memory); "parquet": Parquet files under ``uri``, streamed by row group with bounded memory
+    (workloads.trainer.stream); "iceberg": the Iceberg table ``table`` of ``catalog``, streamed
+    the same way."""
     uri: str | None = None
-    """shards only (required there): prefix holding the shards (local path, file://, s3://,
-    gs://). Each shard holds ``x`` (float [n, in_features]) and ``y`` (int [n], < num_classes)."""
+    """shards and parquet (required there): prefix holding the files, or one ``.parquet`` file
+    (local path, file://, s3://, gs://, lake://<zone>/<prefix>). Shards hold ``x`` (float [n,
+    in_features]) and ``y`` (int [n], < num_classes)."""
+    table: str | None = None
+    """iceberg only (required there): the table identifier, ``namespace.table``."""
+    catalog: dict[str, Any] = field(default_factory=dict)
+    """iceberg only: pyiceberg catalog properties, e.g. ``{type: glue}`` on AWS or ``{type: sql,
+    uri: "sqlite:////tmp/catalog.db", warehouse: "file:///tmp/wh"}``; empty uses pyiceberg's own
+    configuration (``~/.pyiceberg.yaml`` / ``PYICEBERG_CATALOG__*`` variables)."""
+    catalog_name: str = "default"
+    """iceberg only: the catalog's name (as pyiceberg's configuration knows it)."""
+    features: list[str] = field(default_factory=list)
+    """parquet/iceberg: feature columns in order (numbers, or fixed-size lists of numbers); empty
+    takes every column except ``label``. Their total width must equal ``in_features``."""
+    label: str = "label"
+    """parquet/iceberg: the integer label column."""
+    read_rows: int = 65536
+    """parquet/iceberg: rows decoded per read; with ``workers`` this bounds the data's memory
+    (about workers x (read_rows x row bytes x 3 + one row group's column chunks))."""
+    workers: int = 0
+    """parquet/iceberg: DataLoader worker processes per rank (0 reads in the training process)."""
+    prefetch: int = 2
+    """parquet/iceberg with workers: micro-batches each worker prepares ahead."""
+    heldout_max_rows: int = 65536
+    """parquet/iceberg: at most this many held-out rows are read for the final evaluation."""
+    reference_rows: int = 65536
+    """parquet/iceberg: training rows sampled (in global order) for the drift reference."""
     num_samples: int = 8192
     """synthetic only: rows generated (before the held-out split)."""
     in_features: int = 32
@@ -132,9 +178,19 @@ class DataConfig:
     """Fraction of rows held out from training (evaluated at the end, sampled into the artifact)."""
 
     def __post_init__(self) -> None:
-        _choice(self.SECTION, "source", self.source, Literal["synthetic", "shards"])
-        if self.source == "shards" and not self.uri:
-            _fail("data.uri", self.uri, "a shard prefix URI (required when data.source='shards')")
+        _choice(self.SECTION, "source", self.source, Literal["synthetic", "shards", "parquet", "iceberg"])
+        if self.source in ("shards", "parquet") and not self.uri:
+            what = "a shard prefix URI" if self.source == "shards" else "a Parquet prefix or file URI"
+            _fail("data.uri", self.uri, f"{what} (required when data.source={self.source!r})")
+        if self.source == "iceberg" and not (isinstance(self.table, str) and "." in self.table):
+            _fail("data.table", self.table, "'namespace.table' (required when data.source='iceberg')")
+        for name in ("read_rows", "prefetch", "heldout_max_rows", "reference_rows"):
+            _positive(self.SECTION, name, getattr(self, name))
+        _positive(self.SECTION, "workers", self.workers, zero_ok=True)
+        if not isinstance(self.label, str) or not self.label:
+            _fail("data.label", self.label, "a column name")
+        if self.label in self.features:
+            _fail("data.features", self.features, f"columns other than the label {self.label!r}")
         for name in ("num_samples", "in_features"):
             _positive(self.SECTION, name, getattr(self, name))
         if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int):
@@ -396,6 +452,10 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
         if value not in get_args(annotation):
             _fail(key, value, ", ".join(repr(v) for v in get_args(annotation)))
         return value
+    if origin is dict or annotation is dict:
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            _fail(key, value, "a mapping with string keys")
+        return dict(value)
     if origin is list:
         if not isinstance(value, list | tuple):
             _fail(key, value, "a list")

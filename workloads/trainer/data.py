@@ -33,6 +33,11 @@ class Dataset:
     heldout_x: torch.Tensor
     heldout_y: torch.Tensor
 
+    @property
+    def train_rows(self) -> int:
+        """Number of training rows."""
+        return len(self.train_x)
+
 
 def synthetic(num_samples: int, in_features: int, num_classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Gaussian inputs labelled by a fixed random teacher network (argmax of its logits).

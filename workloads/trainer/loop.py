@@ -1,10 +1,19 @@
 """The training loop: DDP, mixed precision, accumulation, clipping, LR schedule, checkpoints,
-resume and the artifact export."""
+resume, preemption and the artifact export.
+
+Preemption: SIGTERM (what Kubernetes sends on spot reclaim, eviction or deletion; torchrun
+forwards it to its workers) only sets a flag. Every rank finishes the step it is in; at the end of
+each step the ranks agree (an all-reduce of the flag), write a checkpoint of that step and leave
+with :class:`Preempted`, which the CLI turns into exit code 143 (128 + SIGTERM), the code job
+controllers treat as retryable. At most the step in flight when the pod is killed outright is lost.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from typing import IO, Any
@@ -18,17 +27,27 @@ from torch.nn.parallel import DistributedDataParallel
 from workloads import storage
 from workloads.artifact import save_artifact
 from workloads.drift import compute_reference
-from workloads.models import build_model
+from workloads.models import build_factory, build_model
 from workloads.trainer import checkpoint
-from workloads.trainer.config import TrainerConfig, to_dict
+from workloads.trainer.config import ConfigError, TrainerConfig, to_dict
 from workloads.trainer.data import BatchStream, Dataset, load_dataset
+from workloads.trainer.stream import StreamBatches, StreamData, open_stream
 from workloads.trainer.distributed import DistContext, maybe_inject_fault, restart_count
 from workloads.trainer.telemetry import Telemetry
 
-__all__ = ["TrainResult", "Trainer", "lr_factor", "build_optimizer"]
+__all__ = ["TrainResult", "Trainer", "Preempted", "lr_factor", "build_optimizer"]
 
 _CKPT_FORMAT = "aicloud-trainer-ckpt/1"
 _EVAL_BATCH = 4096
+
+
+class Preempted(Exception):
+    """The run stopped on SIGTERM after checkpointing; a new attempt resumes from ``step``."""
+
+    def __init__(self, step: int, signal_step: int) -> None:
+        super().__init__(f"preempted by SIGTERM: checkpoint at step {step} (signal during step {signal_step + 1})")
+        self.step = step
+        self.signal_step = signal_step
 
 
 @dataclass(slots=True)
@@ -79,16 +98,24 @@ class Trainer:
         self.step = 0
         self._micro_batches = 0
         self._last_loss = math.nan
+        self._stop = False
+        self._signal_step: int | None = None
 
     # ------------------------------------------------------------------------------ setup
-    def _build(self) -> Dataset:
+    def _build(self) -> Dataset | StreamData:
         cfg, ctx = self.config, self.ctx
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
-        data = load_dataset(cfg.data, cfg.train.seed)
+        streamed = cfg.data.source in ("parquet", "iceberg")
+        data: Dataset | StreamData = (
+            open_stream(cfg.data, cfg.train.seed) if streamed else load_dataset(cfg.data, cfg.train.seed)
+        )
         torch.manual_seed(cfg.train.seed)  # identical init on every rank
-        self.model_kwargs = cfg.model.kwargs(cfg.data.in_features, cfg.data.num_classes)
-        self.module = build_model(cfg.model.arch, **self.model_kwargs).to(ctx.device)
+        self.model_kwargs = cfg.model.build_kwargs(cfg.data.in_features, cfg.data.num_classes)
+        if cfg.model.factory is not None:
+            self.module = build_factory(cfg.model.factory, self.model_kwargs).to(ctx.device)
+        else:
+            self.module = build_model(cfg.model.arch, **self.model_kwargs).to(ctx.device)
         self.model: nn.Module = self.module
         if ctx.distributed:
             device_ids = [ctx.local_rank] if ctx.device.type == "cuda" else None
@@ -98,14 +125,17 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, total=total, warmup=warmup, min_ratio=floor)
         )
-        self.batches = BatchStream(
-            data.train_x,
-            data.train_y,
-            batch_size=cfg.train.batch_size,
-            rank=ctx.rank,
-            world_size=ctx.world_size,
-            seed=cfg.train.seed,
-            device=ctx.device,
+        batching = {
+            "batch_size": cfg.train.batch_size,
+            "rank": ctx.rank,
+            "world_size": ctx.world_size,
+            "seed": cfg.train.seed,
+            "device": ctx.device,
+        }
+        self.batches: BatchStream | StreamBatches = (
+            StreamBatches(data.source, cfg.data, **batching)
+            if isinstance(data, StreamData)
+            else BatchStream(data.train_x, data.train_y, **batching)
         )
         precision = cfg.train.precision
         self.bf16 = precision == "bf16" or (precision == "auto" and ctx.device.type == "cuda")
@@ -214,9 +244,52 @@ class Trainer:
             value /= self.ctx.world_size
         return float(value.item())
 
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        if not self._stop:
+            self._stop = True
+            self._signal_step = self.step
+
+    def _should_stop(self) -> bool:
+        """Whether any rank got SIGTERM (every rank calls this once per step, in step)."""
+        if not self.ctx.distributed:
+            return self._stop
+        flag = torch.tensor([1.0 if self._stop else 0.0], device=self.ctx.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def _check_output(self) -> None:
+        """Refuse ``checkpoint.resume=false`` on an output that holds an earlier run's checkpoints
+        (saving would prune them), and remove temporary files of an interrupted checkpoint."""
+        if not self.ctx.is_main:
+            return
+        existing = checkpoint.list_checkpoints(self.ckpt_root)
+        if existing and not self.config.checkpoint.resume:
+            steps = ", ".join(str(s) for s, _ in existing[-3:])
+            raise ConfigError(
+                f"checkpoint.resume: got False but {self.ckpt_root} holds checkpoints of an earlier run "
+                f"(steps {steps}); allowed: true (resume it), or a new --out for a fresh run"
+            )
+        storage.clean_temp(self.ckpt_root)
+
     def train(self) -> TrainResult:
-        """Run to ``train.steps`` (resuming when possible) and export the artifact on rank 0."""
+        """Run to ``train.steps`` (resuming when possible) and export the artifact on rank 0.
+
+        Raises :class:`Preempted` after checkpointing when SIGTERM arrived.
+        """
         cfg, ctx = self.config, self.ctx
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        else:  # signals can be handled on the main thread only (e.g. tests driving a thread)
+            previous = None
+        try:
+            return self._train_all()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def _train_all(self) -> TrainResult:
+        cfg, ctx = self.config, self.ctx
+        self._check_output()
         data = self._build()
         telemetry = None
         if ctx.is_main:
@@ -233,7 +306,7 @@ class Trainer:
             if telemetry is not None:
                 telemetry.close()
 
-    def _train(self, data: Dataset, telemetry: Telemetry | None) -> TrainResult:
+    def _train(self, data: Dataset | StreamData, telemetry: Telemetry | None) -> TrainResult:
         cfg, ctx = self.config, self.ctx
         global_batch = cfg.train.batch_size * cfg.train.grad_accum * ctx.world_size
         if telemetry is not None:
@@ -246,7 +319,8 @@ class Trainer:
                 bf16=self.bf16,
                 global_batch=global_batch,
                 steps=cfg.train.steps,
-                train_rows=len(data.train_x),
+                train_rows=data.train_rows,
+                data=cfg.data.source,
                 metrics_port=telemetry.port,
             )
         resumed = self._load_checkpoint() if cfg.checkpoint.resume else None
@@ -282,6 +356,12 @@ class Trainer:
                     )
                 window_loss.zero_()
                 window_steps, window_time, mark = 0, 0.0, time.perf_counter()
+            if self._should_stop() and not last:
+                self._save_checkpoint(telemetry)
+                signal_step = self._signal_step if self._signal_step is not None else self.step
+                if telemetry is not None:
+                    telemetry.record("preempted", step=self.step, checkpoint_step=self.step, signal_step=signal_step)
+                raise Preempted(self.step, signal_step)
             if every and (self.step % every == 0 or last):
                 window_time += time.perf_counter() - mark
                 self._save_checkpoint(telemetry)
@@ -311,28 +391,34 @@ class Trainer:
         self.module.train()
         return loss_sum / len(x), correct / len(x)
 
-    def _export(self, data: Dataset, telemetry: Telemetry) -> str:
+    def _export(self, data: Dataset | StreamData, telemetry: Telemetry) -> str:
         cfg = self.config
-        heldout_loss, heldout_accuracy = self._evaluate(data.heldout_x, data.heldout_y)
+        if isinstance(data, StreamData):
+            heldout_x, heldout_y = data.heldout()
+            reference_x = data.reference_sample()
+        else:
+            heldout_x, heldout_y, reference_x = data.heldout_x, data.heldout_y, data.train_x.numpy()
+        heldout_loss, heldout_accuracy = self._evaluate(heldout_x, heldout_y)
         uri = cfg.export.uri or storage.join(self.out, "model")
-        n = min(cfg.export.heldout_samples, len(data.heldout_x))
+        n = min(cfg.export.heldout_samples, len(heldout_x))
         metrics = {
             "steps": self.step,
             "train_loss": self._last_loss,
             "heldout_loss": heldout_loss,
             "heldout_accuracy": heldout_accuracy,
-            "heldout_rows": len(data.heldout_x),
+            "heldout_rows": len(heldout_x),
             "world_size": self.ctx.world_size,
             "global_batch": cfg.train.batch_size * cfg.train.grad_accum * self.ctx.world_size,
         }
         save_artifact(
             uri,
             model=self.module,
-            arch=cfg.model.arch,
+            arch=None if cfg.model.factory else cfg.model.arch,
+            factory=cfg.model.factory,
             kwargs=self.model_kwargs,
-            heldout_x=data.heldout_x[:n],
-            heldout_y=data.heldout_y[:n],
-            reference=compute_reference(data.train_x.numpy(), bins=cfg.export.drift_bins),
+            heldout_x=heldout_x[:n],
+            heldout_y=heldout_y[:n],
+            reference=compute_reference(reference_x, bins=cfg.export.drift_bins),
             name=cfg.export.name,
             version=cfg.export.version,
             metrics=metrics,

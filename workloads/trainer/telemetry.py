@@ -3,7 +3,9 @@
 Every record is a flat JSON object with an ``event`` key (``start``, ``resume``, ``step``,
 ``checkpoint``, ``export``, ``done``). Records go to the metrics log, to the progress output
 (a one-line bar when stderr is a terminal, else the JSON line itself on stderr) and, for the
-keys named in :data:`METRICS`, to the Prometheus gauges.
+keys named in :data:`METRICS`, to Prometheus gauges served by ``prometheus_client`` (its own
+registry per run, so tests and embedding processes never collide with the default registry).
+A gauge is created on its first value: a metric never recorded is never exported as a false 0.
 """
 
 from __future__ import annotations
@@ -13,15 +15,14 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
 from workloads import storage
 
-__all__ = ["MetricDef", "METRICS", "PROMETHEUS_CONTENT_TYPE", "render_prometheus", "Telemetry"]
-
-PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+__all__ = ["MetricDef", "METRICS", "Telemetry"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,50 +61,6 @@ METRICS: tuple[MetricDef, ...] = (
 """Every metric the trainer exports; the single definition other code imports and checks."""
 
 
-def render_prometheus(values: dict[str, float]) -> str:
-    """Prometheus text exposition of the metrics in ``values`` (keyed by metric name)."""
-    lines = []
-    for metric in METRICS:
-        if metric.name in values:
-            lines += [
-                f"# HELP {metric.name} {metric.help}",
-                f"# TYPE {metric.name} {metric.kind}",
-                f"{metric.name} {float(values[metric.name])!r}",
-            ]
-    return "\n".join(lines) + "\n"
-
-
-class _MetricsServer:
-    """A tiny threaded HTTP server answering ``GET /metrics``."""
-
-    def __init__(self, host: str, port: int, values: dict[str, float], lock: threading.Lock):
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server API)
-                if self.path.split("?")[0] != "/metrics":
-                    self.send_error(404, "only /metrics is served")
-                    return
-                with lock:
-                    body = render_prometheus(values).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", PROMETHEUS_CONTENT_TYPE)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                return  # scrapes are not worth a log line each
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self.port: int = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 class Telemetry:
     """Progress, metrics log and Prometheus gauges for one run (use on rank 0 only)."""
 
@@ -119,7 +76,9 @@ class Telemetry:
         self._stream = stream if stream is not None else sys.stderr
         self._tty = self._stream.isatty()
         self._total = total_steps
-        self._values: dict[str, float] = {}
+        self.registry = CollectorRegistry(auto_describe=True)
+        """The run's Prometheus registry (served at ``/metrics`` when ``port`` is set)."""
+        self._gauges: dict[str, Gauge] = {}
         self._lock = threading.Lock()
         self._uri = metrics_uri
         path = storage.local_path(metrics_uri)
@@ -130,8 +89,11 @@ class Telemetry:
             self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
         elif storage.exists(metrics_uri):  # continue the log of a resumed run
             self._remote_lines = storage.read_bytes(metrics_uri).decode().splitlines()
-        self._server = _MetricsServer(host, port, self._values, self._lock) if port is not None else None
-        self.port = self._server.port if self._server else None
+        self._server = None
+        self.port: int | None = None
+        if port is not None:
+            self._server, _ = start_http_server(port, addr=host, registry=self.registry)
+            self.port = int(self._server.server_address[1])
 
     def record(self, event: str, **fields: Any) -> dict[str, Any]:
         """Emit one record and return it."""
@@ -146,7 +108,9 @@ class Telemetry:
             for metric in METRICS:
                 value = fields.get(metric.key)
                 if isinstance(value, int | float) and not isinstance(value, bool):
-                    self._values[metric.name] = value
+                    if metric.name not in self._gauges:
+                        self._gauges[metric.name] = Gauge(metric.name, metric.help, registry=self.registry)
+                    self._gauges[metric.name].set(value)
         self._show(record, line)
         return record
 
@@ -176,7 +140,8 @@ class Telemetry:
         if self._file is not None:
             self._file.close()
         if self._server is not None:
-            self._server.close()
+            self._server.shutdown()
+            self._server.server_close()
         if self._tty:
             self._stream.write("\n")
             self._stream.flush()

@@ -252,8 +252,14 @@ def platform_section(plan: Plan) -> dict[str, Any] | None:
                 len(admins.get(key, [])) if plan.config.region(key).cloud == "aws" else "IAM",
             ]
         )
+    summary = "; ".join(
+        f"{row[0]} {row[1]}, {sum(p['stuck'] for p in scaling if p['region'] == row[0])} stuck pool(s), "
+        f"volumes served {row[4]}"
+        for row in rows
+    )
     return {
         "title": "Cluster platform",
+        "compact": [f"**Cluster platform**: {summary}"],
         "columns": [
             "region",
             "autoscaler",
@@ -298,8 +304,10 @@ def access_section(plan: Plan) -> dict[str, Any] | None:
                 api.get("route", "-") + ("" if api.get("route") != "unreachable" else f": {api.get('detail')}"),
             ]
         )
+    routes = ", ".join(f"{row[0]} {row[4].split(':')[0]}" for row in rows)
     return {
         "title": "Cluster access",
+        "compact": [f"**Cluster access** (applied from {deploy.get('appliedFrom', '-')}): {routes}"],
         "columns": ["region", "API endpoint", "k8s objects", "applied from", "route"],
         "rows": rows,
         "notes": [

@@ -47,6 +47,7 @@ from components.base import Spec, child_opts, type_token
 from components.image import PINNED_REF
 from components.nodepool import GPU_RESOURCE, POOL_LABEL, NodePoolSpec, pool_taints, tolerations_for
 from components.platform import RegionSpec
+from components.upstream import chart_pin
 from workloads.storage import lake_env, split_lake
 
 # --------------------------------------------------------------------------- the server's contract
@@ -1353,7 +1354,7 @@ def render_endpoint(
 
 # --------------------------------------------------------------------------- component
 
-KEDA_CHART = {"chart": "keda", "version": "2.17.2", "repo": "https://kedacore.github.io/charts"}
+KEDA_CHART = chart_pin("keda")
 """KEDA (Helm), installed per serving cluster for `autoscaling.mode: keda` unless `installKeda: false`."""
 
 _TYPED: dict[tuple[str, str], tuple[str, str]] = {

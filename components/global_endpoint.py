@@ -46,6 +46,7 @@ import pulumi_kubernetes as k8s
 from components.base import child_opts, gcp_labels, merge_tags, type_token
 from components.endpoint import READY_PATH, SERVICE_PORT, AwsFrontDoor, GcpFrontDoor
 from components.identity import irsa_trust_policy
+from components.upstream import chart_pin
 
 GCP_HEALTH_CHECK_RANGES = ["35.191.0.0/16", "130.211.0.0/22"]
 """Source ranges of Google's health checkers and global load balancer proxies."""
@@ -59,11 +60,7 @@ def nlb_listener_ports(tls: bool) -> list[int]:
     return [80, 443] if tls else [80]
 
 
-AWS_LBC_CHART = {
-    "chart": "aws-load-balancer-controller",
-    "version": "1.16.0",
-    "repo": "https://aws.github.io/eks-charts",
-}
+AWS_LBC_CHART = chart_pin("aws-load-balancer-controller")
 """AWS Load Balancer Controller v2.16 (eks-charts): reconciles `TargetGroupBinding`s."""
 LBC_NAMESPACE = "kube-system"
 LBC_SERVICE_ACCOUNT = "aws-load-balancer-controller"

@@ -2,13 +2,11 @@
 
 Built-in kinds are checked against the OpenAPI schemas of the cluster's Kubernetes minor version
 that `kubernetes-validate` bundles (1.25 and later), in strict mode: a misspelt or misplaced field
-is an error, not silently dropped by the API server. Custom resources are not in those schemas;
-`CRD_SCHEMAS` holds small strict JSON schemas for the CRDs aicloud renders (KEDA `ScaledObject`,
-Gateway API `Gateway` and `HTTPRoute`, KServe `InferenceService`, AWS Load Balancer Controller
-`TargetGroupBinding`, Kubeflow `PyTorchJob`), covering the fields aicloud uses. Embedded Kubernetes types (containers,
-tolerations, metadata, pod security context...) reference the same bundled definitions, so they
-are checked as strictly as in a Deployment. Other modules add schemas for their own CRDs with
-`register_crd_schema`.
+is an error, not silently dropped by the API server. Custom resources are checked against the
+`openAPIV3Schema` of their upstream CRD at the pinned version (`components.upstream`, vendored by
+`components/upstream/refresh.py`), read as the API server does with strict field validation
+(`crd_json_schema`); their `metadata` against the bundled `ObjectMeta`. No schema here is written
+by hand.
 
 Unlike `kubernetes_validate.validate`, which stops at the first problem and re-reads the schema
 files on every call, `validate_object` reports every problem with its JSON path and caches one
@@ -23,6 +21,8 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
+
+from components import upstream
 
 if TYPE_CHECKING:  # the validation libraries come with kubernetes-validate (a dev dependency)
     import jsonschema
@@ -50,286 +50,44 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"{DEFINITIONS}#/$defs/{name}"}
 
 
-def _obj(properties: Mapping[str, Any], required: Iterable[str] = ()) -> dict[str, Any]:
-    """A strict object schema: only `properties`, `required` ones present."""
-    out: dict[str, Any] = {"type": "object", "properties": dict(properties), "additionalProperties": False}
-    if required:
-        out["required"] = list(required)
+_DROPPED = frozenset({"description", "default", "example", "x-kubernetes-validations", "x-kubernetes-list-type",
+                      "x-kubernetes-list-map-keys", "x-kubernetes-map-type", "x-kubernetes-embedded-resource",
+                      "externalDocs"})  # fmt: skip
+
+
+def crd_json_schema(node: Any) -> Any:
+    """A strict JSON schema (draft 2020-12) from a CRD's `openAPIV3Schema`, as the API server reads
+    it with strict field validation: objects with `properties` reject unknown fields unless marked
+    `x-kubernetes-preserve-unknown-fields`; `x-kubernetes-int-or-string` accepts both; `nullable`
+    accepts null. CEL rules (`x-kubernetes-validations`) are not evaluated."""
+    if isinstance(node, list):
+        return [crd_json_schema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROPPED or key in ("nullable", "x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields"):
+            continue
+        if key in ("properties", "patternProperties"):
+            out[key] = {k: crd_json_schema(v) for k, v in value.items()}
+        elif key in ("exclusiveMinimum", "exclusiveMaximum") and isinstance(value, bool):
+            if value:  # OpenAPI 3.0 spelling: a flag on minimum/maximum
+                bound = "minimum" if key == "exclusiveMinimum" else "maximum"
+                out[key] = node[bound]
+                out.pop(bound, None)
+        elif key in ("minimum", "maximum") and node.get(f"exclusive{key[:1].upper()}{key[1:]}") is True:
+            continue
+        else:
+            out[key] = crd_json_schema(value)
+    if node.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out.setdefault("anyOf", [{"type": "integer"}, {"type": "string"}])
+    if node.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"] if isinstance(out["type"], str) else [*out["type"], "null"]
+    preserve = node.get("x-kubernetes-preserve-unknown-fields") is True
+    if out.get("type") == "object" and "properties" in out and "additionalProperties" not in out and not preserve:
+        out["additionalProperties"] = False
     return out
-
-
-def _arr(items: Mapping[str, Any], **kw: Any) -> dict[str, Any]:
-    return {"type": "array", "items": dict(items), **kw}
-
-
-_STR = {"type": "string"}
-_INT = {"type": "integer"}
-_BOOL = {"type": "boolean"}
-_STR_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
-_PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
-_NAME = {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 253}
-
-
-def _resource(api_version: str, kind: str, spec: Mapping[str, Any]) -> dict[str, Any]:
-    return _obj(
-        {
-            "apiVersion": {"const": api_version},
-            "kind": {"const": kind},
-            "metadata": _ref("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
-            "spec": spec,
-        },
-        required=("apiVersion", "kind", "metadata", "spec"),
-    )
-
-
-_POD_FIELDS = {
-    "serviceAccountName": _STR,
-    "terminationGracePeriodSeconds": _INT,
-    "securityContext": _ref("io.k8s.api.core.v1.PodSecurityContext"),
-    "nodeSelector": _STR_MAP,
-    "tolerations": _arr(_ref("io.k8s.api.core.v1.Toleration")),
-    "topologySpreadConstraints": _arr(_ref("io.k8s.api.core.v1.TopologySpreadConstraint")),
-    "containers": _arr(_ref("io.k8s.api.core.v1.Container"), minItems=1, maxItems=1),
-    "volumes": _arr(_ref("io.k8s.api.core.v1.Volume")),
-}
-
-_PARENT_REF = _obj(
-    {"name": _NAME, "namespace": _NAME, "sectionName": _STR, "group": _STR, "kind": _STR, "port": _PORT},
-    required=("name",),
-)
-_BACKEND_REF = _obj(
-    {
-        "name": _NAME,
-        "namespace": _NAME,
-        "port": _PORT,
-        "weight": {"type": "integer", "minimum": 0, "maximum": 1000000},
-        "group": _STR,
-        "kind": _STR,
-    },
-    required=("name",),
-)
-_HEADER_MATCH = _obj(
-    {
-        "type": {"enum": ["Exact", "RegularExpression"]},
-        "name": {"type": "string", "pattern": r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$", "maxLength": 256},
-        "value": {"type": "string", "minLength": 1, "maxLength": 4096},
-    },
-    required=("name", "value"),
-)
-_PATH_MATCH = _obj({"type": {"enum": ["Exact", "PathPrefix", "RegularExpression"]}, "value": _STR})
-
-CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
-    # KEDA 2.x: https://keda.sh/docs/latest/reference/scaledobject-spec/
-    ("keda.sh/v1alpha1", "ScaledObject"): _resource(
-        "keda.sh/v1alpha1",
-        "ScaledObject",
-        _obj(
-            {
-                "scaleTargetRef": _obj(
-                    {"apiVersion": _STR, "kind": _STR, "name": _NAME, "envSourceContainerName": _STR},
-                    required=("name",),
-                ),
-                "minReplicaCount": {"type": "integer", "minimum": 0},
-                "maxReplicaCount": {"type": "integer", "minimum": 1},
-                "idleReplicaCount": {"type": "integer", "minimum": 0},
-                "pollingInterval": {"type": "integer", "minimum": 1},
-                "cooldownPeriod": {"type": "integer", "minimum": 0},
-                "advanced": _obj(
-                    {
-                        "horizontalPodAutoscalerConfig": _obj(
-                            {
-                                "name": _STR,
-                                "behavior": _ref("io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerBehavior"),
-                            }
-                        ),
-                        "restoreToOriginalReplicaCount": _BOOL,
-                    }
-                ),
-                "triggers": _arr(
-                    _obj(
-                        {
-                            "type": {"type": "string", "minLength": 1},
-                            "name": _STR,
-                            "metadata": _STR_MAP,
-                            "authenticationRef": _obj({"name": _NAME, "kind": _STR}, required=("name",)),
-                            "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
-                        },
-                        required=("type", "metadata"),
-                    ),
-                    minItems=1,
-                ),
-            },
-            required=("scaleTargetRef", "triggers"),
-        ),
-    ),
-    # Gateway API v1 (standard channel, v1.2+ for `infrastructure`).
-    ("gateway.networking.k8s.io/v1", "Gateway"): _resource(
-        "gateway.networking.k8s.io/v1",
-        "Gateway",
-        _obj(
-            {
-                "gatewayClassName": _NAME,
-                "listeners": _arr(
-                    _obj(
-                        {
-                            "name": _NAME,
-                            "hostname": _STR,
-                            "port": _PORT,
-                            "protocol": {"enum": ["HTTP", "HTTPS", "TLS", "TCP", "UDP"]},
-                            "allowedRoutes": _obj(
-                                {"namespaces": _obj({"from": {"enum": ["All", "Same", "Selector"]}})}
-                            ),
-                        },
-                        required=("name", "port", "protocol"),
-                    ),
-                    minItems=1,
-                    maxItems=64,
-                ),
-                "infrastructure": _obj({"labels": _STR_MAP, "annotations": _STR_MAP}),
-            },
-            required=("gatewayClassName", "listeners"),
-        ),
-    ),
-    ("gateway.networking.k8s.io/v1", "HTTPRoute"): _resource(
-        "gateway.networking.k8s.io/v1",
-        "HTTPRoute",
-        _obj(
-            {
-                "parentRefs": _arr(_PARENT_REF, minItems=1, maxItems=32),
-                "hostnames": _arr(_STR),
-                "rules": _arr(
-                    _obj(
-                        {
-                            "matches": _arr(
-                                _obj({"path": _PATH_MATCH, "headers": _arr(_HEADER_MATCH, maxItems=16)}),
-                                maxItems=64,
-                            ),
-                            "backendRefs": _arr(_BACKEND_REF, maxItems=16),
-                        }
-                    ),
-                    maxItems=16,
-                ),
-            },
-            required=("parentRefs",),
-        ),
-    ),
-    # KServe v1beta1 predictor with a custom container (pod fields inline).
-    ("serving.kserve.io/v1beta1", "InferenceService"): _resource(
-        "serving.kserve.io/v1beta1",
-        "InferenceService",
-        _obj(
-            {
-                "predictor": _obj(
-                    {
-                        "minReplicas": {"type": "integer", "minimum": 0},
-                        "maxReplicas": {"type": "integer", "minimum": 0},
-                        "scaleMetric": {"enum": ["cpu", "memory", "concurrency", "rps"]},
-                        "scaleTarget": {"type": "integer", "minimum": 1},
-                        "canaryTrafficPercent": {"type": "integer", "minimum": 0, "maximum": 100},
-                        **_POD_FIELDS,
-                    },
-                    required=("containers",),
-                )
-            },
-            required=("predictor",),
-        ),
-    ),
-    # Kubeflow training operator v1 (components/training.py renders it).
-    ("kubeflow.org/v1", "PyTorchJob"): _resource(
-        "kubeflow.org/v1",
-        "PyTorchJob",
-        _obj(
-            {
-                "pytorchReplicaSpecs": {
-                    "type": "object",
-                    "propertyNames": {"enum": ["Master", "Worker"]},
-                    "additionalProperties": _obj(
-                        {
-                            "replicas": {"type": "integer", "minimum": 0},
-                            "restartPolicy": {"enum": ["Always", "OnFailure", "Never", "ExitCode"]},
-                            "template": _ref("io.k8s.api.core.v1.PodTemplateSpec"),
-                        },
-                        required=("template",),
-                    ),
-                },
-                "runPolicy": _obj(
-                    {
-                        "cleanPodPolicy": {"enum": ["All", "Running", "None"]},
-                        "ttlSecondsAfterFinished": {"type": "integer", "minimum": 0},
-                        "activeDeadlineSeconds": {"type": "integer", "minimum": 1},
-                        "backoffLimit": {"type": "integer", "minimum": 0},
-                        "suspend": _BOOL,
-                        "managedBy": _STR,
-                    }
-                ),
-                "elasticPolicy": _obj(
-                    {
-                        "minReplicas": {"type": "integer", "minimum": 1},
-                        "maxReplicas": {"type": "integer", "minimum": 1},
-                        "rdzvBackend": {"enum": ["c10d", "etcd", "etcd-v2"]},
-                        "rdzvHost": _STR,
-                        "rdzvPort": _PORT,
-                        "rdzvId": _STR,
-                        "rdzvConf": _arr(_obj({"key": _STR, "value": _STR})),
-                        "standalone": _BOOL,
-                        "maxRestarts": {"type": "integer", "minimum": 0},
-                        "metrics": _arr(_ref("io.k8s.api.autoscaling.v2.MetricSpec")),
-                    }
-                ),
-                "nprocPerNode": _STR,
-            },
-            required=("pytorchReplicaSpecs",),
-        ),
-    ),
-    # AWS Load Balancer Controller v2.
-    ("elbv2.k8s.aws/v1beta1", "TargetGroupBinding"): _resource(
-        "elbv2.k8s.aws/v1beta1",
-        "TargetGroupBinding",
-        _obj(
-            {
-                "targetGroupARN": {"type": "string", "minLength": 1},
-                "targetType": {"enum": ["instance", "ip"]},
-                "serviceRef": _obj({"name": _NAME, "port": {"type": ["integer", "string"]}}, required=("name", "port")),
-                "networking": _obj(
-                    {
-                        "ingress": _arr(
-                            _obj(
-                                {
-                                    "from": _arr(
-                                        _obj(
-                                            {
-                                                "securityGroup": _obj({"groupID": _STR}, required=("groupID",)),
-                                                "ipBlock": _obj({"cidr": _STR}, required=("cidr",)),
-                                            }
-                                        ),
-                                        minItems=1,
-                                    ),
-                                    "ports": _arr(
-                                        _obj(
-                                            {
-                                                "protocol": {"enum": ["TCP", "UDP"]},
-                                                "port": {"type": ["integer", "string"]},
-                                            }
-                                        )
-                                    ),
-                                },
-                                required=("from",),
-                            )
-                        )
-                    }
-                ),
-            },
-            required=("targetGroupARN", "serviceRef"),
-        ),
-    ),
-}
-
-
-def register_crd_schema(api_version: str, kind: str, spec_schema: Mapping[str, Any]) -> None:
-    """Add the strict schema of a custom resource's `spec` (built with `$ref`s to `DEFINITIONS`
-    for embedded Kubernetes types) so `validate_object` checks it."""
-    CRD_SCHEMAS[(api_version, kind)] = _resource(api_version, kind, spec_schema)
-    _crd_validator.cache_clear()
 
 
 class UnknownKind(LookupError):
@@ -385,11 +143,19 @@ def _builtin_validator(version: str, api_version: str, kind: str) -> jsonschema.
 
 @functools.cache
 def _crd_validator(version: str, api_version: str, kind: str) -> jsonschema.Validator | None:
-    schema = CRD_SCHEMAS.get((api_version, kind))
-    if schema is None:
+    truth = upstream.crd(api_version, kind)
+    if truth is None:
         return None
     import jsonschema
 
+    schema = crd_json_schema(truth.schema)
+    props = schema.setdefault("properties", {})
+    props["apiVersion"] = {"const": api_version}
+    props["kind"] = {"const": kind}
+    props["metadata"] = _ref("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")
+    schema["type"] = "object"
+    schema["required"] = sorted({*schema.get("required", ()), "apiVersion", "kind", "metadata"})
+    schema["additionalProperties"] = False
     doc = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
     return jsonschema.Draft202012Validator(doc, registry=_registry(version))
 
@@ -403,7 +169,7 @@ def validate_object(obj: Mapping[str, Any], version: str) -> list[str]:
     """Every schema problem of one Kubernetes object for cluster `version` (`"1.33"`), each as
     `<Kind>/<name> at <json path>: <problem>`; empty when the object is valid.
 
-    Raises `UnknownKind` when neither Kubernetes nor `CRD_SCHEMAS` knows the kind.
+    Raises `UnknownKind` when neither Kubernetes nor a vendored upstream CRD knows the kind.
     """
     api_version, kind = obj.get("apiVersion"), obj.get("kind")
     if not isinstance(api_version, str) or not isinstance(kind, str):
@@ -411,8 +177,8 @@ def validate_object(obj: Mapping[str, Any], version: str) -> list[str]:
     validator = _builtin_validator(version, api_version, kind) or _crd_validator(version, api_version, kind)
     if validator is None:
         raise UnknownKind(
-            f"no schema for {api_version} {kind} (Kubernetes {version}); add one with "
-            "components.k8s_schema.register_crd_schema"
+            f"no schema for {api_version} {kind} (Kubernetes {version}); vendor its CRD in "
+            "components/upstream/pins.yaml and run components/upstream/refresh.py"
         )
     name = (obj.get("metadata") or {}).get("name", "?")
     problems = []

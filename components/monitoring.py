@@ -37,9 +37,9 @@ from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 
 from components.base import Spec, child_opts, type_token
 from components.dashboards import load_dashboards, with_drift_threshold
-from components.k8s_schema import DEFINITIONS, register_crd_schema
 from components.nodepool import GPU_LABEL, LABEL_PREFIX, POOL_LABEL, NodePoolSpec, pool_taints, tolerations_for
 from components.training import Scalar
+from components.upstream import chart_pin
 
 NAMESPACE = "monitoring"
 """Namespace of Prometheus, Grafana, the exporters, monitors and rules."""
@@ -48,21 +48,9 @@ PROMETHEUS_URL = f"http://prometheus-operated.{NAMESPACE}.svc:9090"
 RELEASE_NAME = "kps"
 """Helm release and `fullnameOverride` of kube-prometheus-stack (short object names)."""
 
-KUBE_PROMETHEUS_STACK_CHART = {
-    "chart": "kube-prometheus-stack",
-    "version": "78.5.0",
-    "repo": "https://prometheus-community.github.io/helm-charts",
-}
-DCGM_EXPORTER_CHART = {
-    "chart": "dcgm-exporter",
-    "version": "4.8.4",
-    "repo": "https://nvidia.github.io/dcgm-exporter/helm-charts",
-}
-OTEL_COLLECTOR_CHART = {
-    "chart": "opentelemetry-collector",
-    "version": "0.108.0",
-    "repo": "https://open-telemetry.github.io/opentelemetry-helm-charts",
-}
+KUBE_PROMETHEUS_STACK_CHART = chart_pin("kube-prometheus-stack")
+DCGM_EXPORTER_CHART = chart_pin("dcgm-exporter")
+OTEL_COLLECTOR_CHART = chart_pin("opentelemetry-collector")
 
 # --------------------------------------------------------------------------- metrics we rely on
 
@@ -614,83 +602,3 @@ class Monitoring(pulumi.ComponentResource):
                 "otel": spec.otel.enabled,
             }
         )
-
-
-# --------------------------------------------------------------------------- CRD schemas
-
-_META = {"$ref": f"{DEFINITIONS}#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}
-_SELECTOR = {"$ref": f"{DEFINITIONS}#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"}
-_STRINGS = {"type": "array", "items": {"type": "string"}}
-_DURATION = {"type": "string", "pattern": r"^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?)$"}
-
-
-def _strict(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "additionalProperties": False, "required": list(required)}
-
-
-_RELABEL = _strict(
-    {
-        "sourceLabels": _STRINGS,
-        "targetLabel": {"type": "string"},
-        "action": {"enum": ["replace", "keep", "drop", "labelmap", "labeldrop", "labelkeep", "hashmod"]},
-        "regex": {"type": "string"},
-        "replacement": {"type": "string"},
-        "separator": {"type": "string"},
-    }
-)
-register_crd_schema(
-    "monitoring.coreos.com/v1",
-    "PodMonitor",
-    _strict(
-        {
-            "namespaceSelector": _strict({"any": {"type": "boolean"}, "matchNames": _STRINGS}),
-            "selector": _SELECTOR,
-            "podMetricsEndpoints": {
-                "type": "array",
-                "minItems": 1,
-                "items": _strict(
-                    {
-                        "port": {"type": "string", "minLength": 1},
-                        "path": {"type": "string", "pattern": "^/"},
-                        "interval": _DURATION,
-                        "relabelings": {"type": "array", "items": _RELABEL},
-                    }
-                ),
-            },
-        },
-        ("selector", "podMetricsEndpoints"),
-    ),
-)
-register_crd_schema(
-    "monitoring.coreos.com/v1",
-    "PrometheusRule",
-    _strict(
-        {
-            "groups": {
-                "type": "array",
-                "items": _strict(
-                    {
-                        "name": {"type": "string", "minLength": 1},
-                        "interval": _DURATION,
-                        "rules": {
-                            "type": "array",
-                            "items": _strict(
-                                {
-                                    "alert": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
-                                    "record": {"type": "string"},
-                                    "expr": {"type": "string", "minLength": 1},
-                                    "for": _DURATION,
-                                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                                    "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
-                                },
-                                ("expr",),
-                            ),
-                        },
-                    },
-                    ("name", "rules"),
-                ),
-            }
-        },
-        ("groups",),
-    ),
-)

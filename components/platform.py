@@ -25,12 +25,9 @@ from components.nodepool import (
     device_plugin_values,
     pool_taints,
 )
+from components.upstream import chart_pin
 
-NVIDIA_DEVICE_PLUGIN_CHART = {
-    "chart": "nvidia-device-plugin",
-    "version": "0.17.1",
-    "repo": "https://nvidia.github.io/k8s-device-plugin",
-}
+NVIDIA_DEVICE_PLUGIN_CHART = chart_pin("nvidia-device-plugin")
 
 
 class RegionSpec(Spec):

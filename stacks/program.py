@@ -21,6 +21,7 @@ from components.identity import WorkloadIdentity
 from components.image import ImageRef
 from components.platform import RegionalPlatform
 from stacks.config import StackConfig
+from stacks.steps.ci import deploy_ci
 from stacks.steps.monitoring import deploy_monitoring
 from stacks.steps.serving import deploy_serving
 from stacks.steps.storage import deploy_storage
@@ -90,6 +91,7 @@ STEPS: list[Step] = [
     deploy_training,
     deploy_serving,
     deploy_monitoring,
+    deploy_ci,
 ]
 
 

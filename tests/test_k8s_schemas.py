@@ -1,8 +1,8 @@
 """Every Kubernetes object in every stack's plan passes strict schema validation, offline.
 
 Built-in kinds are checked against the OpenAPI schema of the region's cluster version (bundled by
-`kubernetes-validate`); custom resources against the strict schemas of `components.k8s_schema`
-(an unknown kind fails: register a schema for it). Helm releases are not objects and are skipped.
+`kubernetes-validate`); custom resources against their upstream CRDs vendored at the pinned
+version (`components/upstream`; an unknown kind fails: vendor its CRD). Helm releases are not objects and are skipped.
 """
 
 from __future__ import annotations

@@ -1,0 +1,323 @@
+"""Re-vendor upstream truth from the upstream repositories at the versions pinned in `pins.yaml`.
+
+For every chart: `Chart.yaml`, `values.yaml`, `values.schema.json` (when the chart ships one) and
+the evidence that its version is published (`published.json`); for every CRD file: the
+`openAPIV3Schema` of each served version (`crds/<group>/<plural>.json`); for every repository:
+its LICENSE. Each folder gets a `SOURCES.yaml` naming repository, ref, commit, path and sha256.
+
+    python components/upstream/refresh.py                    # clone from github.com (needs network)
+    python components/upstream/refresh.py --mirror DIR       # read git mirrors DIR/<owner>+<name>/repo
+    python components/upstream/refresh.py --check [--mirror DIR]   # exit 1 if anything would change
+
+Nothing here is edited by hand: change `pins.yaml` and run this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+PINS = HERE / "pins.yaml"
+GENERATED = ("charts", "crds", "LICENSES")
+_SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
+try:
+    _Loader: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML without libyaml
+    _Loader = yaml.SafeLoader
+
+
+class Repo:
+    """Read-only access to one upstream git repository (a local mirror or a blobless clone)."""
+
+    def __init__(self, name: str, mirror: Path | None, cache: Path) -> None:
+        self.name = name
+        if mirror is not None:
+            self.git_dir = mirror / name.replace("/", "+") / "repo"
+            if not self.git_dir.is_dir():
+                raise SystemExit(f"no mirror of {name} at {self.git_dir}")
+        else:
+            self.git_dir = cache / name.replace("/", "+")
+            if not self.git_dir.is_dir():
+                url = f"https://github.com/{name}.git"
+                subprocess.run(["git", "clone", "--bare", "--filter=blob:none", url, str(self.git_dir)], check=True)
+                subprocess.run(
+                    ["git", "-C", str(self.git_dir), "fetch", "origin", "+refs/heads/gh-pages:refs/heads/gh-pages"],
+                    check=False,
+                )
+
+    def _git(self, *args: str) -> bytes:
+        return subprocess.run(["git", "--git-dir", str(self.git_dir), *args], check=True, capture_output=True).stdout
+
+    def commit(self, ref: str) -> str:
+        return self._git("rev-parse", f"{ref}^{{commit}}").decode().strip()
+
+    def show(self, ref: str, path: str) -> bytes:
+        """The file at `ref:path`, following symbolic links inside the repository."""
+        entry = self._git("ls-tree", ref, "--", path).decode().split()
+        if not entry:
+            raise SystemExit(f"{self.name}: no {path} at {ref}")
+        data = self._git("cat-file", "blob", entry[2]) if entry[0] != "120000" else b""
+        if entry[0] == "120000":
+            target = self._git("cat-file", "blob", entry[2]).decode().strip()
+            return self.show(ref, os.path.normpath(os.path.join(os.path.dirname(path), target)))
+        return data
+
+    def exists(self, ref: str, path: str) -> bool:
+        return bool(self._git("ls-tree", "--name-only", ref, "--", path).strip())
+
+    def ls(self, ref: str, path: str) -> list[str]:
+        return self._git("ls-tree", "--name-only", f"{ref}:{path}").decode().split()
+
+    def tags(self) -> list[str]:
+        return self._git("tag").decode().split()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _semver_key(v: str) -> tuple[tuple[int, ...], str]:
+    """Release versions in order; pre-releases (`-rc.1`) sort by their release, then by name."""
+    m = re.match(r"^v?(\d+)\.(\d+)\.(\d+)", v)
+    return (tuple(int(x) for x in m.groups()) if m else (0, 0, 0)), v
+
+
+def _published(chart: str, pin: dict[str, Any], repo: Repo) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(published.json, its SOURCES entry): every version the chart's repository offers."""
+    how = pin["published"]
+    if "index" in how:
+        ref, path = how["index"].split(":", 1)
+        index = yaml.load(repo.show(ref, path), Loader=_Loader)
+        entries = index.get("entries", {}).get(chart, [])
+        versions = sorted({str(e["version"]) for e in entries}, key=_semver_key)
+        kind, detail = "index", {"url": pin["repo"].rstrip("/") + "/index.yaml"}
+        digest = {str(e["version"]): e.get("digest") for e in entries}.get(str(pin["version"]))
+        if digest:
+            detail["digest"] = digest
+    elif "packages" in how:
+        ref, path = how["packages"].split(":", 1)
+        names = repo.ls(ref, path)
+        versions = sorted(
+            {m.group(1) for n in names if (m := re.match(rf"^{re.escape(chart)}-(.+)\.tgz$", n))}, key=_semver_key
+        )
+        kind, detail = "packages", {"note": f"`helm repo index {path}` is run at publish time over these packages"}
+    elif how.get("release_tag"):
+        ref, path = pin["ref"], f"refs/tags/{chart}-*"
+        versions = sorted(
+            {
+                t[len(chart) + 1 :]
+                for t in repo.tags()
+                if t.startswith(f"{chart}-") and _SEMVER.match(t[len(chart) + 1 :])
+            },
+            key=_semver_key,
+        )
+        kind, detail = "release_tag", {"note": "chart-releaser tags `<chart>-<version>` when it publishes"}
+    elif "oci" in how:
+        ref, path = pin["ref"], how["oci"]
+        script = repo.show(ref, path).decode()
+        if not re.search(r"(helm|HELM}?) package[^\n]*--version", script):
+            raise SystemExit(f"{chart}: {path} at {ref} does not `helm package --version`")
+        versions = sorted({t.lstrip("v") for t in repo.tags() if _SEMVER.match(t)}, key=_semver_key)
+        versions = [v for v in versions if _semver_key(v) <= _semver_key(str(pin["version"]))][-40:]
+        kind, detail = "oci", {"note": f"{path} packages the chart folder at tag v<version> as <version> and pushes it"}
+    else:
+        raise SystemExit(f"{chart}: unknown `published` {how}")
+    doc = {"chart": chart, "repo": pin["repo"], "kind": kind, "versions": versions, **detail}
+    commit = repo.commit(ref)
+    src = {"file": "published.json", "repository": repo.name, "ref": ref, "commit": commit, "path": path}
+    return doc, src
+
+
+def _crd_docs(data: bytes) -> list[dict[str, Any]]:
+    out = []
+    for doc in yaml.load_all(data, Loader=_Loader):
+        if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
+            out.append(doc)
+    return out
+
+
+def _crd_truth(crd: dict[str, Any]) -> dict[str, Any]:
+    spec = crd["spec"]
+    versions = {}
+    for v in spec["versions"]:
+        if not v.get("served", False):
+            continue
+        versions[v["name"]] = {
+            "storage": bool(v.get("storage")),
+            "deprecated": bool(v.get("deprecated", False)),
+            "openAPIV3Schema": (v.get("schema") or {}).get("openAPIV3Schema"),
+        }
+    return {
+        "name": crd["metadata"]["name"],
+        "group": spec["group"],
+        "kind": spec["names"]["kind"],
+        "plural": spec["names"]["plural"],
+        "scope": spec["scope"],
+        "versions": versions,
+    }
+
+
+class Writer:
+    """Collects every generated file so `--check` can compare instead of writing."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.files: dict[str, bytes] = {}
+
+    def put(self, rel: str, data: bytes) -> None:
+        self.files[rel] = data
+
+    def put_json(self, rel: str, doc: Any) -> None:
+        self.put(rel, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
+
+    def put_yaml(self, rel: str, doc: Any) -> None:
+        header = "# Generated by components/upstream/refresh.py from pins.yaml; do not edit.\n"
+        self.put(rel, (header + yaml.safe_dump(doc, sort_keys=False, width=120)).encode())
+
+
+def build(mirror: Path | None, cache: Path) -> Writer:
+    pins = yaml.safe_load(PINS.read_text())
+    out = Writer(HERE)
+    repos: dict[str, Repo] = {}
+
+    def repo(name: str) -> Repo:
+        if name not in repos:
+            repos[name] = Repo(name, mirror, cache)
+        return repos[name]
+
+    licenses: dict[str, dict[str, Any]] = {}
+
+    def license_of(name: str, ref: str) -> None:
+        if name in licenses:
+            return
+        r = repo(name)
+        for candidate in ("LICENSE", "LICENSE.txt", "LICENSE.md", "COPYING"):
+            if r.exists(ref, candidate):
+                data = r.show(ref, candidate)
+                rel = f"LICENSES/{name.replace('/', '+')}.txt"
+                out.put(rel, data)
+                licenses[name] = {
+                    "file": rel,
+                    "repository": name,
+                    "ref": ref,
+                    "commit": r.commit(ref),
+                    "path": candidate,
+                    "sha256": _sha(data),
+                }
+                return
+        raise SystemExit(f"{name} has no LICENSE at {ref}")
+
+    crd_sources: dict[str, list[dict[str, Any]]] = {}
+    crd_index: dict[str, dict[str, Any]] = {}
+
+    def vendor_crds(entry: dict[str, Any], chart: str | None) -> None:
+        r = repo(entry["source"])
+        data = r.show(entry["ref"], entry["path"])
+        commit = r.commit(entry["ref"])
+        for crd in _crd_docs(data):
+            truth = _crd_truth(crd)
+            rel = f"crds/{truth['group']}/{truth['plural']}.json"
+            out.put_json(rel, truth)
+            crd_sources.setdefault(truth["group"], []).append(
+                {
+                    "file": Path(rel).name,
+                    "kind": truth["kind"],
+                    "repository": r.name,
+                    "ref": entry["ref"],
+                    "commit": commit,
+                    "path": entry["path"],
+                    "sha256": _sha(data),
+                }
+            )
+            for version in truth["versions"]:
+                crd_index[f"{truth['group']}/{version}/{truth['kind']}"] = {"file": rel, "installed_by": chart}
+        license_of(r.name, entry["ref"])
+
+    for name, pin in pins["charts"].items():
+        r = repo(pin["source"])
+        commit = r.commit(pin["ref"])
+        sources = []
+        chart_yaml = r.show(pin["ref"], f"{pin['path']}/Chart.yaml")
+        declared = str(yaml.safe_load(chart_yaml).get("version"))
+        if declared != str(pin["version"]) and "oci" not in pin["published"]:
+            raise SystemExit(f"{name}: Chart.yaml at {pin['ref']} says {declared}, pinned {pin['version']}")
+        for file in ("Chart.yaml", "values.yaml", "values.schema.json"):
+            path = f"{pin['path']}/{file}"
+            if not r.exists(pin["ref"], path):
+                continue
+            data = r.show(pin["ref"], path)
+            out.put(f"charts/{name}/{file}", data)
+            sources.append(
+                {
+                    "file": file,
+                    "repository": r.name,
+                    "ref": pin["ref"],
+                    "commit": commit,
+                    "path": path,
+                    "sha256": _sha(data),
+                }
+            )
+        published, src = _published(name, pin, r)
+        if str(pin["version"]) not in published["versions"]:
+            raise SystemExit(f"{name} {pin['version']} is not published ({published['kind']}: {src})")
+        out.put_json(f"charts/{name}/published.json", published)
+        sources.append(src)
+        out.put_yaml(
+            f"charts/{name}/SOURCES.yaml",
+            {"chart": name, "version": str(pin["version"]), "repo": pin["repo"], "files": sources},
+        )
+        license_of(r.name, pin["ref"])
+        for entry in pin.get("crds", []):
+            vendor_crds({"source": pin["source"], "ref": pin["ref"], **entry}, name)
+    for entry in pins.get("crds", []):
+        vendor_crds(entry, None)
+    for group, entries in crd_sources.items():
+        out.put_yaml(f"crds/{group}/SOURCES.yaml", {"group": group, "files": entries})
+    out.put_json("crds/INDEX.json", crd_index)
+    out.put_yaml("LICENSES/SOURCES.yaml", {"files": list(licenses.values())})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mirror", type=Path, help="folder of git mirrors <owner>+<name>/repo (offline)")
+    parser.add_argument("--cache", type=Path, help="where to keep blobless clones (default: a temp dir)")
+    parser.add_argument("--check", action="store_true", help="compare with the vendored files; write nothing")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        written = build(args.mirror, args.cache or Path(tmp))
+    current = {
+        str(p.relative_to(HERE)): p.read_bytes()
+        for top in GENERATED
+        if (HERE / top).is_dir()
+        for p in (HERE / top).rglob("*")
+        if p.is_file()
+    }
+    changed = sorted(k for k in written.files.keys() | current.keys() if written.files.get(k) != current.get(k))
+    if args.check:
+        for rel in changed:
+            print(f"differs from upstream: components/upstream/{rel}")
+        return 1 if changed else 0
+    for top in GENERATED:
+        shutil.rmtree(HERE / top, ignore_errors=True)
+    for rel, data in written.files.items():
+        (HERE / rel).parent.mkdir(parents=True, exist_ok=True)
+        (HERE / rel).write_bytes(data)
+    print(f"vendored {len(written.files)} files ({len(changed)} changed) under {HERE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -59,12 +59,30 @@ AWS_WRITE_POLICIES = frozenset(
 )
 GCP_READ_ONLY_ROLES = frozenset({"roles/viewer", "roles/iam.securityReviewer", "roles/browser"})
 GCP_DEFAULT_DEPLOY_ROLES = (
-    "roles/editor",
-    "roles/resourcemanager.projectIamAdmin",
-    "roles/iam.serviceAccountAdmin",
     "roles/container.admin",
+    "roles/compute.admin",
+    "roles/iam.serviceAccountAdmin",
+    "roles/iam.serviceAccountUser",
+    "roles/resourcemanager.projectIamAdmin",
     "roles/cloudkms.admin",
+    "roles/bigquery.admin",
+    "roles/artifactregistry.admin",
+    "roles/file.editor",
+    "roles/pubsub.admin",
+    "roles/storagetransfer.admin",
 )
+"""What the stack program manages, service by service. No primitive role (owner/editor) and no
+storage.admin (which reads every object): buckets get `GCP_BUCKET_PERMISSIONS` in a custom role."""
+GCP_BUCKET_PERMISSIONS = (
+    "storage.buckets.create",
+    "storage.buckets.delete",
+    "storage.buckets.get",
+    "storage.buckets.list",
+    "storage.buckets.update",
+    "storage.buckets.getIamPolicy",
+    "storage.buckets.setIamPolicy",
+)
+"""Bucket management without object access: the deployer creates the lakehouse, it never reads it."""
 
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")
 _ENV = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
@@ -101,7 +119,8 @@ class GcpCiSpec(Spec):
     """Numeric id of the repository's owner; when set, the provider also checks
     `repository_owner_id`, which survives an owner being renamed and its name re-registered."""
     deploy_roles: list[str] = Field(default_factory=lambda: list(GCP_DEFAULT_DEPLOY_ROLES), min_length=1)
-    """Project roles of the deploy service account."""
+    """Project roles of the deploy service account (default `GCP_DEFAULT_DEPLOY_ROLES`), besides the
+    custom bucket-management role it always gets."""
     preview_roles: list[str] = Field(default_factory=lambda: ["roles/viewer"], min_length=1)
     """Project roles of the preview service account (default roles/viewer); read-only roles only."""
 
@@ -363,5 +382,20 @@ class CiAccess(pulumi.ComponentResource):
                 )
             return sa
 
+        buckets = gcp.projects.IAMCustomRole(
+            f"{name}-deploy-buckets",
+            project=project,
+            role_id=re.sub(r"[^A-Za-z0-9_]", "_", f"aicloudCiBuckets_{stack}")[:64],
+            title=f"aicloud {stack} CI: manage buckets (no object access)"[:100],
+            permissions=list(GCP_BUCKET_PERMISSIONS),
+            opts=opts,
+        )
         self.gcp_deploy_account = account("deploy", self.deploy_environment, cfg.deploy_roles)
+        gcp.projects.IAMMember(
+            f"{name}-deploy-buckets",
+            project=project,
+            role=buckets.name,
+            member=self.gcp_deploy_account.email.apply(lambda e: f"serviceAccount:{e}"),
+            opts=pulumi.ResourceOptions(parent=self.gcp_deploy_account, provider=provider),
+        )
         self.gcp_preview_account = account("preview", self.preview_environment, cfg.preview_roles)

@@ -26,7 +26,7 @@ from components.lakehouse.spec import StorageField
 from components.monitoring import MonitoringField
 from components.platform import RegionSpec
 from components.training import TrainingSpec
-from policies.config import PolicySpec
+from stacks.policy_settings import PolicySpec
 
 NAMESPACE = "aicloud"
 STACKS_DIR = Path(__file__).parent

@@ -6,8 +6,10 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from stacks.plan import Plan, is_unknown
+from policies.registry import RULES
 from stacks.plan.mocks import Registration
+from stacks.plan.model import Plan, is_unknown
+from stacks.plan.sections import build_sections
 
 AFTER_APPLY = "(known after apply)"
 
@@ -97,8 +99,6 @@ def _summary_lines(plan: Plan) -> list[str]:
 
 def render_text(plan: Plan, *, details: bool = True) -> str:
     """The terminal view: resources per region and component, then the report sections."""
-    from stacks.plan.sections import build_sections
-
     lines = [f"Plan for stack {plan.stack!r} ({plan.config.environment}) - offline, Pulumi mock runtime", ""]
     if details:
         for region, components in _grouped(plan).items():
@@ -142,8 +142,6 @@ GITHUB_COMMENT_LIMIT = 65_536
 
 def _policy_lines(plan: Plan, max_violations: int | None = None) -> list[str]:
     """Every rule with its level and result, then every violation (the first `max_violations`)."""
-    from policies.registry import RULES
-
     lines = ["### Policy verdicts", ""]
     counts: dict[str, int] = defaultdict(int)
     for f in plan.findings:
@@ -201,8 +199,6 @@ def render_markdown(plan: Plan, *, diff_markdown: str | None = None, limit: int 
     The page stays under `limit` characters (GitHub's comment limit, less room for a wrapper):
     the resource list falls back to counts per type, then the violation list is cut.
     """
-    from stacks.plan.sections import build_sections
-
     mandatory = [f for f in plan.findings if f["level"] == "mandatory"]
     verdict = "❌ blocked by policy" if mandatory else "✅ passes policy"
     lines = [f"## aicloud plan: `{plan.stack}` ({plan.config.environment}) - {verdict}", ""]

@@ -14,7 +14,7 @@ import pulumi
 from components.ci import CiAccess
 
 if TYPE_CHECKING:
-    from stacks.program import Deployment
+    from stacks.deployment import Deployment
 
 
 def deploy_ci(d: Deployment) -> None:

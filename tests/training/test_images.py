@@ -295,7 +295,10 @@ def test_the_lock_is_the_tested_environment_and_covers_the_workloads_extra():
     pins = _lock()
     for name, version in pins.items():
         installed = importlib.metadata.version(name)
-        assert (installed.split("+")[0] if name == "torch" else installed) == version, name
+        assert (installed.split("+")[0] if name == "torch" else installed) == version, (
+            f"{name}: the tested environment has {installed}, the images install {version}; install with "
+            "-c requirements/workloads.txt (README) or, to move the images, run make lock-workloads"
+        )
     extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["workloads"]
     for requirement in extra:
         name = re.split(r"[\[<>=;~! ]", requirement, maxsplit=1)[0].lower().replace("_", "-")

@@ -3,7 +3,7 @@ offline plan (`stacks/plan/policy.py`) both take their rules from here."""
 
 from __future__ import annotations
 
-from policies import availability, data_safety, gpu, placement, security
+from policies import availability, data_safety, gpu, placement, readiness, security
 from policies.common import Rule
 
 PACK_NAME = "aicloud-guardrails"
@@ -14,6 +14,7 @@ RULES: list[Rule] = [
     *gpu.RULES,
     *placement.RULES,
     *availability.RULES,
+    *readiness.RULES,
 ]
 
 BY_NAME: dict[str, Rule] = {rule.name: rule for rule in RULES}

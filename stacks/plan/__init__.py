@@ -41,6 +41,8 @@ class Plan:
     """Policy verdicts, filled by the policy pack when it runs over the plan."""
     policy_levels: dict[str, str] = field(default_factory=dict)
     """Enforcement level of every rule of the pack for this stack (`disabled` ones included)."""
+    stack_view: Any = None
+    """The policy pack's view of the resources (`policies.common.StackView`), once evaluated."""
 
     def __post_init__(self) -> None:
         self._by_urn = {r.urn: r for r in self.resources}
@@ -98,6 +100,8 @@ class Plan:
         ]
 
     def summary(self) -> dict[str, Any]:
+        from stacks.plan.readiness import figures as readiness_figures
+
         pools = self.pools
         gpus: dict[str, dict[str, int]] = defaultdict(lambda: {"min": 0, "max": 0})
         for p in pools:
@@ -122,6 +126,7 @@ class Plan:
                 "mandatory": sum(1 for f in self.findings if f["level"] == "mandatory"),
                 "advisory": sum(1 for f in self.findings if f["level"] == "advisory"),
             },
+            "readiness": readiness_figures(self),
         }
 
     def to_json(self) -> dict[str, Any]:

@@ -83,6 +83,7 @@ def _grouped(plan: Plan) -> dict[str, dict[str, list[Registration]]]:
 
 def _summary_lines(plan: Plan) -> list[str]:
     s = plan.summary()
+    r = s["readiness"]
     gpus = ", ".join(f"{g['min']}-{g['max']} x {name}" for name, g in s["gpus"].items()) or "none"
     by_cloud = ", ".join(f"{k} {v}" for k, v in sorted(s["byCloud"].items()))
     return [
@@ -92,6 +93,9 @@ def _summary_lines(plan: Plan) -> list[str]:
         f"({s['costPerHour']['basis']})",
         f"data safety: {s['protected']} protected, {s['retainOnDelete']} retained on delete",
         f"policy: {s['policy']['mandatory']} mandatory, {s['policy']['advisory']} advisory violation(s)",
+        f"readiness: {r['findings']} finding(s) ({r['mandatory']} mandatory); {r['customResourcesValidated']} custom "
+        f"resources validated against upstream CRDs; {r['helmKeysChecked']} Helm keys checked "
+        f"({r['helmKeysUnknown']} unknown); {r['workloadsSchedulable']}/{r['workloads']} pod templates fit a pool",
     ]
 
 
@@ -140,8 +144,9 @@ GITHUB_COMMENT_LIMIT = 65_536
 """GitHub refuses comments longer than this many characters."""
 
 
-def _policy_lines(plan: Plan, max_violations: int | None = None) -> list[str]:
-    """Every rule with its level and result, then every violation (the first `max_violations`)."""
+def _policy_lines(plan: Plan, max_violations: int | None = None, *, all_rules: bool = True) -> list[str]:
+    """Every rule with its level and result (only those with violations unless `all_rules`), then
+    every violation (the first `max_violations`)."""
     from policies.registry import RULES
 
     lines = ["### Policy verdicts", ""]
@@ -153,10 +158,13 @@ def _policy_lines(plan: Plan, max_violations: int | None = None) -> list[str]:
         level = plan.policy_levels.get(rule.name, rule.level.value)
         n = counts.get(rule.name, 0)
         result = "off" if level == "disabled" else f"❌ {n}" if n and level != "advisory" else f"⚠️ {n}" if n else "✅"
-        rows.append([result, f"`{rule.name}`", rule.area, level])
+        if all_rules or n:
+            rows.append([result, f"`{rule.name}`", rule.area, level])
     summary = f"{len(RULES)} rules: {len(RULES) - len(counts)} pass, {len(counts)} with violations"
     lines += [f"<details><summary>{summary}</summary>", ""]
     lines += _md_table(["result", "rule", "area", "level"], rows)
+    if not all_rules:
+        lines.append(f"\n_{len(RULES) - len(rows)} other rule(s) pass or are off: see the JSON plan._")
     lines += ["", "</details>", ""]
     findings = plan.findings if max_violations is None else plan.findings[:max_violations]
     if findings:
@@ -195,6 +203,19 @@ def _resource_lines(plan: Plan, *, full: bool) -> list[str]:
     return lines
 
 
+def _section_lines(sections: Any, *, full: bool) -> list[str]:
+    lines: list[str] = []
+    for section in sections:
+        lines += [f"### {section['title']}", ""]
+        if full or not section.get("detail"):
+            lines += _md_table(section["columns"], section["rows"])
+        else:
+            lines.append(f"{len(section['rows'])} row(s): see the terminal or JSON plan.")
+        lines += [f"\n_{n}_" for n in section.get("notes", [])]
+        lines.append("")
+    return lines
+
+
 def render_markdown(plan: Plan, *, diff_markdown: str | None = None, limit: int = GITHUB_COMMENT_LIMIT - 1_536) -> str:
     """A review page for a pull request: summary, changes, sections, policy verdicts, resources.
 
@@ -210,12 +231,10 @@ def render_markdown(plan: Plan, *, diff_markdown: str | None = None, limit: int 
     lines.append("")
     if diff_markdown:
         lines += [diff_markdown, ""]
-    for section in build_sections(plan).values():
-        lines += [f"### {section['title']}", ""]
-        lines += _md_table(section["columns"], section["rows"])
-        lines += [f"\n_{n}_" for n in section.get("notes", [])]
-        lines.append("")
-    head = "\n".join(lines) + "\n"
+    sections = build_sections(plan).values()
+    head = "\n".join(lines + _section_lines(sections, full=True)) + "\n"
+    if len(head) > limit // 2:  # detail tables (`"detail": True`) give way to the verdicts first
+        head = "\n".join(lines + _section_lines(sections, full=False)) + "\n"
     for policy, resources in (
         (_policy_lines(plan), _resource_lines(plan, full=True)),
         (_policy_lines(plan), _resource_lines(plan, full=False)),
@@ -225,9 +244,9 @@ def render_markdown(plan: Plan, *, diff_markdown: str | None = None, limit: int 
             return page
     tail = "\n".join(_resource_lines(plan, full=False))
     keep = len(plan.findings)
-    while keep > 0 and len(head + "\n".join(_policy_lines(plan, keep)) + tail) > limit:
+    while keep > 0 and len(head + "\n".join(_policy_lines(plan, keep, all_rules=False)) + tail) > limit:
         keep = keep * 3 // 4
-    return head + "\n".join(_policy_lines(plan, keep)) + tail
+    return head + "\n".join(_policy_lines(plan, keep, all_rules=False)) + tail
 
 
 def render_json(plan: Plan) -> str:

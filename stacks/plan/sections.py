@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from stacks.plan.readiness import clusters_section, findings_section, workloads_section
 from stacks.steps.monitoring import monitoring_section
 from stacks.steps.serving import endpoints_section, traffic_section
 from stacks.steps.storage import storage_section
@@ -97,6 +98,9 @@ SECTIONS: list[tuple[str, SectionBuilder]] = [
     ("endpoints", endpoints_section),
     ("traffic", traffic_section),
     ("monitoring", monitoring_section),
+    ("readiness", clusters_section),
+    ("readinessWorkloads", workloads_section),
+    ("readinessFindings", findings_section),
 ]
 
 

@@ -37,6 +37,7 @@ from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 
 from components.base import Spec, child_opts, type_token
 from components.dashboards import load_dashboards, with_drift_threshold
+from components.helm import helm_release
 from components.nodepool import GPU_LABEL, LABEL_PREFIX, POOL_LABEL, NodePoolSpec, pool_taints, tolerations_for
 from components.training import Scalar
 from components.upstream import chart_pin
@@ -521,12 +522,10 @@ class Monitoring(pulumi.ComponentResource):
             metadata={"name": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "aicloud"}},
             opts=child_opts(self),
         )
-        self.stack = k8s.helm.v3.Release(
+        self.stack = helm_release(
             f"{name}-kps",
-            name=RELEASE_NAME,
-            chart=KUBE_PROMETHEUS_STACK_CHART["chart"],
-            version=KUBE_PROMETHEUS_STACK_CHART["version"],
-            repository_opts={"repo": KUBE_PROMETHEUS_STACK_CHART["repo"]},
+            KUBE_PROMETHEUS_STACK_CHART,
+            release_name=RELEASE_NAME,
             namespace=NAMESPACE,
             values=prometheus_stack_values(spec),
             opts=child_opts(self, depends_on=[ns]),
@@ -535,12 +534,10 @@ class Monitoring(pulumi.ComponentResource):
         gpus = gpu_pools(pools)
         self.dcgm: k8s.helm.v3.Release | None = None
         if gpus:
-            self.dcgm = k8s.helm.v3.Release(
+            self.dcgm = helm_release(
                 f"{name}-dcgm",
-                name="dcgm-exporter",
-                chart=DCGM_EXPORTER_CHART["chart"],
-                version=DCGM_EXPORTER_CHART["version"],
-                repository_opts={"repo": DCGM_EXPORTER_CHART["repo"]},
+                DCGM_EXPORTER_CHART,
+                release_name="dcgm-exporter",
                 namespace=NAMESPACE,
                 values=dcgm_values(cloud, pools),
                 opts=after_crds,
@@ -573,12 +570,10 @@ class Monitoring(pulumi.ComponentResource):
                 opts=child_opts(self, depends_on=[ns]),
             )
         if spec.otel.enabled:
-            k8s.helm.v3.Release(
+            helm_release(
                 f"{name}-otel",
-                name="otel-collector",
-                chart=OTEL_COLLECTOR_CHART["chart"],
-                version=OTEL_COLLECTOR_CHART["version"],
-                repository_opts={"repo": OTEL_COLLECTOR_CHART["repo"]},
+                OTEL_COLLECTOR_CHART,
+                release_name="otel-collector",
                 namespace=NAMESPACE,
                 values=otel_values(spec.otel),
                 opts=child_opts(self, depends_on=[ns]),

@@ -16,6 +16,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from components.base import DataSafety, Spec, child_opts, type_token
 from components.catalog import load_catalog
 from components.cluster import ClusterSpec, EksCluster, GkeCluster
+from components.helm import helm_release
 from components.network import AwsNetwork, GcpNetwork, NetworkSpec
 from components.nodepool import (
     EksGpuNodePool,
@@ -118,11 +119,9 @@ class NvidiaDevicePlugin(pulumi.ComponentResource):
     ) -> None:
         super().__init__(type_token("compute", "NvidiaDevicePlugin"), name, None, opts)
         values = device_plugin_values(pools)
-        self.release = k8s.helm.v3.Release(
+        self.release = helm_release(
             f"{name}-release",
-            chart=NVIDIA_DEVICE_PLUGIN_CHART["chart"],
-            version=NVIDIA_DEVICE_PLUGIN_CHART["version"],
-            repository_opts={"repo": NVIDIA_DEVICE_PLUGIN_CHART["repo"]},
+            NVIDIA_DEVICE_PLUGIN_CHART,
             namespace="kube-system",
             values=values,
             opts=child_opts(self),

@@ -2,7 +2,7 @@
 
 `RetrainingPipeline` creates what runs the loop of `workloads.retrain` in the region's cluster:
 
-- a **ConfigMap** with the trigger's settings (`workloads.retrain.settings.Settings`): the
+- a **ConfigMap** with the trigger's settings (`contracts.retrain.Settings`): the
   PromQL drift query (the same expression the drift alert uses), thresholds, where fresh data,
   candidates and the decision log live in the lakehouse, the **training job manifests** rendered
   by `components.training` (`pytorchjob_manifest` / `indexed_job_manifests`) with a placeholder
@@ -53,8 +53,8 @@ from components.training import (
     pytorchjob_manifest,
     sweep_trials,
 )
-from workloads import storage
-from workloads.retrain.settings import (
+from contracts import lake
+from contracts.retrain import (
     MODEL_URI,
     PERCENT,
     STABLE_PERCENT,
@@ -103,7 +103,7 @@ class Lake:
 
     def resolve(self, uri: str) -> str:
         """A `lake://<zone>/<key>` URI of one of these zones as the zone's real URI; others unchanged."""
-        return storage.resolve(uri, {"features": self.features, "checkpoints": self.checkpoints, "models": self.models})
+        return lake.resolve(uri, {"features": self.features, "checkpoints": self.checkpoints, "models": self.models})
 
 
 def job_manifests(

@@ -43,6 +43,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 
 from components.base import Spec, child_opts, type_token
 from components.catalog import MachineType
+from components.helm import helm_release
 from components.identity import WORKLOADS
 from components.nodepool import GPU_RESOURCE, POOL_LABEL, NodePoolSpec, pool_taints, tolerations_for
 from components.platform import RegionSpec
@@ -737,11 +738,9 @@ class TrainingOperator(pulumi.ComponentResource):
 
     def __init__(self, name: str, *, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(type_token("training", "TrainingOperator"), name, None, opts)
-        self.release = k8s.helm.v3.Release(
+        self.release = helm_release(
             f"{name}-release",
-            chart=TRAINING_OPERATOR_CHART["chart"],
-            version=TRAINING_OPERATOR_CHART["version"],
-            repository_opts={"repo": TRAINING_OPERATOR_CHART["repo"]},
+            TRAINING_OPERATOR_CHART,
             namespace="kubeflow",
             create_namespace=True,
             opts=child_opts(self),

@@ -3,6 +3,7 @@ offline plan (`stacks/plan/policy.py`) both take their rules from here."""
 
 from __future__ import annotations
 
+from contracts.guardrails import RULE_NAMES
 from policies import availability, data_safety, gpu, placement, readiness, security
 from policies.common import Rule
 
@@ -18,3 +19,9 @@ RULES: list[Rule] = [
 ]
 
 BY_NAME: dict[str, Rule] = {rule.name: rule for rule in RULES}
+
+if set(BY_NAME) != set(RULE_NAMES):
+    raise ImportError(
+        "contracts.guardrails.RULE_NAMES must name every rule of the pack: "
+        f"missing {sorted(set(BY_NAME) - set(RULE_NAMES))}, unknown {sorted(set(RULE_NAMES) - set(BY_NAME))}"
+    )

@@ -19,13 +19,14 @@ import yaml
 from pydantic import Field, ValidationError, ValidationInfo, model_validator
 
 from components.base import DataSafety, Spec
+from components.ci import CiSpec
 from components.endpoint import ServingField, model_uris, uses_lake
 from components.image import ImagesSpec
 from components.lakehouse.spec import StorageField
 from components.monitoring import MonitoringField
 from components.platform import RegionSpec
 from components.training import TrainingSpec
-from policies.config import PolicySpec
+from stacks.policy_settings import PolicySpec
 
 NAMESPACE = "aicloud"
 STACKS_DIR = Path(__file__).parent
@@ -70,6 +71,9 @@ class StackConfig(Spec):
     primary region, and the trainer's and server's workload identities."""
     monitoring: MonitoringField = None
     """Prometheus, Grafana, DCGM, alerts in every cluster; drift-triggered retraining (`retraining`)."""
+    ci: CiSpec | None = None
+    """CI access (optional): the GitHub OIDC trust and this stack's deploy and read-only preview
+    identities (see components/ci.py)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -109,9 +113,23 @@ class StackConfig(Spec):
                             f"{key}: lake:// URIs resolve to the stack's lakehouse; add aicloud:storage "
                             f"or give an s3:// / gs:// URI (got {got!r})"
                         )
+        problems += self._ci_problems()
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _ci_problems(self) -> list[str]:
+        if self.ci is None:
+            return []
+        problems = []
+        try:
+            self.ci.environments(self.environment)
+        except ValueError as exc:
+            problems.append(str(exc))
+        for cloud in ("aws", "gcp"):
+            if getattr(self.ci, cloud) is not None and self.primary(cloud) is None:
+                problems.append(f"ci.{cloud}: the stack has no {cloud} region to create it in")
+        return problems
 
     @property
     def safety(self) -> DataSafety:

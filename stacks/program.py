@@ -2,51 +2,29 @@
 
 `deploy()` is called by `stacks/__main__.py` under `pulumi preview/up` and by the offline plan
 under Pulumi's mock runtime: one program, two runners. Capabilities are steps run in order over a
-shared `Deployment`; each step lives beside the others in `STEPS` and may read what earlier ones
+shared `Deployment` (`stacks.deployment`); each step lives beside the others in `STEPS` and may read what earlier ones
 built (the regions, their clusters and node pools).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
 
 from components.base import gcp_labels
-from components.identity import WorkloadIdentity
-from components.image import ImageRef
 from components.platform import RegionalPlatform
 from stacks.config import StackConfig
+from stacks.deployment import Deployment
+from stacks.steps.ci import deploy_ci
 from stacks.steps.monitoring import deploy_monitoring
 from stacks.steps.serving import deploy_serving
 from stacks.steps.storage import deploy_storage
 from stacks.steps.training import deploy_images, deploy_training
 
-
-@dataclass
-class Deployment:
-    """What the program has built so far, shared by the capability steps."""
-
-    stack: str
-    config: StackConfig
-    providers: dict[str, pulumi.ProviderResource] = field(default_factory=dict)
-    """The explicit cloud provider of each region, by region key."""
-    regions: dict[str, RegionalPlatform] = field(default_factory=dict)
-    """The platform (network, cluster, pools) of each region, by region key."""
-    images: dict[str, dict[str, ImageRef]] = field(default_factory=dict)
-    """Workload images by region key, then workload name (`trainer`, `server`): pull by digest."""
-    identities: dict[str, dict[str, WorkloadIdentity]] = field(default_factory=dict)
-    """Workload identities by region key, then workload (`trainer`, `server`): namespace and SA."""
-    outputs: dict[str, Any] = field(default_factory=dict)
-    """Stack outputs, exported at the end."""
-
-    @property
-    def tags(self) -> dict[str, str]:
-        return self.config.base_tags(self.stack)
+__all__ = ["STEPS", "Deployment", "Step", "deploy", "deploy_compute", "region_provider"]
 
 
 def region_provider(d: Deployment, key: str) -> pulumi.ProviderResource:
@@ -90,6 +68,7 @@ STEPS: list[Step] = [
     deploy_training,
     deploy_serving,
     deploy_monitoring,
+    deploy_ci,
 ]
 
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import gc
-from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,146 +22,15 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from stacks.config import STACKS_DIR, StackConfig, load_stack
-from stacks.plan.mocks import UNKNOWN, PlanMocks, RecordingMonitor, Registration, open_event_loop
+
+# Fills the report's section list (`stacks.plan.model.REPORT_SECTIONS`) with the steps' builders.
+from stacks.plan import sections as _sections  # noqa: F401
+from stacks.plan.mocks import PlanMocks, RecordingMonitor, Registration, open_event_loop
+from stacks.plan.model import REGION_TYPE, Plan, is_unknown
+
+__all__ = ["PROJECT", "REGION_TYPE", "Plan", "is_unknown", "record", "run_plan", "run_program"]
 
 PROJECT = "aicloud"
-REGION_TYPE = "aicloud:platform:RegionalPlatform"
-
-
-@dataclass
-class Plan:
-    """The resources a stack would create, in registration order."""
-
-    stack: str
-    config: StackConfig
-    resources: list[Registration]
-    findings: list[dict[str, Any]] = field(default_factory=list)
-    """Policy verdicts, filled by the policy pack when it runs over the plan."""
-    policy_levels: dict[str, str] = field(default_factory=dict)
-    """Enforcement level of every rule of the pack for this stack (`disabled` ones included)."""
-    stack_view: Any = None
-    """The policy pack's view of the resources (`policies.common.StackView`), once evaluated."""
-
-    def __post_init__(self) -> None:
-        self._by_urn = {r.urn: r for r in self.resources}
-
-    def get(self, urn: str | None) -> Registration | None:
-        return self._by_urn.get(urn) if urn else None
-
-    def of_type(self, *types: str) -> list[Registration]:
-        """Resources whose type is one of `types`."""
-        return [r for r in self.resources if r.type in types]
-
-    def children(self, urn: str) -> list[Registration]:
-        return [r for r in self.resources if r.parent == urn]
-
-    def ancestors(self, reg: Registration) -> list[Registration]:
-        out, node = [], self.get(reg.parent)
-        while node is not None:
-            out.append(node)
-            node = self.get(node.parent)
-        return out
-
-    def region_of(self, reg: Registration) -> str:
-        """The stack region key a resource belongs to (`global` when it spans regions)."""
-        if reg.type in ("pulumi:providers:aws", "pulumi:providers:gcp"):
-            return reg.name.split("-", 1)[1]
-        for node in [reg, *self.ancestors(reg)]:
-            if node.type == REGION_TYPE:
-                return node.name
-            provider = self.get(node.provider)
-            if provider is not None and provider.type in ("pulumi:providers:aws", "pulumi:providers:gcp"):
-                return provider.name.split("-", 1)[1]
-        return "global"
-
-    def component_of(self, reg: Registration) -> str:
-        """Name of the nearest aicloud component that holds the resource."""
-        for node in self.ancestors(reg):
-            if node.type.startswith("aicloud:") and node.type != REGION_TYPE:
-                return node.name
-        return reg.name if reg.type.startswith("aicloud:") else "-"
-
-    def component_outputs(self, type_: str) -> list[tuple[Registration, dict[str, Any]]]:
-        """The registered outputs of every component of `type_`."""
-        return [(r, r.outputs) for r in self.resources if r.type == type_]
-
-    # ------------------------------------------------------------------ summary
-
-    @property
-    def pools(self) -> list[dict[str, Any]]:
-        """The capacity record of every node pool (GPUs and cost at min and max)."""
-        # Pulumi drops None values from registered outputs: `gpu` is absent on CPU pools.
-        return [
-            {"gpu": None, **r.outputs["capacity"], "regionKey": self.region_of(r)}
-            for r in self.resources
-            if r.type.startswith("aicloud:compute:") and "capacity" in r.outputs
-        ]
-
-    def summary(self) -> dict[str, Any]:
-        from stacks.plan.readiness import figures as readiness_figures
-
-        pools = self.pools
-        gpus: dict[str, dict[str, int]] = defaultdict(lambda: {"min": 0, "max": 0})
-        for p in pools:
-            if p["gpu"]:
-                gpus[p["gpu"]]["min"] += p["gpusMin"]
-                gpus[p["gpu"]]["max"] += p["gpusMax"]
-        custom = [r for r in self.resources if r.custom]
-        return {
-            "resources": len(custom),
-            "components": len(self.resources) - len(custom),
-            "byCloud": dict(Counter(r.type.split(":")[0] for r in custom if not r.type.startswith("pulumi:"))),
-            "regions": [r.name for r in self.config.regions],
-            "gpus": dict(sorted(gpus.items())),
-            "costPerHour": {
-                "min": round(sum(p["costPerHourMin"] for p in pools), 2),
-                "max": round(sum(p["costPerHourMax"] for p in pools), 2),
-                "basis": "on-demand list price in each cloud's reference region (catalog)",
-            },
-            "protected": sum(1 for r in self.resources if r.protect),
-            "retainOnDelete": sum(1 for r in self.resources if r.retain_on_delete),
-            "policy": {
-                "mandatory": sum(1 for f in self.findings if f["level"] == "mandatory"),
-                "advisory": sum(1 for f in self.findings if f["level"] == "advisory"),
-            },
-            "readiness": readiness_figures(self),
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        from stacks.plan.sections import build_sections
-
-        return {
-            "stack": self.stack,
-            "environment": self.config.environment,
-            "resources": [
-                {
-                    "urn": r.urn,
-                    "type": r.type,
-                    "name": r.name,
-                    "parent": r.parent,
-                    "provider": r.provider,
-                    "region": self.region_of(r),
-                    "component": self.component_of(r),
-                    "custom": r.custom,
-                    "inputs": r.inputs,
-                    "outputs": r.outputs if not r.custom else None,
-                    "protect": r.protect,
-                    "retainOnDelete": r.retain_on_delete,
-                    "aliases": r.aliases,
-                    "ignoreChanges": r.ignore_changes,
-                }
-                for r in self.resources
-            ],
-            "pools": self.pools,
-            "sections": build_sections(self),
-            "policy": self.findings,
-            "summary": self.summary(),
-        }
-
-
-def is_unknown(value: Any) -> bool:
-    """Whether a value is only known after apply."""
-    return isinstance(value, str) and bool(UNKNOWN.match(value))
 
 
 def record(program: Callable[[], Any], *, stack: str, flat_config: dict[str, str] | None = None) -> list[Registration]:

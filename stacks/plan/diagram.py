@@ -13,7 +13,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from policies.data_safety import DATA_HOLDING
-from stacks.plan import Plan
+from stacks.plan.model import Plan
 
 COLUMN = 300
 GAP = 24

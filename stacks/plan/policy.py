@@ -23,8 +23,8 @@ from pulumi_policy import (
 from pulumi_policy.proxy import unknown_checking_proxy
 
 if TYPE_CHECKING:
-    from stacks.plan import Plan
     from stacks.plan.mocks import Registration
+    from stacks.plan.model import Plan
 
 
 def _options(reg: Registration) -> PolicyResourceOptions:

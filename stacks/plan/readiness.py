@@ -13,7 +13,7 @@ from policies.common import StackView
 from policies.readiness import Report, report
 
 if TYPE_CHECKING:
-    from stacks.plan import Plan
+    from stacks.plan.model import Plan
 
 
 def readiness_report(plan: Plan) -> Report:

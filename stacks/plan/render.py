@@ -6,8 +6,10 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from stacks.plan import Plan, is_unknown
+from policies.registry import RULES
 from stacks.plan.mocks import Registration
+from stacks.plan.model import Plan, is_unknown
+from stacks.plan.sections import build_sections
 
 AFTER_APPLY = "(known after apply)"
 
@@ -82,8 +84,10 @@ def _grouped(plan: Plan) -> dict[str, dict[str, list[Registration]]]:
 
 
 def _summary_lines(plan: Plan) -> list[str]:
+    from stacks.plan.readiness import figures
+
     s = plan.summary()
-    r = s["readiness"]
+    r = figures(plan)
     gpus = ", ".join(f"{g['min']}-{g['max']} x {name}" for name, g in s["gpus"].items()) or "none"
     by_cloud = ", ".join(f"{k} {v}" for k, v in sorted(s["byCloud"].items()))
     return [
@@ -101,8 +105,6 @@ def _summary_lines(plan: Plan) -> list[str]:
 
 def render_text(plan: Plan, *, details: bool = True) -> str:
     """The terminal view: resources per region and component, then the report sections."""
-    from stacks.plan.sections import build_sections
-
     lines = [f"Plan for stack {plan.stack!r} ({plan.config.environment}) - offline, Pulumi mock runtime", ""]
     if details:
         for region, components in _grouped(plan).items():
@@ -147,8 +149,6 @@ GITHUB_COMMENT_LIMIT = 65_536
 def _policy_lines(plan: Plan, max_violations: int | None = None, *, all_rules: bool = True) -> list[str]:
     """Every rule with its level and result (only those with violations unless `all_rules`), then
     every violation (the first `max_violations`)."""
-    from policies.registry import RULES
-
     lines = ["### Policy verdicts", ""]
     counts: dict[str, int] = defaultdict(int)
     for f in plan.findings:
@@ -222,8 +222,6 @@ def render_markdown(plan: Plan, *, diff_markdown: str | None = None, limit: int 
     The page stays under `limit` characters (GitHub's comment limit, less room for a wrapper):
     the resource list falls back to counts per type, then the violation list is cut.
     """
-    from stacks.plan.sections import build_sections
-
     mandatory = [f for f in plan.findings if f["level"] == "mandatory"]
     verdict = "❌ blocked by policy" if mandatory else "✅ passes policy"
     lines = [f"## aicloud plan: `{plan.stack}` ({plan.config.environment}) - {verdict}", ""]

@@ -5,19 +5,14 @@ a table (`title`, `columns`, `rows`, optional `notes`) or None when the stack ha
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
+from stacks.plan.model import REPORT_SECTIONS, Plan, Section, SectionBuilder, build_sections
 from stacks.plan.readiness import clusters_section, findings_section, workloads_section
 from stacks.steps.monitoring import monitoring_section
 from stacks.steps.serving import endpoints_section, traffic_section
 from stacks.steps.storage import storage_section
 from stacks.steps.training import images_section, training_section
 
-if TYPE_CHECKING:
-    from stacks.plan import Plan
-
-Section = dict[str, Any]
+__all__ = ["SECTIONS", "Section", "SectionBuilder", "build_sections", "pools_section", "regions_section"]
 
 
 def _money(x: float) -> str:
@@ -86,10 +81,9 @@ def pools_section(plan: Plan) -> Section:
     }
 
 
-SectionBuilder = Callable[["Plan"], Section | None]
-
 # Report sections in display order; capabilities add their builder here.
-SECTIONS: list[tuple[str, SectionBuilder]] = [
+SECTIONS: list[tuple[str, SectionBuilder]] = REPORT_SECTIONS
+SECTIONS += [
     ("regions", regions_section),
     ("pools", pools_section),
     ("storage", storage_section),
@@ -102,12 +96,3 @@ SECTIONS: list[tuple[str, SectionBuilder]] = [
     ("readinessWorkloads", workloads_section),
     ("readinessFindings", findings_section),
 ]
-
-
-def build_sections(plan: Plan) -> dict[str, Section]:
-    out = {}
-    for key, builder in SECTIONS:
-        section = builder(plan)
-        if section is not None:
-            out[key] = section
-    return out

@@ -22,8 +22,8 @@ from components.monitoring import Monitoring
 from components.retraining import RetrainingPipeline
 
 if TYPE_CHECKING:
-    from stacks.plan import Plan
-    from stacks.program import Deployment
+    from stacks.deployment import Deployment
+    from stacks.plan.model import Plan
 
 MONITORING_TYPE = "aicloud:observability:Monitoring"
 RETRAINING_TYPE = "aicloud:observability:RetrainingPipeline"

@@ -29,8 +29,8 @@ from components.endpoint import SERVER_PORT, SERVICE_PORT, InferenceEndpoint, pl
 from components.global_endpoint import AwsRegionalLoadBalancer, EksAccess, GlobalEndpoint, RegionalBackend
 
 if TYPE_CHECKING:
-    from stacks.plan import Plan
-    from stacks.program import Deployment
+    from stacks.deployment import Deployment
+    from stacks.plan.model import Plan
 
 GLOBAL_ACCELERATOR_REGION = "us-west-2"
 """Global Accelerator's API is served from us-west-2 only, whatever regions it fronts."""

@@ -40,8 +40,8 @@ from components.lakehouse import (
 from components.lakehouse.documents import ZONE_ACCESS, gcs_workload_bindings, s3_workload_policy
 
 if TYPE_CHECKING:
-    from stacks.plan import Plan
-    from stacks.program import Deployment
+    from stacks.deployment import Deployment
+    from stacks.plan.model import Plan
 
 LAKEHOUSE_TYPES = ("aicloud:storage:AwsLakehouse", "aicloud:storage:GcpLakehouse")
 REPLICA_TYPES = ("aicloud:storage:AwsLakehouseReplica", "aicloud:storage:GcpLakehouseReplica")

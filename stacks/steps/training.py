@@ -19,8 +19,8 @@ from components.image import ImageRegistry, WorkloadImage, registry_regions
 from components.training import RegionalTraining, TrainerIdentity, TrainingJobSpec, job_region
 
 if TYPE_CHECKING:
-    from stacks.plan import Plan
-    from stacks.program import Deployment
+    from stacks.deployment import Deployment
+    from stacks.plan.model import Plan
 
 
 def deploy_images(d: Deployment) -> None:

@@ -21,8 +21,8 @@ from components.monitoring import (
 )
 from components.nodepool import pool_taints, tolerations_for
 from components.retraining import SERVICE_ACCOUNT, RetrainingPipeline
+from contracts.retrain import Settings
 from tests.monitoring.specs import TRAINER, aws_region, gcp_region, retraining, serving
-from workloads.retrain.settings import Settings
 
 K8S_VERSION = "1.33"
 RELEASE = "kubernetes:helm.sh/v3:Release"

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from components.retraining import Lake, settings_for
+from contracts.retrain import Settings
 from tests.monitoring.specs import TRAINER, aws_region, retraining, serving
 from workloads.artifact import save_artifact
 from workloads.drift import compute_reference
@@ -25,7 +26,6 @@ from workloads.retrain import __main__ as cli
 from workloads.retrain.clients import KubeClient, PrometheusClient, PrometheusError, job_state, parse_vector
 from workloads.retrain.controller import run_once
 from workloads.retrain.decisions import DecisionLog
-from workloads.retrain.settings import Settings
 from workloads.trainer.data import synthetic
 
 F, C = 16, 3

@@ -10,10 +10,10 @@ import argparse
 import json
 import sys
 
+from contracts.retrain import Settings
 from workloads import storage
 from workloads.retrain.clients import KubeClient, PrometheusClient
 from workloads.retrain.controller import run_once
-from workloads.retrain.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

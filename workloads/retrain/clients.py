@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import httpx
 
-from workloads.retrain.settings import plural
+from contracts.retrain import plural
 
 __all__ = [
     "JobState",

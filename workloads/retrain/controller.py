@@ -32,11 +32,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from contracts.retrain import Settings, render_canary_patch, render_job, run_name
 from workloads.retrain.clients import JobState, job_state
 from workloads.retrain.decisions import DecisionLog
 from workloads.retrain.detect import detect
 from workloads.retrain.gate import decide_rollout, evaluate_gate
-from workloads.retrain.settings import Settings, render_canary_patch, render_job, run_name
 
 __all__ = ["Cluster", "Metrics", "run_once"]
 

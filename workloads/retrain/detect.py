@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from contracts.retrain import DEFAULT_ALPHA
 from workloads import drift
-from workloads.retrain.settings import DEFAULT_ALPHA
 
 __all__ = ["DEFAULT_ALPHA", "DEFAULT_MIN_PSI", "FeatureDrift", "DriftReport", "chi2_sf", "homogeneity_test", "detect"]
 

@@ -1,0 +1,386 @@
+"""Kubernetes manifests (plain dicts) of an endpoint: namespace, Deployments, Services, Gateway and
+HTTPRoute, autoscalers, disruption budget."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from components.endpoint.release import EndpointPlan, TrackPlan
+from components.endpoint.spec import APP, LAKE_CONFIG_MAP
+from components.nodepool import GPU_RESOURCE, POOL_LABEL
+from contracts.lake import lake_env, split_lake
+from contracts.serving import (
+    LIVE_PATH,
+    METRICS_PATH,
+    PORT_NAME,
+    READY_PATH,
+    REQUESTS_METRIC,
+    RUN_AS_USER,
+    SERVER_PORT,
+    SERVICE_PORT,
+)
+
+# --------------------------------------------------------------------------- manifests
+
+
+def _labels(plan: EndpointPlan, track: str | None = None) -> dict[str, str]:
+    labels = {
+        "app.kubernetes.io/name": APP,
+        "app.kubernetes.io/instance": plan.model,
+        "app.kubernetes.io/part-of": "aicloud",
+        "app.kubernetes.io/managed-by": "pulumi-aicloud",
+    }
+    if track is not None:
+        labels["aicloud.dev/track"] = track
+    return labels
+
+
+def _selector(plan: EndpointPlan, track: str | None = None) -> dict[str, str]:
+    sel = {"app.kubernetes.io/name": APP, "app.kubernetes.io/instance": plan.model}
+    if track is not None:
+        sel["aicloud.dev/track"] = track
+    return sel
+
+
+def _meta(
+    plan: EndpointPlan, name: str, track: str | None = None, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": plan.namespace, "labels": _labels(plan, track)}
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return meta
+
+
+def deployment_name(plan: EndpointPlan, track: str) -> str:
+    return f"{plan.model}-{track}"
+
+
+def namespace_manifest(plan: EndpointPlan) -> dict[str, Any]:
+    """The serving namespace, enforcing the `restricted` Pod Security Standard."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": plan.namespace,
+            "labels": {
+                "app.kubernetes.io/part-of": "aicloud",
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+            },
+        },
+    }
+
+
+def service_account_manifest(plan: EndpointPlan, name: str) -> dict[str, Any]:
+    """A plain service account (used when the stack has no workload identity for the server)."""
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(plan, name)}
+
+
+def uses_lake(uri: str) -> bool:
+    """Whether a model URI names a lakehouse zone (`lake://<zone>/...`)."""
+    return split_lake(uri) is not None
+
+
+def lake_config_map(plan: EndpointPlan, zone_uris: Mapping[str, Any]) -> dict[str, Any]:
+    """The ConfigMap `lake://` URIs resolve through (`AICLOUD_LAKE_<ZONE>` per zone the server may use)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(plan, LAKE_CONFIG_MAP),
+        "data": {lake_env(zone): uri for zone, uri in sorted(zone_uris.items())},
+    }
+
+
+def server_args(plan: EndpointPlan, track: TrackPlan) -> list[str]:
+    """Command-line of `python -m workloads.server` for a track."""
+    return [
+        "--model", track.model_uri,
+        "--name", plan.model,
+        "--host", "0.0.0.0",
+        "--port", str(SERVER_PORT),
+        "--device", "cuda" if plan.gpus_per_replica else "cpu",
+        "--shutdown-drain-s", str(plan.spec.drain_seconds),
+    ]  # fmt: skip
+
+
+def pod_spec(
+    plan: EndpointPlan, track: TrackPlan, service_account: str, *, container_name: str = "server"
+) -> dict[str, Any]:
+    """The pod of a track: probes on the server's health paths, pool placement, zone spread,
+    restricted security context and a writable /tmp."""
+    res = plan.spec.resources
+    requests: dict[str, str] = {"cpu": res.cpu, "memory": res.memory}
+    limits: dict[str, str] = {"memory": res.memory}
+    if plan.gpus_per_replica:
+        requests[GPU_RESOURCE] = str(plan.gpus_per_replica)
+        limits[GPU_RESOURCE] = str(plan.gpus_per_replica)
+    else:
+        limits["cpu"] = res.cpu
+    probe = {"port": PORT_NAME, "scheme": "HTTP"}
+    period = 5
+    container = {
+        "name": container_name,
+        "image": track.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "workloads.server"],
+        "args": server_args(plan, track),
+        "ports": [{"name": PORT_NAME, "containerPort": SERVER_PORT, "protocol": "TCP"}],
+        "env": [
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "AICLOUD_TRACK", "value": track.name},
+        ],
+        **({"envFrom": [{"configMapRef": {"name": LAKE_CONFIG_MAP}}]} if uses_lake(track.model_uri) else {}),
+        "resources": {"requests": requests, "limits": limits},
+        "startupProbe": {
+            "httpGet": {"path": READY_PATH, **probe},
+            "periodSeconds": period,
+            "timeoutSeconds": 2,
+            "failureThreshold": max(1, plan.spec.startup_seconds // period),
+        },
+        "readinessProbe": {
+            "httpGet": {"path": READY_PATH, **probe},
+            "periodSeconds": period,
+            "timeoutSeconds": 2,
+            "failureThreshold": 2,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": LIVE_PATH, **probe},
+            "periodSeconds": 10,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return {
+        "serviceAccountName": service_account,
+        # Readiness turns false at SIGTERM, load balancers drain for drain_seconds, then the
+        # server finishes in-flight requests (its own graceful timeout is 30 s).
+        "terminationGracePeriodSeconds": plan.spec.drain_seconds + 45,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "nodeSelector": {POOL_LABEL: plan.pool.name},
+        "tolerations": [dict(t) for t in plan.tolerations],
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                # GPUs are scarce per zone: prefer spreading, never leave a replica pending for it.
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": _selector(plan, track.name)},
+            }
+        ],
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": res.scratch}}],
+    }
+
+
+def _scrape_annotations() -> dict[str, str]:
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(SERVER_PORT), "prometheus.io/path": METRICS_PATH}
+
+
+def deployment_manifest(plan: EndpointPlan, track: TrackPlan, service_account: str) -> dict[str, Any]:
+    """A track's Deployment; its replica count belongs to the track's autoscaler."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(plan, deployment_name(plan, track.name), track.name),
+        "spec": {
+            "selector": {"matchLabels": _selector(plan, track.name)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {
+                    "maxSurge": plan.spec.release.max_surge,
+                    "maxUnavailable": plan.spec.release.max_unavailable,
+                },
+            },
+            "revisionHistoryLimit": 5,
+            "progressDeadlineSeconds": plan.spec.startup_seconds + 300,
+            "template": {
+                "metadata": {"labels": _labels(plan, track.name), "annotations": _scrape_annotations()},
+                "spec": pod_spec(plan, track, service_account),
+            },
+        },
+    }
+
+
+def service_manifest(
+    plan: EndpointPlan, name: str, track: str | None, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A ClusterIP Service on port 80 selecting one track (or every track with None)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(plan, name, annotations=annotations),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": _selector(plan, track),
+            "ports": [{"name": PORT_NAME, "port": SERVICE_PORT, "targetPort": PORT_NAME, "protocol": "TCP"}],
+        },
+    }
+
+
+def pdb_manifest(plan: EndpointPlan) -> dict[str, Any]:
+    """At most one replica of the model down at a time through voluntary disruptions; replicas
+    that never became ready may always be evicted (they serve nothing)."""
+    selector = {"serving.kserve.io/inferenceservice": plan.model} if plan.spec.backend == "kserve" else _selector(plan)
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(plan, plan.model),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def request_rate_query(plan: EndpointPlan, track: str) -> str:
+    """PromQL: requests per second the track's pods answer."""
+    pods = f"{deployment_name(plan, track)}-[a-z0-9]+-[a-z0-9]+"
+    return f'sum(rate({REQUESTS_METRIC}{{namespace="{plan.namespace}",pod=~"{pods}"}}[2m]))'
+
+
+def autoscaler_manifest(plan: EndpointPlan, track: TrackPlan) -> dict[str, Any]:
+    """The track's HPA or KEDA ScaledObject (min = max pins a fixed-size track)."""
+    a = plan.spec.autoscaling
+    name = deployment_name(plan, track.name)
+    target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+    behavior = {"scaleDown": {"stabilizationWindowSeconds": a.scale_down_stabilization_seconds}}
+    if a.mode == "keda":
+        return {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "metadata": _meta(plan, name, track.name),
+            "spec": {
+                "scaleTargetRef": target,
+                "minReplicaCount": track.min_replicas,
+                "maxReplicaCount": track.max_replicas,
+                "pollingInterval": 15,
+                "cooldownPeriod": a.scale_down_stabilization_seconds,
+                "advanced": {"horizontalPodAutoscalerConfig": {"behavior": behavior}},
+                "triggers": [
+                    {
+                        "type": "prometheus",
+                        "metadata": {
+                            "serverAddress": a.prometheus_address or "",
+                            "query": request_rate_query(plan, track.name),
+                            "threshold": f"{a.requests_per_second:g}",
+                        },
+                    }
+                ],
+            },
+        }
+    if a.mode == "metric":
+        metric = {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": a.metric},
+                "target": {"type": "AverageValue", "averageValue": f"{a.requests_per_second:g}"},
+            },
+        }
+    else:
+        metric = {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": a.target_cpu_utilization},
+            },
+        }
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(plan, name, track.name),
+        "spec": {
+            "scaleTargetRef": target,
+            "minReplicas": track.min_replicas,
+            "maxReplicas": track.max_replicas,
+            "metrics": [metric],
+            "behavior": behavior,
+        },
+    }
+
+
+def gateway_manifest(plan: EndpointPlan, annotations: dict[str, str] | None) -> dict[str, Any]:
+    """The Gateway (HTTP on 80) the endpoint's HTTPRoute attaches to; `annotations` reach the
+    data-plane Service through `spec.infrastructure` (GKE NEG annotation)."""
+    gw = plan.spec.gateway
+    assert gw is not None
+    spec: dict[str, Any] = {
+        "gatewayClassName": gw.class_name,
+        "listeners": [
+            {
+                "name": "http",
+                "port": SERVICE_PORT,
+                "protocol": "HTTP",
+                "allowedRoutes": {"namespaces": {"from": "Same"}},
+            }
+        ],
+    }
+    if annotations:
+        spec["infrastructure"] = {"annotations": dict(annotations)}
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": _meta(plan, plan.gateway_name),
+        "spec": spec,
+    }
+
+
+def route_manifest(plan: EndpointPlan) -> dict[str, Any]:
+    """The HTTPRoute: weights for a canary, a header match for A/B, one backend otherwise."""
+
+    def ref(service: str, weight: int | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": service, "port": SERVICE_PORT}
+        if weight is not None:
+            out["weight"] = weight
+        return out
+
+    release = plan.spec.release
+    if plan.strategy == "canary":
+        rules = [
+            {
+                "backendRefs": [
+                    ref(plan.model, plan.track("stable").weight),
+                    ref(f"{plan.model}-canary", plan.track("canary").weight),
+                ]
+            }
+        ]
+    elif plan.strategy == "ab":
+        assert release.ab is not None
+        rules = [
+            {
+                "matches": [{"headers": [{"type": "Exact", "name": release.ab.header, "value": release.ab.value}]}],
+                "backendRefs": [ref(f"{plan.model}-b")],
+            },
+            {"backendRefs": [ref(plan.model)]},
+        ]
+    else:
+        rules = [{"backendRefs": [ref(plan.model)]}]
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": _meta(plan, plan.model),
+        "spec": {"parentRefs": [{"name": plan.gateway_name}], "rules": rules},
+    }
+
+
+def neg_annotation(neg_name: str, port: int = SERVICE_PORT) -> dict[str, str]:
+    """GKE standalone NEG annotation: one zonal NEG named `neg_name` per zone for `port`."""
+    return {"cloud.google.com/neg": json.dumps({"exposed_ports": {str(port): {"name": neg_name}}})}

@@ -1,0 +1,22 @@
+"""The model server's contract with what deploys it: port, health and metrics paths, metric names.
+
+`workloads/server` serves these; `components/endpoint` probes, scrapes and autoscales on them.
+"""
+
+from __future__ import annotations
+
+SERVER_PORT = 8080
+"""The model server's HTTP port (`python -m workloads.server --port`, default 8080)."""
+PORT_NAME = "http"
+READY_PATH = "/v2/health/ready"
+"""Open Inference Protocol v2 readiness: 200 once every model is loaded, 503 before and while
+draining. Readiness and startup probes and every load balancer health check use it."""
+LIVE_PATH = "/v2/health/live"
+"""Open Inference Protocol v2 liveness: 200 while the process runs."""
+METRICS_PATH = "/metrics"
+REQUESTS_METRIC = "aicloud_server_requests_total"
+"""The server's request counter (`workloads.server.metrics.REQUESTS`), the KEDA trigger's input."""
+SERVICE_PORT = 80
+"""Port of the model's Services inside the cluster (forwarded to the pod's `http` port)."""
+RUN_AS_USER = 10001
+"""Non-root user and group the server runs as (any non-zero id works: the image needs no home)."""

@@ -1,0 +1,101 @@
+"""Node pools as the rules see them, from either cloud's node-pool resources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from policies.common.cloud import aws_gpus, machine
+from policies.common.pods import Taint, taint
+from policies.common.stack import Res, StackView
+from policies.common.values import POOL_LABEL, UNKNOWN, as_dict, as_list, dig, truthy
+
+# --------------------------------------------------------------------------- node pools
+
+
+@dataclass
+class Pool:
+    """A node pool (EKS node group or GKE node pool) as the GPU and cost rules see it."""
+
+    res: Res
+    cloud: str
+    label: str | None
+    """The `aicloud.dev/pool` label: what workloads select."""
+    machine_type: Any
+    gpus_per_node: int | None
+    """None when the machine type is a GPU type the catalog does not price."""
+    min_nodes: Any
+    max_nodes: Any
+    taints: list[Taint]
+    labels: dict[str, Any]
+    spot: Any
+    price: float | None
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.gpus_per_node is None or self.gpus_per_node > 0
+
+    @property
+    def display(self) -> str:
+        return self.res.name
+
+
+def pool_of(res: Res) -> Pool | None:
+    """A node pool record for an EKS NodeGroup or GKE NodePool resource; None for other types."""
+    p = res.props
+    if res.type == "aws:eks/nodeGroup:NodeGroup":
+        types = as_list(p.get("instanceTypes"))
+        mtype = types[0] if types else UNKNOWN if p.get("instanceTypes") is UNKNOWN else None
+        m = machine("aws", mtype)
+        return Pool(
+            res=res,
+            cloud="aws",
+            label=as_dict(p.get("labels")).get(POOL_LABEL),
+            machine_type=mtype,
+            gpus_per_node=aws_gpus(mtype) if mtype is not UNKNOWN else 0,
+            min_nodes=dig(p, "scalingConfig.minSize"),
+            max_nodes=dig(p, "scalingConfig.maxSize"),
+            taints=[t for t in map(taint, as_list(p.get("taints"))) if t],
+            labels=as_dict(p.get("labels")),
+            spot=(p.get("capacityType") == "SPOT") if p.get("capacityType") is not UNKNOWN else UNKNOWN,
+            price=m.price_per_hour if m else None,
+        )
+    if res.type == "gcp:container/nodePool:NodePool":
+        cfg = as_dict(p.get("nodeConfig"))
+        mtype = cfg.get("machineType")
+        m = machine("gcp", mtype)
+        accel = sum(int(a.get("count") or 0) for a in as_list(cfg.get("guestAccelerators")) if isinstance(a, dict))
+        gpus = m.gpus if m is not None else accel
+        auto = as_dict(p.get("autoscaling"))
+        zones = len(as_list(p.get("nodeLocations"))) or 1
+        if "totalMaxNodeCount" in auto or "totalMinNodeCount" in auto:
+            low, high = auto.get("totalMinNodeCount", 0), auto.get("totalMaxNodeCount")
+        elif "maxNodeCount" in auto:
+            per_zone = lambda v: v * zones if isinstance(v, int) else v  # noqa: E731
+            low, high = per_zone(auto.get("minNodeCount", 0)), per_zone(auto.get("maxNodeCount"))
+        else:
+            count = p.get("nodeCount", p.get("initialNodeCount"))
+            low = high = count * zones if isinstance(count, int) else count
+        spot = cfg.get("spot") if cfg.get("spot") is not None else cfg.get("preemptible")
+        return Pool(
+            res=res,
+            cloud="gcp",
+            label=as_dict(cfg.get("labels")).get(POOL_LABEL),
+            machine_type=mtype,
+            gpus_per_node=gpus,
+            min_nodes=low,
+            max_nodes=high,
+            taints=[t for t in map(taint, as_list(cfg.get("taints"))) if t],
+            labels=as_dict(cfg.get("labels")),
+            spot=truthy(spot) if spot is not None else False,
+            price=m.price_per_hour if m else None,
+        )
+    return None
+
+
+def pools(view: StackView) -> list[Pool]:
+    return [p for p in (pool_of(r) for r in view.resources) if p is not None]
+
+
+def money(x: float) -> str:
+    return f"${x:,.2f}"

@@ -62,7 +62,6 @@ def clusters_section(plan: Plan) -> dict[str, Any] | None:
     f = figures(plan)
     return {
         "title": "Readiness: clusters",
-        "detail": True,
         "columns": ["cluster", "cloud", "k8s", "charts installed", "custom resources rendered", "APIs and drivers"],
         "rows": rows,
         "notes": [
@@ -71,6 +70,7 @@ def clusters_section(plan: Plan) -> dict[str, Any] | None:
             f"pinned charts ({f['helmKeysUnknown']} unknown); {f['workloadsSchedulable']} of {f['workloads']} pod "
             "templates fit a node pool. Truth: components/upstream (pins.yaml)."
         ],
+        "compact": [f"_Readiness: {len(rows)} cluster(s); every installed chart and API is in the JSON plan._"],
     }
 
 
@@ -94,10 +94,13 @@ def workloads_section(plan: Plan) -> dict[str, Any] | None:
         return None
     return {
         "title": "Readiness: workloads",
-        "detail": True,
         "columns": ["cluster", "workload", "pods at max", "pools", "fit", "fits at max"],
         "rows": rows,
         "notes": ["Pods at max: autoscaler max plus rollout surge, or the gang size of a training job."],
+        "compact": [
+            f"_Readiness: {sum(1 for r in rows if r[-1] == 'yes')} of {len(rows)} pod templates fit their pools at "
+            "max scale; the table is in the JSON plan._"
+        ],
     }
 
 

@@ -90,11 +90,13 @@ def _summary_lines(plan: Plan) -> list[str]:
     r = figures(plan)
     gpus = ", ".join(f"{g['min']}-{g['max']} x {name}" for name, g in s["gpus"].items()) or "none"
     by_cloud = ", ".join(f"{k} {v}" for k, v in sorted(s["byCloud"].items()))
+    c = s["costPerHour"]
     return [
         f"resources: {s['resources']} in {len(s['regions'])} region(s) ({by_cloud})",
         f"GPUs (min-max): {gpus}",
-        f"cost per hour: ${s['costPerHour']['min']:,.2f} at min scale, ${s['costPerHour']['max']:,.2f} at max scale "
-        f"({s['costPerHour']['basis']})",
+        f"cost per hour: ${c['minLow']:,.2f}-${c['min']:,.2f} at min scale, ${c['maxLow']:,.2f}-${c['max']:,.2f} at "
+        "max scale (nodes, volumes, control planes, NAT, load balancers, scratch and Prometheus storage; "
+        "usage-based charges excluded; see Cost per hour)",
         f"data safety: {s['protected']} protected, {s['retainOnDelete']} retained on delete",
         f"policy: {s['policy']['mandatory']} mandatory, {s['policy']['advisory']} advisory violation(s)",
         f"readiness: {r['findings']} finding(s) ({r['mandatory']} mandatory); {r['customResourcesValidated']} custom "
@@ -203,19 +205,6 @@ def _resource_lines(plan: Plan, *, full: bool) -> list[str]:
     return lines
 
 
-def _section_lines(sections: Any, *, full: bool) -> list[str]:
-    lines: list[str] = []
-    for section in sections:
-        lines += [f"### {section['title']}", ""]
-        if full or not section.get("detail"):
-            lines += _md_table(section["columns"], section["rows"])
-        else:
-            lines.append(f"{len(section['rows'])} row(s): see the terminal or JSON plan.")
-        lines += [f"\n_{n}_" for n in section.get("notes", [])]
-        lines.append("")
-    return lines
-
-
 def render_markdown(plan: Plan, *, diff_markdown: str | None = None, limit: int = GITHUB_COMMENT_LIMIT - 1_536) -> str:
     """A review page for a pull request: summary, changes, sections, policy verdicts, resources.
 
@@ -230,9 +219,15 @@ def render_markdown(plan: Plan, *, diff_markdown: str | None = None, limit: int 
     if diff_markdown:
         lines += [diff_markdown, ""]
     sections = build_sections(plan).values()
-    head = "\n".join(lines + _section_lines(sections, full=True)) + "\n"
-    if len(head) > limit // 2:  # detail tables (`"detail": True`) give way to the verdicts first
-        head = "\n".join(lines + _section_lines(sections, full=False)) + "\n"
+    full, compact = list(lines), list(lines)
+    for section in sections:
+        body = [f"### {section['title']}", ""]
+        body += _md_table(section["columns"], section["rows"])
+        full += [*body, *(f"\n_{n}_" for n in section.get("notes", [])), ""]
+        # Short of room, a section may give way to its compact form (the cost table to the
+        # summary's cost line; the JSON plan keeps every line).
+        compact += [*section["compact"], ""] if "compact" in section else [*body, ""]
+    head = "\n".join(full) + "\n"
     for policy, resources in (
         (_policy_lines(plan), _resource_lines(plan, full=True)),
         (_policy_lines(plan), _resource_lines(plan, full=False)),
@@ -240,6 +235,7 @@ def render_markdown(plan: Plan, *, diff_markdown: str | None = None, limit: int 
         page = head + "\n".join(policy + resources)
         if len(page) <= limit:
             return page
+    head = "\n".join(compact) + "\n"
     tail = "\n".join(_resource_lines(plan, full=False))
     keep = len(plan.findings)
     while keep > 0 and len(head + "\n".join(_policy_lines(plan, keep, all_rules=False)) + tail) > limit:

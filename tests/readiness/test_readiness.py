@@ -422,17 +422,12 @@ ISSUE_12_GAPS: dict[str, dict[str, set[tuple[str, str]]]] = {
             ("aws-usw2", "Gateway/classifier-gw"),
             ("aws-usw2", "HTTPRoute/classifier"),
         },  # fmt: skip
-        "readiness-pod-admission": {("gcp-usc1", "HelmRelease/dcgm-exporter")},
         "readiness-storage": {("aws-usw2", "HelmRelease/kps")},
         "readiness-capacity": {("aws-usw2", "NodePool/aws-usw2-train-ng"), ("aws-usw2", "NodePool/aws-usw2-serve-ng")},
     },
     "prod": {
         "readiness-crd-controller": {("aws-use1", "PyTorchJob/pretrain")},
         "readiness-helm-chart": {("aws-use1", "HelmRelease/aws-use1-training-operator-release")},
-        "readiness-pod-admission": {
-            ("gcp-usc1", "HelmRelease/dcgm-exporter"),
-            ("gcp-euw4", "HelmRelease/dcgm-exporter"),
-        },
         "readiness-storage": {(c, "HelmRelease/kps") for c in ("aws-use1", "aws-usw2", "aws-euw1")},
         "readiness-capacity": {
             ("aws-use1", "NodePool/aws-use1-train-ng"),

@@ -28,6 +28,7 @@ RULE_NAMES: tuple[str, ...] = (
     "kubernetes-pod-require-non-root",
     "aicloud-kms-key-rotation-enabled",
     "aicloud-data-protected-in-prod",
+    "aicloud-cluster-deletion-protected-in-prod",
     "aws-s3-bucket-versioning-enabled",
     "gcp-storage-bucket-versioning-enabled",
     "aicloud-data-disallow-force-destroy",

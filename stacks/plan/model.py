@@ -122,6 +122,8 @@ class Plan:
         ]
 
     def summary(self) -> dict[str, Any]:
+        from stacks.plan.cost import estimate
+
         pools = self.pools
         gpus: dict[str, dict[str, int]] = defaultdict(lambda: {"min": 0, "max": 0})
         for p in pools:
@@ -135,11 +137,7 @@ class Plan:
             "byCloud": dict(Counter(r.type.split(":")[0] for r in custom if not r.type.startswith("pulumi:"))),
             "regions": [r.name for r in self.config.regions],
             "gpus": dict(sorted(gpus.items())),
-            "costPerHour": {
-                "min": round(sum(p["costPerHourMin"] for p in pools), 2),
-                "max": round(sum(p["costPerHourMax"] for p in pools), 2),
-                "basis": "on-demand list price in each cloud's reference region (catalog)",
-            },
+            "costPerHour": estimate(self),
             "protected": sum(1 for r in self.resources if r.protect),
             "retainOnDelete": sum(1 for r in self.resources if r.retain_on_delete),
             "policy": {

@@ -87,11 +87,13 @@ def _summary_lines(plan: Plan) -> list[str]:
     s = plan.summary()
     gpus = ", ".join(f"{g['min']}-{g['max']} x {name}" for name, g in s["gpus"].items()) or "none"
     by_cloud = ", ".join(f"{k} {v}" for k, v in sorted(s["byCloud"].items()))
+    c = s["costPerHour"]
     return [
         f"resources: {s['resources']} in {len(s['regions'])} region(s) ({by_cloud})",
         f"GPUs (min-max): {gpus}",
-        f"cost per hour: ${s['costPerHour']['min']:,.2f} at min scale, ${s['costPerHour']['max']:,.2f} at max scale "
-        f"({s['costPerHour']['basis']})",
+        f"cost per hour: ${c['minLow']:,.2f}-${c['min']:,.2f} at min scale, ${c['maxLow']:,.2f}-${c['max']:,.2f} at "
+        "max scale (nodes, volumes, control planes, NAT, load balancers, scratch and Prometheus storage; "
+        "usage-based charges excluded; see Cost per hour)",
         f"data safety: {s['protected']} protected, {s['retainOnDelete']} retained on delete",
         f"policy: {s['policy']['mandatory']} mandatory, {s['policy']['advisory']} advisory violation(s)",
     ]
@@ -206,12 +208,16 @@ def render_markdown(plan: Plan, *, diff_markdown: str | None = None, limit: int 
     lines.append("")
     if diff_markdown:
         lines += [diff_markdown, ""]
-    for section in build_sections(plan).values():
-        lines += [f"### {section['title']}", ""]
-        lines += _md_table(section["columns"], section["rows"])
-        lines += [f"\n_{n}_" for n in section.get("notes", [])]
-        lines.append("")
-    head = "\n".join(lines) + "\n"
+    sections = build_sections(plan).values()
+    full, compact = list(lines), list(lines)
+    for section in sections:
+        body = [f"### {section['title']}", ""]
+        body += _md_table(section["columns"], section["rows"])
+        full += [*body, *(f"\n_{n}_" for n in section.get("notes", [])), ""]
+        # Short of room, a section may give way to its compact form (the cost table to the
+        # summary's cost line; the JSON plan keeps every line).
+        compact += [*section["compact"], ""] if "compact" in section else [*body, ""]
+    head = "\n".join(full) + "\n"
     for policy, resources in (
         (_policy_lines(plan), _resource_lines(plan, full=True)),
         (_policy_lines(plan), _resource_lines(plan, full=False)),
@@ -219,6 +225,7 @@ def render_markdown(plan: Plan, *, diff_markdown: str | None = None, limit: int 
         page = head + "\n".join(policy + resources)
         if len(page) <= limit:
             return page
+    head = "\n".join(compact) + "\n"
     tail = "\n".join(_resource_lines(plan, full=False))
     keep = len(plan.findings)
     while keep > 0 and len(head + "\n".join(_policy_lines(plan, keep)) + tail) > limit:

@@ -20,6 +20,7 @@ HERE = Path(__file__).parent
 PLANTED = {
     "aicloud-data-protected-in-prod": {"aws-use1-cluster-secrets-key", "aws-euw1-cluster-secrets-key"},
     "aicloud-region-allowed": {"aws-aws-euw1"},
+    "aicloud-cluster-deletion-protected-in-prod": {"aws-euw1-cluster-eks"},
     "aicloud-gpu-cost-ceiling": {None},
     "aicloud-gpus-per-pool-ceiling": {"aws-use1-train-ng"},
     "aws-eks-cluster-disallow-public-endpoint": {"aws-use1-cluster-eks"},

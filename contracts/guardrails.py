@@ -28,6 +28,7 @@ RULE_NAMES: tuple[str, ...] = (
     "kubernetes-pod-require-non-root",
     "aicloud-kms-key-rotation-enabled",
     "aicloud-data-protected-in-prod",
+    "aicloud-cluster-deletion-protected-in-prod",
     "aws-s3-bucket-versioning-enabled",
     "gcp-storage-bucket-versioning-enabled",
     "aicloud-data-disallow-force-destroy",
@@ -45,5 +46,15 @@ RULE_NAMES: tuple[str, ...] = (
     "aicloud-inference-min-replicas",
     "aicloud-inference-disruption-budget",
     "aicloud-inference-probes",
+    "readiness-crd-schema",
+    "readiness-crd-controller",
+    "readiness-helm-chart",
+    "readiness-helm-values",
+    "readiness-pod-admission",
+    "readiness-storage",
+    "readiness-metrics",
+    "readiness-schedulable",
+    "readiness-capacity",
+    "readiness-identity",
 )
 """Every rule of the aicloud pack."""

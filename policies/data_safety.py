@@ -7,6 +7,7 @@ from typing import Any
 
 from pulumi_policy import ReportViolation
 
+from components.base import DATA_HOLDING
 from policies.common import UNKNOWN, Res, Rule, StackView, dig, environment, truthy
 from policies.security import GCS_BUCKET, S3_BUCKETS
 
@@ -17,32 +18,6 @@ ENVIRONMENT_CONFIG = {
         "description": "The stack's environment (aicloud:environment); defaults to the stack name.",
     }
 }
-
-DATA_HOLDING: dict[str, str] = {
-    "aws:s3/bucket:Bucket": "S3 bucket",
-    "aws:s3/bucketV2:BucketV2": "S3 bucket",
-    "aws:s3/directoryBucket:DirectoryBucket": "S3 directory bucket",
-    "aws:kms/key:Key": "KMS key",
-    "aws:glue/catalogDatabase:CatalogDatabase": "Glue database",
-    "aws:glue/catalogTable:CatalogTable": "Glue table",
-    "aws:fsx/lustreFileSystem:LustreFileSystem": "FSx for Lustre file system",
-    "aws:efs/fileSystem:FileSystem": "EFS file system",
-    "aws:ecr/repository:Repository": "ECR repository",
-    "aws:kinesis/stream:Stream": "Kinesis stream",
-    "aws:dynamodb/table:Table": "DynamoDB table",
-    "gcp:storage/bucket:Bucket": "GCS bucket",
-    "gcp:kms/keyRing:KeyRing": "Cloud KMS key ring",
-    "gcp:kms/cryptoKey:CryptoKey": "Cloud KMS key",
-    "gcp:bigquery/dataset:Dataset": "BigQuery dataset",
-    "gcp:bigquery/table:Table": "BigQuery table",
-    "gcp:biglake/catalog:Catalog": "BigLake catalog",
-    "gcp:biglake/database:Database": "BigLake database",
-    "gcp:biglake/table:Table": "BigLake table",
-    "gcp:filestore/instance:Instance": "Filestore instance",
-    "gcp:parallelstore/instance:Instance": "Parallelstore instance",
-    "gcp:artifactregistry/repository:Repository": "Artifact Registry repository",
-}
-"""Resource types that hold data (or the keys to it), with the name messages use."""
 
 S3_VERSIONING = ("aws:s3/bucketVersioning:BucketVersioning", "aws:s3/bucketVersioningV2:BucketVersioningV2")
 
@@ -57,6 +32,25 @@ def protected_in_prod(view: StackView, config: dict[str, Any], report: ReportVio
                 f"{DATA_HOLDING[res.type]} '{res.name}' holds data but is not protected in this prod stack, so a "
                 "change could delete or replace it. Create it with components.base.data_opts (protect is on in "
                 "prod) or set the protect resource option.",
+                res.urn,
+            )
+
+
+CLUSTERS = {"aws:eks/cluster:Cluster": "EKS cluster", "gcp:container/cluster:Cluster": "GKE cluster"}
+"""Cluster types with a `deletionProtection` flag (deleting one deletes every workload and secret in it)."""
+
+
+def clusters_deletion_protected_in_prod(view: StackView, config: dict[str, Any], report: ReportViolation) -> None:
+    clusters = view.of_type(*CLUSTERS)
+    if not clusters or environment(config, clusters[0].urn) != "prod":
+        return
+    for res in clusters:
+        value = truthy(res.props.get("deletionProtection"))
+        if value is not True and value is not UNKNOWN:
+            report(
+                f"{CLUSTERS[res.type]} '{res.name}' has deletionProtection off in this prod stack, so one "
+                "delete takes down every workload on it. Leave cluster.deletionProtection unset (on in prod) "
+                "or set it to true.",
                 res.urn,
             )
 
@@ -131,6 +125,14 @@ RULES = [
         "protected from deletion and replacement.",
         "data-safety",
         protected_in_prod,
+        stack=True,
+        config=ENVIRONMENT_CONFIG,
+    ),
+    Rule(
+        "aicloud-cluster-deletion-protected-in-prod",
+        "In prod, EKS and GKE clusters have deletion protection on.",
+        "data-safety",
+        clusters_deletion_protected_in_prod,
         stack=True,
         config=ENVIRONMENT_CONFIG,
     ),

@@ -14,6 +14,7 @@ from components.base import child_opts, type_token
 from components.endpoint.manifests import neg_annotation
 from components.endpoint.release import EndpointPlan
 from components.endpoint.render import render_endpoint
+from components.helm import helm_release
 from components.upstream import chart_pin
 from contracts.serving import (
     LIVE_PATH,
@@ -111,12 +112,10 @@ class InferenceEndpoint(pulumi.ComponentResource):
         self.keda: k8s.helm.v3.Release | None = None
         auto = plan.spec.autoscaling
         if plan.spec.backend == "deployment" and auto.mode == "keda" and auto.install_keda:
-            self.keda = k8s.helm.v3.Release(
+            self.keda = helm_release(
                 f"{name}-keda",
-                name="keda",
-                chart=KEDA_CHART["chart"],
-                version=KEDA_CHART["version"],
-                repository_opts={"repo": KEDA_CHART["repo"]},
+                KEDA_CHART,
+                release_name="keda",
                 namespace="keda",
                 create_namespace=True,
                 opts=child_opts(self),

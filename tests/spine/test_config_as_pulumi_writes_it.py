@@ -184,3 +184,12 @@ def test_the_project_is_found_from_the_working_directory_like_the_pulumi_cli(tmp
         [sys.executable, "-m", "stacks.cli", "plan", "qa"], cwd=deep, env=env, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 2 and f"{project / 'envs'}" in proc.stderr and "--stacks-dir" in proc.stderr
+
+
+def test_endpoint_and_job_pool_references_are_checked_while_another_region_is_invalid():
+    raw = raw_stack("prod")
+    raw["regions"][2]["region"] = "eu-west-9"  # aws-euw1 is now invalid
+    raw["serving"]["pool"] = "serv"
+    raw["training"]["jobs"][0]["pool"] = "trian"  # runs in aws-use1, which is valid
+    paths = {e.split(": ", 1)[0] for e in errors_of(raw)}
+    assert paths == {"aicloud:regions[2](aws-euw1).region", "aicloud:serving.pool", "aicloud:training.jobs"}

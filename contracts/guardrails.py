@@ -48,5 +48,15 @@ RULE_NAMES: tuple[str, ...] = (
     "aicloud-inference-probes",
     "aicloud-deployer-reaches-cluster-api",
     "aicloud-eks-node-autoscaler-installed",
+    "readiness-crd-schema",
+    "readiness-crd-controller",
+    "readiness-helm-chart",
+    "readiness-helm-values",
+    "readiness-pod-admission",
+    "readiness-storage",
+    "readiness-metrics",
+    "readiness-schedulable",
+    "readiness-capacity",
+    "readiness-identity",
 )
 """Every rule of the aicloud pack."""

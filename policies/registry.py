@@ -4,7 +4,7 @@ offline plan (`stacks/plan/policy.py`) both take their rules from here."""
 from __future__ import annotations
 
 from contracts.guardrails import RULE_NAMES
-from policies import availability, data_safety, gpu, placement, platform, security
+from policies import availability, data_safety, gpu, placement, platform, readiness, security
 from policies.common import Rule
 
 PACK_NAME = "aicloud-guardrails"
@@ -16,6 +16,7 @@ RULES: list[Rule] = [
     *placement.RULES,
     *availability.RULES,
     *platform.RULES,
+    *readiness.RULES,
 ]
 
 BY_NAME: dict[str, Rule] = {rule.name: rule for rule in RULES}

@@ -49,6 +49,9 @@ class Plan:
     findings: list[dict[str, Any]] = field(default_factory=list)
     """Policy verdicts, filled by the policy pack when it runs over the plan."""
     policy_levels: dict[str, str] = field(default_factory=dict)
+    stack_view: Any = None
+    """The policy pack's view of the resources (`policies.common.StackView`), once evaluated: the
+    readiness report is computed on it once and read by the Readiness sections."""
     """Enforcement level of every rule of the pack for this stack (`disabled` ones included)."""
 
     def __post_init__(self) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from stacks.plan.cost import cost_section
 from stacks.plan.model import REPORT_SECTIONS, Plan, Section, SectionBuilder, build_sections
+from stacks.plan.readiness import clusters_section, findings_section, workloads_section
 from stacks.steps.monitoring import monitoring_section
 from stacks.steps.platform import access_section, platform_section
 from stacks.steps.serving import endpoints_section, traffic_section
@@ -99,4 +100,7 @@ SECTIONS += [
     ("traffic", traffic_section),
     ("monitoring", monitoring_section),
     ("cost", cost_section),
+    ("readiness", clusters_section),
+    ("readinessWorkloads", workloads_section),
+    ("readinessFindings", findings_section),
 ]

@@ -25,6 +25,7 @@ section read that report.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -265,7 +266,9 @@ def inventory(view: StackView) -> dict[str, Cluster]:
                 rel.merged = merged_values(truth, rel.values)
             c.releases.append(rel)
         elif t.startswith("kubernetes:") and not t.startswith("pulumi:") and isinstance(res.props.get("kind"), str):
-            get(_cluster_key(view, res)).objects.append(res)
+            c = get(_cluster_key(view, res))
+            c.objects.append(res)
+            c.objects += runtime_objects(res)
     for c in clusters.values():
         if not c.cloud:
             c.cloud = "gcp" if any(p.cloud == "gcp" for p in c.pools) else "aws"
@@ -312,6 +315,28 @@ def karpenter_pool(res: Res) -> Pool | None:
         spot=spot,
         price=m.price_per_hour,
     )
+
+
+def runtime_objects(res: Res) -> list[Res]:
+    """Objects a workload creates at run time from a manifest the stack ships: the jobs of the
+    retraining loop's settings (`contracts.retrain.Settings.jobs`, a ConfigMap's `settings.json`).
+    They must find their controller, schema and nodes like the stack's own objects."""
+    if res.kind != "ConfigMap":
+        return []
+    raw = as_dict(res.props.get("data")).get("settings.json")
+    if not isinstance(raw, str) or '"jobs"' not in raw:
+        return []
+    try:
+        doc = json.loads(raw)
+    except json.JSONDecodeError:
+        return []
+    out = []
+    for i, job in enumerate(as_list(as_dict(doc).get("jobs"))):
+        if isinstance(job, dict) and isinstance(job.get("apiVersion"), str) and isinstance(job.get("kind"), str):
+            api, kind = job["apiVersion"], job["kind"]
+            type_ = f"kubernetes:{api if '/' in api else 'core/' + api}:{kind}"
+            out.append(Res(type=type_, name=f"{res.name}.jobs[{i}]", urn=res.urn, props=job))
+    return out
 
 
 # --------------------------------------------------------------------------- custom resources

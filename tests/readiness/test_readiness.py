@@ -423,10 +423,18 @@ ISSUE_12_GAPS: dict[str, dict[str, set[tuple[str, str]]]] = {
             ("aws-usw2", "HTTPRoute/classifier"),
         },  # fmt: skip
         "readiness-storage": {("aws-usw2", "HelmRelease/kps")},
-        "readiness-capacity": {("aws-usw2", "NodeGroup/aws-usw2-train-ng"), ("aws-usw2", "NodeGroup/aws-usw2-serve-ng")},
+        "readiness-capacity": {
+            ("aws-usw2", "NodeGroup/aws-usw2-train-ng"),
+            ("aws-usw2", "NodeGroup/aws-usw2-serve-ng"),
+        },
     },
     "prod": {
-        "readiness-crd-controller": {("aws-use1", "PyTorchJob/pretrain")},
+        # The retraining loop's PyTorchJob (created at run time from its settings) in both primaries.
+        "readiness-crd-controller": {
+            ("aws-use1", "PyTorchJob/pretrain"),
+            ("aws-use1", "PyTorchJob/rt-classifier-yymmddhhmm"),
+            ("gcp-usc1", "PyTorchJob/rt-classifier-yymmddhhmm"),
+        },
         "readiness-helm-chart": {("aws-use1", "HelmRelease/aws-use1-training-operator-release")},
         "readiness-storage": {(c, "HelmRelease/kps") for c in ("aws-use1", "aws-usw2", "aws-euw1")},
         "readiness-capacity": {
@@ -434,6 +442,8 @@ ISSUE_12_GAPS: dict[str, dict[str, set[tuple[str, str]]]] = {
             ("aws-use1", "NodeGroup/aws-use1-serve-ng"),
             ("aws-usw2", "NodeGroup/aws-usw2-serve-ng"),
             ("aws-euw1", "NodeGroup/aws-euw1-serve-ng"),
+            # Found here, not in issue 12: a retraining run and pretrain-gcp together need 3 nodes, the pool has 2.
+            ("gcp-usc1", "NodePool/gcp-usc1-train-np"),
         },  # fmt: skip
     },
 }
@@ -500,3 +510,12 @@ def test_a_karpenter_node_pool_is_a_pool_that_grows_and_stops_at_its_limits():
     assert findings(spec, "readiness-capacity") == [("readiness-capacity", "NodePool/gpu", "maxNodes")]
     spec["releases"] = [r for r in spec["releases"] if r["name"] != "karpenter"]
     assert ("readiness-crd-controller", "NodePool/gpu", "kind") in findings(spec)
+
+
+def test_jobs_the_retraining_loop_creates_at_run_time_are_checked_like_the_stacks_own():
+    spec = healthy()
+    job = _k8s("kubeflow.org/v1", "PyTorchJob", "rt-x", "serving", spec={"pytorchReplicaSpecs": {
+        "Master": {"replicas": 1, "template": {"spec": copy.deepcopy(SERVER_POD)}}}})  # fmt: skip
+    settings = json.dumps({"jobs": [job], "driftThreshold": 0.1})
+    spec["objects"].append(_k8s("v1", "ConfigMap", "retrain-settings", data={"settings.json": settings}))
+    assert findings(spec, "readiness-crd-controller") == [("readiness-crd-controller", "PyTorchJob/rt-x", "kind")]

@@ -35,7 +35,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -45,10 +45,11 @@ import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 import pulumi_gcp as gcp
 from dockerfile import parse_string as parse_dockerfile
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from components.base import DataSafety, Spec, child_opts, data_opts, gcp_labels, merge_tags, type_token
 from components.platform import RegionSpec
+from components.validation import Problem, check, is_valid
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 """The repository root: build contexts, Dockerfiles and source paths are relative to it."""
@@ -96,13 +97,14 @@ class WorkloadImageSpec(Spec):
             )
         return value
 
-    @model_validator(mode="after")
-    def _pinned_or_built(self) -> WorkloadImageSpec:
+    @check("image")
+    def _pinned_or_built(self) -> Iterator[Problem]:
+        if not is_valid(self):
+            return  # which fields were set is known once the block is valid
         build_fields = sorted(self.model_fields_set - {"image"})
         if self.image is not None and build_fields:
             names = ", ".join(type(self).model_fields[f].alias or f for f in build_fields)
-            raise ValueError(f"a pinned image is not built: remove {names} or remove image")
-        return self
+            yield Problem((), f"a pinned image is not built: remove {names} or remove image")
 
     @property
     def pinned(self) -> bool:

@@ -337,6 +337,16 @@ case(
     lambda c: c["aicloud:training"]["jobs"][0].update(nodes=0),
 )
 
+case(
+    "several-references-beside-a-broken-region",
+    "prod",
+    ["regions[2](aws-euw1).region", "serving.pool", "training.jobs", "owner"],
+    lambda c: region(c, "aws-euw1").update(region="eu-west-9"),
+    lambda c: c["aicloud:serving"].update(pool="serv"),
+    lambda c: c["aicloud:training"]["jobs"][0].update(pool="trian"),
+    lambda c: c.update({"aicloud:owner": ""}),
+)
+
 # ----------------------------------------------------------------- files that are not stacks
 TEXT_CASES: dict[str, tuple[str, bytes, str]] = {
     "duplicate-key": ("dev", b"", "duplicate key 'aicloud:owner'"),

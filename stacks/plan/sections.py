@@ -21,6 +21,13 @@ def _money(x: float) -> str:
     return f"${x:,.2f}"
 
 
+def _endpoint(plan: Plan, key: str) -> str:
+    """`private`, or `private+allow-list` when the public endpoint admits listed CIDRs only."""
+    access = next((r.outputs.get("apiAccess") for r in plan.of_type("aicloud:platform:RegionalPlatform")
+                   if r.name == key), None) or {}  # fmt: skip
+    return "private+allow-list" if access.get("public") else "private"
+
+
 def regions_section(plan: Plan) -> Section:
     """Per region: cloud, cluster, resources, GPUs and cost at min and max scale."""
     rows = []
@@ -33,7 +40,7 @@ def regions_section(plan: Plan) -> Section:
                 spec.cloud,
                 spec.region,
                 "yes" if spec.primary else "",
-                f"k8s {spec.cluster.version}" + (" public" if spec.cluster.public_endpoint else " private"),
+                f"k8s {spec.cluster.version} {_endpoint(plan, spec.name)}",
                 count,
                 f"{sum(p['gpusMin'] for p in pools)}-{sum(p['gpusMax'] for p in pools)}",
                 _money(sum(p["costPerHourMin"] for p in pools)),

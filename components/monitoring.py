@@ -132,7 +132,9 @@ class RetrainJobSpec(Spec):
     nodes: int = Field(default=1, ge=1, le=1000)
     preset: str = Field(default="debug", pattern=r"^[a-z][a-z0-9_-]*$")
     """Trainer preset (must build the same architecture as the served model)."""
-    backend: Literal["pytorchjob", "indexed-job"] = "pytorchjob"
+    backend: Literal["trainjob", "pytorchjob", "indexed-job"] = "trainjob"
+    """As a training job's `backend`; the stack installs Kubeflow Trainer where a `trainjob` runs
+    (`pytorchjob` needs `aicloud:training.operator: preinstalled`)."""
     overrides: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
     """Trainer `--set` overrides; `data.*`, `export.*` and `out` are set by the pipeline."""
     image: str | None = None
@@ -208,6 +210,13 @@ def _check_against_stack(spec: MonitoringSpec | None, info: ValidationInfo) -> M
         if r.primary
     ]
     problems += [f"retraining.job: {p}" for p in check_against_stack(jobs, regions, workloads)]
+    training = data.get("training")
+    if job.backend == "pytorchjob" and (training is None or training.operator != "preinstalled"):
+        problems.append(
+            "retraining.job.backend: pytorchjob needs the Kubeflow training operator v1, which publishes no Helm "
+            "chart to install; use trainjob (the stack installs Kubeflow Trainer) or indexed-job, or set "
+            "aicloud:training.operator: preinstalled on clusters that have it"
+        )
     if problems:
         raise ValueError("\n".join(problems))
     return spec

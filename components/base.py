@@ -3,6 +3,7 @@
 - `Spec`: the base of every cloud-neutral, typed component spec. Specs are pydantic models with
   camelCase aliases, so the same class validates a stack's YAML config (`nodePools[0].minNodes`)
   and is used from Python (`NodePoolSpec(min_nodes=0)`). Unknown keys are errors, not ignored.
+  Cross-field rules are `@check` methods (`components.validation`): all problems at once.
 - `child_opts`: resource options for a child, parented to its component.
 - `data_opts`: the options every data-holding resource gets (retain on delete, protect in prod).
 - `merge_tags`: tags/labels merged once, in one order.
@@ -16,8 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from components.validation import validate_field, validate_model
 
 PACKAGE = "aicloud"
 
@@ -33,6 +36,20 @@ class Spec(BaseModel):
         validate_default=True,
     )
 
+    # One validation style (`components.validation`): field constraints for single values,
+    # `@check` methods for everything that reads more than one field; every problem at once.
+    @field_validator("*", mode="wrap")
+    @classmethod
+    def _record_field(cls, value: Any, handler: Any, info: ValidationInfo) -> Any:
+        name = info.field_name or ""
+        field = cls.model_fields.get(name)
+        return validate_field(value, handler, name, field.annotation if field else None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _run_checks(cls, data: Any, handler: Any) -> Any:
+        return validate_model(cls, data, handler)
+
 
 @dataclass(frozen=True, slots=True)
 class DataSafety:
@@ -44,6 +61,35 @@ class DataSafety:
 
     protect: bool = False
     retain_on_delete: bool = True
+
+
+DATA_HOLDING: dict[str, str] = {
+    "aws:s3/bucket:Bucket": "S3 bucket",
+    "aws:s3/bucketV2:BucketV2": "S3 bucket",
+    "aws:s3/directoryBucket:DirectoryBucket": "S3 directory bucket",
+    "aws:kms/key:Key": "KMS key",
+    "aws:glue/catalogDatabase:CatalogDatabase": "Glue database",
+    "aws:glue/catalogTable:CatalogTable": "Glue table",
+    "aws:fsx/lustreFileSystem:LustreFileSystem": "FSx for Lustre file system",
+    "aws:efs/fileSystem:FileSystem": "EFS file system",
+    "aws:ecr/repository:Repository": "ECR repository",
+    "aws:kinesis/stream:Stream": "Kinesis stream",
+    "aws:dynamodb/table:Table": "DynamoDB table",
+    "gcp:storage/bucket:Bucket": "GCS bucket",
+    "gcp:kms/keyRing:KeyRing": "Cloud KMS key ring",
+    "gcp:kms/cryptoKey:CryptoKey": "Cloud KMS key",
+    "gcp:bigquery/dataset:Dataset": "BigQuery dataset",
+    "gcp:bigquery/table:Table": "BigQuery table",
+    "gcp:biglake/catalog:Catalog": "BigLake catalog",
+    "gcp:biglake/database:Database": "BigLake database",
+    "gcp:biglake/table:Table": "BigLake table",
+    "gcp:filestore/instance:Instance": "Filestore instance",
+    "gcp:parallelstore/instance:Instance": "Parallelstore instance",
+    "gcp:artifactregistry/repository:Repository": "Artifact Registry repository",
+}
+"""Resource types that hold data (or the keys to it), with the name messages use: the one list the
+policy pack (`policies.data_safety`), the plan's storage section and its diagram read. Each must be
+created with `data_opts` (protected in prod, retained on delete)."""
 
 
 def child_opts(parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:

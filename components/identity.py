@@ -53,6 +53,12 @@ WORKLOADS: dict[str, Workload] = {
 """The workloads that get identities, with their namespace and ServiceAccount name."""
 
 
+def workload_in(workload: str, namespace: str | None = None) -> Workload:
+    """The workload's namespace and ServiceAccount, in `namespace` when the stack names one."""
+    spec = WORKLOADS[workload]
+    return spec if namespace is None else Workload(namespace, spec.service_account)
+
+
 def service_account_subject(namespace: str, service_account: str) -> str:
     """The OIDC subject Kubernetes puts in a ServiceAccount's token."""
     return f"system:serviceaccount:{namespace}:{service_account}"
@@ -109,8 +115,8 @@ class WorkloadIdentity(pulumi.ComponentResource):
         workload: str,
         annotations: Mapping[str, pulumi.Input[str]],
         namespace: k8s.core.v1.Namespace | None,
+        spec: Workload,
     ) -> None:
-        spec = WORKLOADS[workload]
         self.workload = workload
         self.namespace = spec.namespace
         self.service_account_name = spec.service_account
@@ -161,14 +167,16 @@ class EksWorkloadIdentity(WorkloadIdentity):
         zone_uris: Mapping[str, pulumi.Output[str]],
         tags: dict[str, str] | None = None,
         namespace: k8s.core.v1.Namespace | None = None,
+        namespace_name: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`policy` is the role's permission policy as JSON (see
         `components.lakehouse.documents.s3_workload_policy`); the step providing this component
         passes the region's Kubernetes provider in `opts.providers`. `namespace`: the workload's
-        namespace when another identity already creates it (else it is created here)."""
+        namespace when another identity already creates it (else it is created here);
+        `namespace_name`: the workload's namespace when the stack names its own (`serving.namespace`)."""
         super().__init__(type_token("identity", "EksWorkloadIdentity"), name, None, opts)
-        spec = WORKLOADS[workload]
+        spec = workload_in(workload, namespace_name)
         self.cloud = "aws"
         self.zone_uris = dict(zone_uris)
         self.role = aws.iam.Role(
@@ -187,7 +195,7 @@ class EksWorkloadIdentity(WorkloadIdentity):
             policy=policy,
             opts=pulumi.ResourceOptions(parent=self.role),
         )
-        self._kubernetes(name, workload, {EKS_ROLE_ANNOTATION: self.role.arn}, namespace)
+        self._kubernetes(name, workload, {EKS_ROLE_ANNOTATION: self.role.arn}, namespace, spec)
         self._outputs({"roleArn": self.role.arn})
 
 
@@ -206,12 +214,14 @@ class GkeWorkloadIdentity(WorkloadIdentity):
         bucket_roles: Sequence[tuple[str, pulumi.Input[str], str]],
         zone_uris: Mapping[str, pulumi.Output[str]],
         namespace: k8s.core.v1.Namespace | None = None,
+        namespace_name: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`bucket_roles`: `(zone, bucket name, role)` triples (see
-        `components.lakehouse.documents.gcs_workload_bindings`); `account_id`: 6-30 characters."""
+        `components.lakehouse.documents.gcs_workload_bindings`); `account_id`: 6-30 characters;
+        `namespace_name`: the workload's namespace when the stack names its own (`serving.namespace`)."""
         super().__init__(type_token("identity", "GkeWorkloadIdentity"), name, None, opts)
-        spec = WORKLOADS[workload]
+        spec = workload_in(workload, namespace_name)
         self.cloud = "gcp"
         self.zone_uris = dict(zone_uris)
         gsa = gcp.serviceaccount.Account(
@@ -238,5 +248,5 @@ class GkeWorkloadIdentity(WorkloadIdentity):
                 opts=pulumi.ResourceOptions(parent=gsa),
             )
         self.gcp_service_account = gsa
-        self._kubernetes(name, workload, {GKE_SA_ANNOTATION: gsa.email}, namespace)
+        self._kubernetes(name, workload, {GKE_SA_ANNOTATION: gsa.email}, namespace, spec)
         self._outputs({"gcpServiceAccount": gsa.email})

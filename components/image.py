@@ -18,8 +18,14 @@ One build serves both clouds: the same manifest is pushed everywhere, so the dig
 in every registry.
 
 Tags are immutable and name the content: `src-<hash>` of the Dockerfile, the files its `COPY`
-and `ADD` instructions read, the build arguments and platforms, so unchanged sources never push a
-second image under an existing tag.
+and `ADD` instructions read, the build arguments and platforms, and the team's model packages, so
+unchanged sources never push a second image under an existing tag.
+
+A team's own model code (`aicloud:images.packages`) goes into every built image: a source path in
+the repository (a directory with `pyproject.toml` or `setup.py`, e.g. `examples/resmlp`) or a
+requirement pinned with `==` (`acme-models==1.4.2`). The Dockerfiles install them after our
+package, constrained to the tested versions (`requirements/workloads.txt`), so the trainer can
+import the factory that `model.factory` names and the server can rebuild it from the artifact.
 `SOURCE_DATE_EPOCH` is pinned so a rebuild of unchanged sources reproduces the same digest.
 """
 
@@ -29,7 +35,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -38,10 +44,12 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 import pulumi_gcp as gcp
-from pydantic import Field, field_validator, model_validator
+from dockerfile import parse_string as parse_dockerfile
+from pydantic import Field, field_validator
 
 from components.base import DataSafety, Spec, child_opts, data_opts, gcp_labels, merge_tags, type_token
 from components.platform import RegionSpec
+from components.validation import Problem, check, is_valid
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 """The repository root: build contexts, Dockerfiles and source paths are relative to it."""
@@ -58,6 +66,8 @@ CACHE_TAG = "buildcache"
 SOURCE_DATE_EPOCH = "0"
 """Fixed image timestamps, so rebuilding unchanged sources reproduces the same digest."""
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
+PINNED_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9][A-Za-z0-9.+!_-]*$")
+"""`name[extras]==version`: a package requirement pinned to one version."""
 
 
 class WorkloadImageSpec(Spec):
@@ -87,13 +97,14 @@ class WorkloadImageSpec(Spec):
             )
         return value
 
-    @model_validator(mode="after")
-    def _pinned_or_built(self) -> WorkloadImageSpec:
+    @check("image")
+    def _pinned_or_built(self) -> Iterator[Problem]:
+        if not is_valid(self):
+            return  # which fields were set is known once the block is valid
         build_fields = sorted(self.model_fields_set - {"image"})
         if self.image is not None and build_fields:
             names = ", ".join(type(self).model_fields[f].alias or f for f in build_fields)
-            raise ValueError(f"a pinned image is not built: remove {names} or remove image")
-        return self
+            yield Problem((), f"a pinned image is not built: remove {names} or remove image")
 
     @property
     def pinned(self) -> bool:
@@ -117,6 +128,39 @@ class ImagesSpec(Spec):
     build_on_preview: bool = False
     """Build images during `pulumi preview` too (never pushed). Off by default: GPU framework
     images take many minutes and previews should stay fast; `up` always builds."""
+    packages: list[str] = Field(default_factory=list)
+    """The team's model packages, installed into every built image (default none): each a source
+    path relative to the repository root (a directory with `pyproject.toml` or `setup.py`) or a
+    requirement pinned with `==` (`acme-models==1.4.2`; a range is rejected, it would not
+    reproduce). Pinned images (`image:`) are built elsewhere and must contain them already."""
+
+    @field_validator("packages")
+    @classmethod
+    def _packages(cls, value: list[str]) -> list[str]:
+        problems = []
+        for i, entry in enumerate(value):
+            if PINNED_REQUIREMENT.match(entry):
+                continue
+            if any(op in entry for op in ("=", "<", ">", "~", "@")):
+                problems.append(f"packages[{i}]: {entry!r} is not pinned; allowed: name==version or a source path")
+            elif not _inside_repo(entry):
+                problems.append(f"packages[{i}]: {entry!r} is outside the repository")
+            elif not any((REPO_ROOT / entry / f).is_file() for f in ("pyproject.toml", "setup.py")):
+                problems.append(
+                    f"packages[{i}]: {entry!r} is neither a pinned requirement (name==version) nor a "
+                    "directory under the repository root with pyproject.toml or setup.py"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    def package_build_args(self) -> dict[str, str]:
+        """`USER_PACKAGE_PATHS` and `USER_REQUIREMENTS` for the Dockerfiles (empty when none)."""
+        if not self.packages:
+            return {}
+        requirements = [p for p in self.packages if PINNED_REQUIREMENT.match(p)]
+        paths = [p.strip("/") for p in self.packages if p not in requirements]
+        return {"USER_PACKAGE_PATHS": " ".join(paths), "USER_REQUIREMENTS": " ".join(requirements)}
 
     @field_validator("workloads")
     @classmethod
@@ -147,24 +191,19 @@ def _inside_repo(rel: str) -> bool:
 
 
 def dockerfile_sources(dockerfile: str) -> list[str]:
-    """The context paths a Dockerfile's `COPY`/`ADD` instructions read (stage copies excluded),
-    in order of appearance. Handles line continuations, flags and the JSON-array form."""
-    text = re.sub(r"\\\n", " ", dockerfile)
+    """The context paths a Dockerfile's `COPY`/`ADD` instructions read (stage copies and URLs
+    excluded), in order of appearance. Parsed by Docker's own parser (BuildKit's, through the
+    `dockerfile` package): line continuations, the escape directive, flags, the JSON-array form
+    and heredocs are read as `docker build` reads them."""
     sources: list[str] = []
-    for line in text.splitlines():
-        words = line.strip().split(None, 1)
-        if len(words) < 2 or words[0].upper() not in ("COPY", "ADD"):
+    for command in parse_dockerfile(dockerfile):
+        if command.cmd.upper() not in ("COPY", "ADD"):
             continue
-        rest = words[1].strip()
-        if rest.startswith("["):
-            args = [str(a) for a in json.loads(rest)]
-        else:
-            args = rest.split()
-        flags = [a for a in args if a.startswith("--")]
-        if any(f.startswith("--from=") for f in flags):
+        if any(f.startswith("--from=") for f in command.flags):
             continue
-        paths = [a for a in args if not a.startswith("--")][:-1]
-        sources += [a for a in paths if a not in sources and "://" not in a]
+        inline = {f"<<{h.name}" for h in command.heredocs} | {f"<<-{h.name}" for h in command.heredocs}
+        paths = [a for a in command.value[:-1] if a not in inline and "://" not in a]
+        sources += [a for a in paths if a not in sources]
     return sources
 
 
@@ -180,16 +219,20 @@ def _files(root: Path, pattern: str) -> list[Path]:
     return out
 
 
-def source_tag(spec: WorkloadImageSpec, workload: str, root: Path = REPO_ROOT) -> str:
+def source_tag(
+    spec: WorkloadImageSpec, workload: str, root: Path = REPO_ROOT, packages: list[str] | tuple[str, ...] = ()
+) -> str:
     """`src-<12 hex>`: a hash of everything that makes the image: the Dockerfile, the names and
     bytes of every file its `COPY`/`ADD` instructions read (caches skipped), the build arguments
-    and the platforms. Unchanged inputs give the same tag, changed inputs a new one."""
+    and the platforms, and the model `packages` (the files under each source path, the pinned
+    requirements as written). Unchanged inputs give the same tag, changed inputs a new one."""
     dockerfile = root / spec.dockerfile_path(workload)
     context = root / spec.context
     text = dockerfile.read_text()
     digest = hashlib.sha256(text.encode())
-    digest.update(json.dumps([spec.build_args, spec.platforms], sort_keys=True).encode())
-    for pattern in dockerfile_sources(text):
+    digest.update(json.dumps([spec.build_args, spec.platforms, list(packages)], sort_keys=True).encode())
+    source_paths = [p for p in packages if not PINNED_REQUIREMENT.match(p)]
+    for pattern in [*dockerfile_sources(text), *source_paths]:
         for path in _files(context, pattern):
             digest.update(b"\0" + path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return f"src-{digest.hexdigest()[:12]}"
@@ -411,7 +454,7 @@ class WorkloadImage(pulumi.ComponentResource):
                 self.refs[r.key] = ImageRef(workload, pulumi.Output.from_input(repository), self.digest)
             self.register_outputs(self._outputs("pinned", None))
             return
-        self.tag = source_tag(spec, workload)
+        self.tag = source_tag(spec, workload, packages=registry.spec.packages)
         repositories = self._repositories(name, workload, registry)
         primary_repo: dict[str, pulumi.Output[str]] = {}
         credentials = []
@@ -456,7 +499,11 @@ class WorkloadImage(pulumi.ComponentResource):
             context={"location": _from_cwd(spec.context)},
             dockerfile={"location": _from_cwd(dockerfile)},
             platforms=list(spec.platforms),
-            build_args={"SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, **spec.build_args},
+            build_args={
+                "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
+                **registry.spec.package_build_args(),
+                **spec.build_args,
+            },
             tags=tags,
             labels={
                 "org.opencontainers.image.title": workload,

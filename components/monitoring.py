@@ -29,11 +29,12 @@ configures `components.retraining.RetrainingPipeline` in each cloud's primary re
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from collections.abc import Iterator
+from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pydantic import AfterValidator, Field, ValidationInfo, model_validator
+from pydantic import Field
 
 from components.base import Spec, child_opts, type_token
 from components.dashboards import load_dashboards, with_drift_threshold
@@ -41,6 +42,7 @@ from components.helm import helm_release
 from components.nodepool import GPU_LABEL, LABEL_PREFIX, POOL_LABEL, NodePoolSpec, pool_taints, tolerations_for
 from components.training import Scalar
 from components.upstream import chart_pin, chart_truth
+from components.validation import Problem, check
 
 NAMESPACE = "monitoring"
 """Namespace of Prometheus, Grafana, the exporters, monitors and rules."""
@@ -142,15 +144,15 @@ class RetrainJobSpec(Spec):
     max_restarts: int = Field(default=3, ge=0, le=100)
     allow_cpu: bool = False
 
-    @model_validator(mode="after")
-    def _owned_keys(self) -> RetrainJobSpec:
+    @check("overrides")
+    def _owned_keys(self) -> Iterator[Problem]:
         owned = sorted(k for k in self.overrides if k == "out" or k.split(".")[0] in ("data", "export"))
         if owned:
-            raise ValueError(
+            yield Problem(
+                (),
                 f"overrides {', '.join(owned)} are set by the retraining pipeline (fresh data, candidate "
-                "export); remove them"
+                "export); remove them",
             )
-        return self
 
 
 class RetrainingSpec(Spec):
@@ -188,42 +190,23 @@ class MonitoringSpec(Spec):
     """Drift-triggered retraining (off when absent)."""
 
 
-def _check_against_stack(spec: MonitoringSpec | None, info: ValidationInfo) -> MonitoringSpec | None:
-    """Cross-section checks of `retraining`: it needs serving, storage and a job that fits."""
-    if spec is None or spec.retraining is None:
-        return spec
+def retraining_problems(spec: RetrainingSpec, regions: list[Any], image_workloads: set[str] | None) -> list[str]:
+    """Problems of the retraining job against the stack's (valid) regions: it runs in each cloud's
+    primary region, so its pool must exist and fit there (`StackConfig` reports them at
+    `monitoring.retraining.job`; whether serving and storage exist is checked there too)."""
     from components.training import TrainingJobSpec, check_against_stack
 
-    problems = []
-    data = info.data
-    if data.get("serving") is None:
-        problems.append("retraining needs aicloud:serving (the model it retrains and the endpoint it rolls out to)")
-    if data.get("storage") is None:
-        problems.append("retraining needs aicloud:storage (fresh data, candidates and the decision log)")
-    regions = data.get("regions") or []
-    images = data.get("images")
-    workloads = set(images.workloads) if images is not None else set()
-    job = spec.retraining.job
+    job = spec.job
     jobs = [
         TrainingJobSpec(name=f"retrain-{r.name}"[:40], region=r.name, **job.model_dump(exclude_none=True))
         for r in regions
         if r.primary
     ]
-    problems += [f"retraining.job: {p}" for p in check_against_stack(jobs, regions, workloads)]
-    training = data.get("training")
-    if job.backend == "pytorchjob" and (training is None or training.operator != "preinstalled"):
-        problems.append(
-            "retraining.job.backend: pytorchjob needs the Kubeflow training operator v1, which publishes no Helm "
-            "chart to install; use trainjob (the stack installs Kubeflow Trainer) or indexed-job, or set "
-            "aicloud:training.operator: preinstalled on clusters that have it"
-        )
-    if problems:
-        raise ValueError("\n".join(problems))
-    return spec
+    return check_against_stack(jobs, regions, image_workloads)
 
 
-MonitoringField = Annotated[MonitoringSpec | None, AfterValidator(_check_against_stack)]
-"""Type of `StackConfig.monitoring`: declare it after `regions`, `images`, `storage`, `serving`."""
+MonitoringField = MonitoringSpec | None
+"""Type of `StackConfig.monitoring` (checked against the stack by `StackConfig`)."""
 
 
 # --------------------------------------------------------------------------- PromQL and rules

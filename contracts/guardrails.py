@@ -46,5 +46,15 @@ RULE_NAMES: tuple[str, ...] = (
     "aicloud-inference-min-replicas",
     "aicloud-inference-disruption-budget",
     "aicloud-inference-probes",
+    "readiness-crd-schema",
+    "readiness-crd-controller",
+    "readiness-helm-chart",
+    "readiness-helm-values",
+    "readiness-pod-admission",
+    "readiness-storage",
+    "readiness-metrics",
+    "readiness-schedulable",
+    "readiness-capacity",
+    "readiness-identity",
 )
 """Every rule of the aicloud pack."""

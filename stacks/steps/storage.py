@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.base import gcp_labels
+from components.base import DATA_HOLDING, gcp_labels
 from components.identity import EksWorkloadIdentity, GkeWorkloadIdentity, WorkloadIdentity
 from components.lakehouse import (
     AwsLakehouse,
@@ -46,20 +46,8 @@ if TYPE_CHECKING:
 LAKEHOUSE_TYPES = ("aicloud:storage:AwsLakehouse", "aicloud:storage:GcpLakehouse")
 REPLICA_TYPES = ("aicloud:storage:AwsLakehouseReplica", "aicloud:storage:GcpLakehouseReplica")
 
-DATA_HOLDING_TYPES = (
-    "aws:s3/bucket:Bucket",
-    "aws:kms/key:Key",
-    "aws:glue/catalogDatabase:CatalogDatabase",
-    "aws:glue/catalogTable:CatalogTable",
-    "aws:fsx/lustreFileSystem:LustreFileSystem",
-    "gcp:storage/bucket:Bucket",
-    "gcp:kms/keyRing:KeyRing",
-    "gcp:kms/cryptoKey:CryptoKey",
-    "gcp:bigquery/dataset:Dataset",
-    "gcp:bigquery/table:Table",
-    "gcp:filestore/instance:Instance",
-)
-"""Resource types that hold data (or the keys to it): each must be protected or retained."""
+DATA_HOLDING_TYPES = tuple(DATA_HOLDING)
+"""Resource types that hold data (or the keys to it): `components.base.DATA_HOLDING`, the one list."""
 
 Lakehouse = AwsLakehouse | GcpLakehouse
 Replica = AwsLakehouseReplica | GcpLakehouseReplica
@@ -87,7 +75,14 @@ def deploy_storage(d: Deployment) -> None:
             if d.config.monitoring is not None and d.config.monitoring.retraining is not None:
                 ids["retrain"] = _identity(d, region.name, "retrain", lake, namespace=ids["trainer"].namespace_resource)
         if region.serving:
-            ids["server"] = _identity(d, region.name, "server", lake, replicas.get(region.name))
+            ids["server"] = _identity(
+                d,
+                region.name,
+                "server",
+                lake,
+                replicas.get(region.name),
+                namespace_name=d.config.serving.namespace if d.config.serving is not None else None,
+            )
         if ids:
             d.identities[region.name] = ids
 
@@ -168,6 +163,7 @@ def _identity(
     lake: Lakehouse,
     replica: Replica | None = None,
     namespace: k8s.core.v1.Namespace | None = None,
+    namespace_name: str | None = None,
 ) -> WorkloadIdentity:
     """The workload's identity in region `key`, granted `ZONE_ACCESS[workload]` on the region's
     replica when it holds every zone the workload uses, else on the primary lakehouse."""
@@ -204,6 +200,7 @@ def _identity(
             zone_uris=uris,
             tags=d.tags,
             namespace=namespace,
+            namespace_name=namespace_name,
             opts=opts,
         )
     roles = [(b["zone"], buckets[b["zone"]].name, b["role"]) for b in gcs_workload_bindings(workload)]
@@ -215,6 +212,7 @@ def _identity(
         bucket_roles=roles,
         zone_uris=uris,
         namespace=namespace,
+        namespace_name=namespace_name,
         opts=opts,
     )
 

@@ -79,10 +79,13 @@ def test_prod_has_training_and_inference_pools_with_on_demand_floors(plans):
             assert p["minNodes"] >= 1 and not p["spot"], p
 
 
-def test_totals_add_up_to_the_pools(plans):
+def test_totals_add_up_to_the_pools_and_the_other_priced_items(plans):
     plan = plans["prod"]
     summary = plan.summary()
-    assert summary["costPerHour"]["max"] == pytest.approx(sum(p["costPerHourMax"] for p in plan.pools), abs=0.01)
+    cost = summary["costPerHour"]
+    assert cost["nodes"]["max"] == pytest.approx(sum(p["costPerHourMax"] for p in plan.pools), abs=0.01)
+    other = sum(line["perHourMax"] for line in cost["lines"])
+    assert cost["max"] == pytest.approx(cost["nodes"]["max"] + other, abs=0.02)
     h100 = [p for p in plan.pools if p["gpu"] == "nvidia-h100"]
     assert summary["gpus"]["nvidia-h100"]["max"] == sum(p["gpusMax"] for p in h100)
 

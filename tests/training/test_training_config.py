@@ -140,8 +140,8 @@ def test_a_trainjob_cannot_be_elastic():
 
 def test_planted_pytorchjob_with_an_operator_to_install_fails_naming_the_key():
     """The v1 training operator has no chart: asking the stack to install it is refused at plan time."""
-    err = only(errors_for(lambda r: job(r).update(backend="pytorchjob")), "aicloud:training.jobs:")
-    assert "jobs[0](llm).backend: pytorchjob needs the Kubeflow training operator v1" in err
+    err = only(errors_for(lambda r: job(r).update(backend="pytorchjob")), "aicloud:training.jobs[0](llm).backend:")
+    assert "pytorchjob needs the Kubeflow training operator v1" in err
     assert "no Helm chart" in err
     raw = copy.deepcopy(GOOD)
     raw["training"]["operator"] = "preinstalled"
@@ -299,3 +299,5 @@ def test_an_elastic_indexed_job_runs_exactly_its_nodes():
 def test_jobs_are_not_checked_against_regions_that_are_themselves_invalid():
     errs = errors_for(lambda r: r["regions"][0].update(region="us-nowhere-1"))
     assert errs == [errs[0]] and errs[0].startswith("aicloud:regions[0](aws-usw2).region")
+
+

@@ -8,7 +8,7 @@ from typing import Any
 from policies.common.cloud import aws_gpus, machine
 from policies.common.pods import Taint, taint
 from policies.common.stack import Res, StackView
-from policies.common.values import GPU_RESOURCE, POOL_LABEL, UNKNOWN, as_dict, as_list, dig, truthy
+from policies.common.values import GPU_RESOURCE, POOL_LABEL, UNKNOWN, as_dict, as_list, dig, quantity, truthy
 
 # --------------------------------------------------------------------------- node pools
 
@@ -43,41 +43,49 @@ class Pool:
 KARPENTER_NODEPOOL = "kubernetes:karpenter.sh/v1:NodePool"
 
 
-def _requirement(reqs: list[Any], key: str) -> list[Any] | None:
-    for r in reqs:
-        if isinstance(r, dict) and r.get("key") == key and r.get("operator") == "In":
-            return as_list(r.get("values"))
-    return None
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 
 
-def _karpenter_pool(res: Res) -> Pool:
-    """A Karpenter NodePool: the nodes it launches carry its template's labels and taints; it holds
-    no node at rest and at most `limits.nodes` (or as many as its cpu/GPU limits allow)."""
-    template = as_dict(dig(res.props, "spec.template"))
-    reqs = as_list(dig(template, "spec.requirements"))
-    types = _requirement(reqs, "node.kubernetes.io/instance-type") or []
-    mtype = types[0] if len(types) == 1 else (UNKNOWN if not types else types[0])
-    m = machine("aws", mtype)
-    capacity = _requirement(reqs, "karpenter.sh/capacity-type")
+def karpenter_pool(res: Res) -> Pool | None:
+    """A Karpenter `NodePool` as a pool: its template's labels (and single-valued `In`
+    requirements) and taints, the largest catalog instance type it allows, at least 0 nodes and at
+    most what its `limits` admit (`nodes`, or cpu/memory/GPUs over the machine's; unbounded without
+    limits). None when it allows no catalog type."""
+    tpl = as_dict(dig(res.props, "spec.template"))
+    labels = dict(as_dict(dig(tpl, "metadata.labels")))
+    types: list[str] = []
+    spot: Any = False
+    for req in as_list(dig(tpl, "spec.requirements")):
+        key, op, values = dig(req, "key"), dig(req, "operator"), as_list(dig(req, "values"))
+        if op == "In" and len(values) == 1 and isinstance(values[0], str):
+            labels.setdefault(key, values[0])
+        if key == INSTANCE_TYPE_LABEL and op == "In":
+            types = [v for v in values if isinstance(v, str)]
+        if key == "karpenter.sh/capacity-type" and op == "In":
+            spot = "spot" in values
+    machines = [m for m in (machine("aws", t) for t in types) if m is not None]
+    if not machines:
+        return None
+    m = max(machines, key=lambda m: (m.gpus, m.vcpus, m.memory_gib))
     limits = as_dict(dig(res.props, "spec.limits"))
-    high: Any = None
-    if str(limits.get("nodes", "")).isdigit():
-        high = int(limits["nodes"])
-    elif m is not None and m.gpus and str(limits.get(GPU_RESOURCE, "")).isdigit():
-        high = int(limits[GPU_RESOURCE]) // m.gpus
-    labels = as_dict(dig(template, "metadata.labels"))
+    per_node = {"cpu": m.vcpus, "memory": m.memory_gib * 2**30, GPU_RESOURCE: m.gpus, "nodes": 1}
+    bounds = [
+        int(q // per_node[n])
+        for n, raw in limits.items()
+        if n in per_node and per_node[n] and (q := quantity(raw)) is not None
+    ]
     return Pool(
         res=res,
         cloud="aws",
         label=labels.get(POOL_LABEL),
-        machine_type=mtype,
-        gpus_per_node=aws_gpus(mtype) if mtype is not UNKNOWN else 0,
+        machine_type=m.type,
+        gpus_per_node=m.gpus,
         min_nodes=0,
-        max_nodes=high,
-        taints=[t for t in map(taint, as_list(dig(template, "spec.taints"))) if t],
+        max_nodes=min(bounds) if bounds else None,
+        taints=[t for t in map(taint, as_list(dig(tpl, "spec.taints"))) if t],
         labels=labels,
-        spot=capacity == ["spot"] if capacity is not None else False,
-        price=m.price_per_hour if m else None,
+        spot=spot,
+        price=m.price_per_hour,
     )
 
 
@@ -86,7 +94,7 @@ def pool_of(res: Res) -> Pool | None:
     for other types."""
     p = res.props
     if res.type == KARPENTER_NODEPOOL:
-        return _karpenter_pool(res)
+        return karpenter_pool(res)
     if res.type == "aws:eks/nodeGroup:NodeGroup":
         types = as_list(p.get("instanceTypes"))
         mtype = types[0] if types else UNKNOWN if p.get("instanceTypes") is UNKNOWN else None

@@ -142,9 +142,15 @@ class Workload:
 
     @property
     def name(self) -> str:
-        return f"{self.res.kind}/{_meta_name(self.res)}" + (
-            f" ({self.template.where.split('.')[2]})" if "ReplicaSpecs" in self.template.where else ""
+        where = self.template.where
+        part = (
+            where.split(".")[2]
+            if "ReplicaSpecs" in where
+            else where.split("replicatedJobs[", 1)[1].rstrip("]")
+            if "replicatedJobs[" in where and self.res.kind == "TrainJob"
+            else ""
         )
+        return f"{self.res.kind}/{_meta_name(self.res)}" + (f" ({part})" if part else "")
 
 
 @dataclass
@@ -783,12 +789,72 @@ def _replicas(
         )
         return total, total
     if kind == "TrainJob":
-        n = _int(dig(spec, "trainer.numNodes"), 1)
+        job = tpl.where.split("replicatedJobs[", 1)[-1].rstrip("]")
+        if job == TRAINER_JOB:
+            n = _int(dig(spec, "trainer.numNodes"), 1)
+        else:
+            n = _int(tpl.labels.get(_REPLICAS_KEY), 1)
         return n, n
     if kind == "InferenceService":
         part = as_dict(spec.get(tpl.where.split(".")[1]))
         return _int(part.get("minReplicas"), 1), _int(part.get("maxReplicas"), _int(part.get("minReplicas"), 1)) * 2
     return 1, 1
+
+
+TRAINER_JOB = "node"
+"""The replicated job (and container) of a Kubeflow Trainer runtime that runs the trainer: a
+TrainJob's `numNodes` and `resourcesPerNode` apply to it."""
+_REPLICAS_KEY = "readiness.aicloud.dev/replicas"
+
+
+def trainjob_templates(c: Cluster, res: Res, report: Report) -> list[PodTemplate]:
+    """The pods of a Kubeflow Trainer `TrainJob`: its runtime's JobSet template (a
+    ClusterTrainingRuntime or TrainingRuntime of this stack in the cluster), with the TrainJob's
+    `resourcesPerNode` on the trainer container and its `runtimePatches` (node selection,
+    tolerations, affinity, service account) on the patched jobs' pods. A runtime the stack does not
+    render cannot be checked, and says so."""
+    spec = as_dict(res.props.get("spec"))
+    ref = as_dict(spec.get("runtimeRef"))
+    name, kind = ref.get("name"), ref.get("kind") or "ClusterTrainingRuntime"
+    runtime = next(
+        (o for o in c.objects if o.kind == kind and _meta_name(o) == name
+         and (kind == "ClusterTrainingRuntime" or _namespace(o) == _namespace(res))),
+        None,
+    )  # fmt: skip
+    if runtime is None:
+        report.findings.append(
+            Finding(
+                "readiness-schedulable",
+                c.key,
+                _label(res),
+                "spec.runtimeRef",
+                f"cannot check: runtime {kind}/{name} is not rendered by this stack in cluster {c.key}, so the "
+                "TrainJob's pods (and whether they fit a pool) are unknown; render the runtime with the stack.",
+                res.urn,
+            )
+        )
+        return []
+    patches: dict[str, dict[str, Any]] = {}
+    for patch in as_list(spec.get("runtimePatches")):
+        for job in as_list(dig(patch, "trainingRuntimeSpec.template.spec.replicatedJobs")):
+            pod = as_dict(dig(job, "template.spec.template.spec"))
+            if isinstance(dig(job, "name"), str):
+                patches.setdefault(job["name"], {}).update(pod)
+    out = []
+    for job in as_list(dig(runtime.props, "spec.template.spec.replicatedJobs")):
+        job_name = dig(job, "name")
+        pod = dict(as_dict(dig(job, "template.spec.template.spec")))
+        for key in ("nodeSelector", "tolerations", "affinity", "serviceAccountName"):
+            if key in patches.get(job_name, {}):
+                pod[key] = patches[job_name][key]
+        if job_name == TRAINER_JOB and isinstance(dig(spec, "trainer.resourcesPerNode"), dict):
+            pod["containers"] = [
+                {**ctr, "resources": spec["trainer"]["resourcesPerNode"]} if dig(ctr, "name") == TRAINER_JOB else ctr
+                for ctr in as_list(pod.get("containers"))
+            ]
+        replicas = _int(dig(job, "replicas"), 1) * _int(dig(job, "template.spec.parallelism"), 1)
+        out.append(PodTemplate(f"runtime {kind}/{name} replicatedJobs[{job_name}]", pod, {_REPLICAS_KEY: replicas}))
+    return out
 
 
 def _daemonset_load(c: Cluster, pool: Pool) -> dict[str, float]:
@@ -848,7 +914,8 @@ def check_scheduling(c: Cluster, report: Report) -> None:
     for res in c.objects:
         if res.kind in ("DaemonSet",):
             continue
-        for tpl in pod_templates(res):
+        templates = pod_templates(res) if res.kind != "TrainJob" else trainjob_templates(c, res, report)
+        for tpl in templates:
             low, high = _replicas(res, tpl, targets)
             w = Workload(res, tpl, _namespace(res), high, low, pod_requests(tpl.spec))
             reasons = []

@@ -519,3 +519,86 @@ def test_jobs_the_retraining_loop_creates_at_run_time_are_checked_like_the_stack
     settings = json.dumps({"jobs": [job], "driftThreshold": 0.1})
     spec["objects"].append(_k8s("v1", "ConfigMap", "retrain-settings", data={"settings.json": settings}))
     assert findings(spec, "readiness-crd-controller") == [("readiness-crd-controller", "PyTorchJob/rt-x", "kind")]
+
+
+def _trainer(spec: dict[str, Any], *, runtime: bool = True) -> dict[str, Any]:
+    """Add Kubeflow Trainer (chart, a ClusterTrainingRuntime unless `runtime=False`) and a TrainJob
+    of two GPU nodes on the GPU pool."""
+    spec["pools"][0]["scalingConfig"]["maxSize"] = 5  # the server's 3 pods at max and the job's 2
+    spec["releases"].append({"name": "kubeflow-trainer", "chart": "oci://ghcr.io/kubeflow/charts/kubeflow-trainer",
+                             "version": "2.2.1", "namespace": "kubeflow-system", "values": {}})  # fmt: skip
+    if runtime:
+        pod = {"containers": [{"name": "node", "image": "example.com/trainer:1"}]}
+        spec["objects"].append(
+            _k8s(
+                "trainer.kubeflow.org/v1alpha1",
+                "ClusterTrainingRuntime",
+                "torch",
+                None,
+                spec={
+                    "mlPolicy": {"numNodes": 1, "torch": {"numProcPerNode": "auto"}},
+                    "template": {
+                        "spec": {
+                            "replicatedJobs": [{"name": "node", "template": {"spec": {"template": {"spec": pod}}}}]
+                        }
+                    },
+                },
+            )  # fmt: skip
+        )
+    spec["objects"].append(
+        _k8s(
+            "trainer.kubeflow.org/v1alpha1",
+            "TrainJob",
+            "pretrain",
+            spec={
+                "runtimeRef": {"name": "torch"},
+                "trainer": {
+                    "numNodes": 2,
+                    "resourcesPerNode": {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"nvidia.com/gpu": 1}},
+                },
+                "runtimePatches": [
+                    {
+                        "manager": "aicloud",
+                        "trainingRuntimeSpec": {
+                            "template": {
+                                "spec": {
+                                    "replicatedJobs": [
+                                        {
+                                            "name": "node",
+                                            "template": {
+                                                "spec": {
+                                                    "template": {
+                                                        "spec": {
+                                                            "nodeSelector": {"aicloud.dev/pool": "gpu"},
+                                                            "tolerations": SERVER_POD["tolerations"],
+                                                        }
+                                                    }
+                                                }
+                                            },
+                                        }
+                                    ]
+                                }
+                            }
+                        },
+                    }
+                ],
+            },
+        )  # fmt: skip
+    )
+    return spec
+
+
+def test_a_trainjob_runs_its_runtime_pods_with_its_node_count_and_patches():
+    spec = _trainer(healthy())
+    assert findings(spec) == []
+    (cluster,) = report(StackView(build(spec))).clusters.values()
+    job = next(w for w in cluster.workloads if w.res.kind == "TrainJob")
+    assert (job.name, job.pods_at_max, job.pools) == ("TrainJob/pretrain (node)", 2, [("gpu", 1)])
+
+
+def test_a_trainjob_whose_runtime_the_stack_does_not_render_cannot_be_checked():
+    spec = _trainer(healthy(), runtime=False)
+    assert findings(spec, "readiness-schedulable") == [
+        ("readiness-schedulable", "TrainJob/pretrain", "spec.runtimeRef")
+    ]
+    assert messages(spec, "readiness-schedulable")[0].startswith("cannot check")

@@ -27,6 +27,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components.base import merge_tags, type_token
+from components.k8s_security import Allow, secure_namespace
 
 TRAINING_NAMESPACE = "aicloud-training"
 SERVING_NAMESPACE = "aicloud-serving"
@@ -43,6 +44,13 @@ class Workload:
     namespace: str
     service_account: str
 
+
+API_ACCESS = "aicloud.dev/kubernetes-api"
+"""Annotation stating why a workload's pods mount a ServiceAccount token (they call the API)."""
+API_USERS: dict[str, str] = {
+    "retrain": "launches the retraining job and patches the canary's weights (Roles of retraining.py)",
+}
+"""Workloads that call the Kubernetes API, and why; every other ServiceAccount mounts no token."""
 
 WORKLOADS: dict[str, Workload] = {
     "trainer": Workload(TRAINING_NAMESPACE, "aicloud-trainer"),
@@ -109,26 +117,28 @@ class WorkloadIdentity(pulumi.ComponentResource):
         workload: str,
         annotations: Mapping[str, pulumi.Input[str]],
         namespace: k8s.core.v1.Namespace | None,
+        allows: Sequence[Allow] = (),
     ) -> None:
         spec = WORKLOADS[workload]
         self.workload = workload
         self.namespace = spec.namespace
         self.service_account_name = spec.service_account
-        # Workloads that share a namespace (trainer and retrain) share its object: one creates it.
-        self.namespace_resource = namespace or k8s.core.v1.Namespace(
-            f"{name}-ns",
-            metadata={"name": spec.namespace, "labels": _labels(workload)},
-            opts=pulumi.ResourceOptions(parent=self),
+        # Workloads that share a namespace (trainer and retrain) share its object: one creates it,
+        # with Pod Security `restricted`, default-deny ingress and `allows`.
+        self.namespace_resource = namespace or secure_namespace(
+            f"{name}-ns", spec.namespace, parent=self, labels=_labels(workload), allows=allows
         )
+        api = API_USERS.get(workload)
         self.service_account = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
             metadata={
                 "name": spec.service_account,
                 "namespace": self.namespace_resource.metadata.name,
                 "labels": _labels(workload),
-                "annotations": dict(annotations),
+                "annotations": {**annotations, **({API_ACCESS: api} if api else {})},
             },
-            automount_service_account_token=True,
+            # Only workloads that call the Kubernetes API get a token in their pods.
+            automount_service_account_token=api is not None,
             opts=pulumi.ResourceOptions(parent=self),
         )
 
@@ -161,12 +171,14 @@ class EksWorkloadIdentity(WorkloadIdentity):
         zone_uris: Mapping[str, pulumi.Output[str]],
         tags: dict[str, str] | None = None,
         namespace: k8s.core.v1.Namespace | None = None,
+        allows: Sequence[Allow] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`policy` is the role's permission policy as JSON (see
         `components.lakehouse.documents.s3_workload_policy`); the step providing this component
         passes the region's Kubernetes provider in `opts.providers`. `namespace`: the workload's
-        namespace when another identity already creates it (else it is created here)."""
+        namespace when another identity already creates it (else it is created here, with the
+        NetworkPolicies of `allows`)."""
         super().__init__(type_token("identity", "EksWorkloadIdentity"), name, None, opts)
         spec = WORKLOADS[workload]
         self.cloud = "aws"
@@ -187,7 +199,7 @@ class EksWorkloadIdentity(WorkloadIdentity):
             policy=policy,
             opts=pulumi.ResourceOptions(parent=self.role),
         )
-        self._kubernetes(name, workload, {EKS_ROLE_ANNOTATION: self.role.arn}, namespace)
+        self._kubernetes(name, workload, {EKS_ROLE_ANNOTATION: self.role.arn}, namespace, allows)
         self._outputs({"roleArn": self.role.arn})
 
 
@@ -206,6 +218,7 @@ class GkeWorkloadIdentity(WorkloadIdentity):
         bucket_roles: Sequence[tuple[str, pulumi.Input[str], str]],
         zone_uris: Mapping[str, pulumi.Output[str]],
         namespace: k8s.core.v1.Namespace | None = None,
+        allows: Sequence[Allow] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`bucket_roles`: `(zone, bucket name, role)` triples (see
@@ -238,5 +251,5 @@ class GkeWorkloadIdentity(WorkloadIdentity):
                 opts=pulumi.ResourceOptions(parent=gsa),
             )
         self.gcp_service_account = gsa
-        self._kubernetes(name, workload, {GKE_SA_ANNOTATION: gsa.email}, namespace)
+        self._kubernetes(name, workload, {GKE_SA_ANNOTATION: gsa.email}, namespace, allows)
         self._outputs({"gcpServiceAccount": gsa.email})

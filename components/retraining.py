@@ -39,6 +39,7 @@ from components.endpoint import (
     plan_endpoint,
     route_manifest,
 )
+from components.identity import API_ACCESS, API_USERS
 from components.monitoring import PROMETHEUS_URL, RetrainingSpec, drift_query
 from components.nodepool import LABEL_PREFIX, NodePoolSpec
 from components.platform import RegionSpec
@@ -219,7 +220,12 @@ def cron_job_manifest(
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": {"name": f"retrain-{model}"[:52], "namespace": namespace, "labels": _labels(model)},
+        "metadata": {
+            "name": f"retrain-{model}"[:52],
+            "namespace": namespace,
+            "labels": _labels(model),
+            "annotations": {API_ACCESS: API_USERS["retrain"]},
+        },
         "spec": {
             "schedule": spec.schedule,
             "timeZone": "Etc/UTC",
@@ -237,6 +243,8 @@ def cron_job_manifest(
                         "metadata": {"labels": _labels(model)},
                         "spec": {
                             "serviceAccountName": service_account,
+                            # The trigger calls the Kubernetes API (the only workload that does).
+                            "automountServiceAccountToken": True,
                             "restartPolicy": "Never",
                             "nodeSelector": {f"{LABEL_PREFIX}/role": "general"},
                             "securityContext": {
@@ -309,7 +317,13 @@ def rbac_manifests(
             {
                 "apiVersion": "v1",
                 "kind": "ServiceAccount",
-                "metadata": {"name": service_account, "namespace": namespace, "labels": _labels(model)},
+                "metadata": {
+                    "name": service_account,
+                    "namespace": namespace,
+                    "labels": _labels(model),
+                    "annotations": {API_ACCESS: API_USERS["retrain"]},
+                },
+                "automountServiceAccountToken": True,
             }
         )
     by_namespace: dict[str, list[dict]] = {namespace: list(rules[0])}
@@ -335,7 +349,12 @@ def rbac_manifests(
 def _create(logical: str, m: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
     """Create one of the trigger's RBAC objects as its typed resource."""
     if m["kind"] == "ServiceAccount":
-        return k8s.core.v1.ServiceAccount(logical, metadata=m["metadata"], opts=opts)
+        return k8s.core.v1.ServiceAccount(
+            logical,
+            metadata=m["metadata"],
+            automount_service_account_token=m.get("automountServiceAccountToken"),
+            opts=opts,
+        )
     if m["kind"] == "Role":
         return k8s.rbac.v1.Role(logical, metadata=m["metadata"], rules=m["rules"], opts=opts)
     return k8s.rbac.v1.RoleBinding(

@@ -140,8 +140,9 @@ GITHUB_COMMENT_LIMIT = 65_536
 """GitHub refuses comments longer than this many characters."""
 
 
-def _policy_lines(plan: Plan, max_violations: int | None = None) -> list[str]:
-    """Every rule with its level and result, then every violation (the first `max_violations`)."""
+def _policy_lines(plan: Plan, max_violations: int | None = None, *, passing: bool = True) -> list[str]:
+    """Every rule with its level and result (`passing=False`: only rules with violations), then
+    every violation (the first `max_violations`)."""
     lines = ["### Policy verdicts", ""]
     counts: dict[str, int] = defaultdict(int)
     for f in plan.findings:
@@ -151,7 +152,8 @@ def _policy_lines(plan: Plan, max_violations: int | None = None) -> list[str]:
         level = plan.policy_levels.get(rule.name, rule.level.value)
         n = counts.get(rule.name, 0)
         result = "off" if level == "disabled" else f"❌ {n}" if n and level != "advisory" else f"⚠️ {n}" if n else "✅"
-        rows.append([result, f"`{rule.name}`", rule.area, level])
+        if passing or n:
+            rows.append([result, f"`{rule.name}`", rule.area, level])
     summary = f"{len(RULES)} rules: {len(RULES) - len(counts)} pass, {len(counts)} with violations"
     lines += [f"<details><summary>{summary}</summary>", ""]
     lines += _md_table(["result", "rule", "area", "level"], rows)
@@ -220,10 +222,14 @@ def render_markdown(plan: Plan, *, diff_markdown: str | None = None, limit: int 
         if len(page) <= limit:
             return page
     tail = "\n".join(_resource_lines(plan, full=False))
-    keep = len(plan.findings)
-    while keep > 0 and len(head + "\n".join(_policy_lines(plan, keep)) + tail) > limit:
-        keep = keep * 3 // 4
-    return head + "\n".join(_policy_lines(plan, keep)) + tail
+    for passing in (True, False):  # then list only the rules with violations
+        keep = len(plan.findings)
+        while keep > 0 and len(head + "\n".join(_policy_lines(plan, keep, passing=passing)) + tail) > limit:
+            keep = keep * 3 // 4
+        page = head + "\n".join(_policy_lines(plan, keep, passing=passing)) + tail
+        if len(page) <= limit:
+            break
+    return page
 
 
 def render_json(plan: Plan) -> str:

@@ -314,6 +314,10 @@ def test_rendered_objects_pass_strict_kubernetes_schema_validation(record, backe
     objects = kubernetes_objects(regs)
     kinds = sorted(obj["kind"] for _, obj in objects)
     expected = ["PyTorchJob"] if backend == "pytorchjob" else ["Job", "Service"]
+    # the training namespace: default-deny, trainer peers, Prometheus -> metrics
+    expected += ["NetworkPolicy"] * 3
+    if backend == "pytorchjob":  # the operator's namespace: default-deny, the API server -> webhook
+        expected += ["Namespace", "NetworkPolicy", "NetworkPolicy"]
     assert kinds == sorted(["Namespace", "ServiceAccount", *expected])
     for _, obj in objects:
         assert validate_object(obj, K8S_VERSION) == []

@@ -3,6 +3,7 @@
 - `Spec`: the base of every cloud-neutral, typed component spec. Specs are pydantic models with
   camelCase aliases, so the same class validates a stack's YAML config (`nodePools[0].minNodes`)
   and is used from Python (`NodePoolSpec(min_nodes=0)`). Unknown keys are errors, not ignored.
+  Cross-field rules are `@check` methods (`components.validation`): all problems at once.
 - `child_opts`: resource options for a child, parented to its component.
 - `data_opts`: the options every data-holding resource gets (retain on delete, protect in prod).
 - `merge_tags`: tags/labels merged once, in one order.
@@ -16,8 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from components.validation import validate_field, validate_model
 
 PACKAGE = "aicloud"
 
@@ -32,6 +35,20 @@ class Spec(BaseModel):
         frozen=True,
         validate_default=True,
     )
+
+    # One validation style (`components.validation`): field constraints for single values,
+    # `@check` methods for everything that reads more than one field; every problem at once.
+    @field_validator("*", mode="wrap")
+    @classmethod
+    def _record_field(cls, value: Any, handler: Any, info: ValidationInfo) -> Any:
+        name = info.field_name or ""
+        field = cls.model_fields.get(name)
+        return validate_field(value, handler, name, field.annotation if field else None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _run_checks(cls, data: Any, handler: Any) -> Any:
+        return validate_model(cls, data, handler)
 
 
 @dataclass(frozen=True, slots=True)

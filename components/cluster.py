@@ -29,7 +29,11 @@ class ClusterSpec(Spec):
     public_access_cidrs: list[str] = Field(default_factory=list)
     """CIDRs allowed to reach a public API endpoint (the allow-list)."""
     deletion_protection: bool | None = None
-    """Refuse to delete the cluster; defaults to on in prod, off elsewhere."""
+    """Refuse to delete the cluster; defaults to on in prod, off elsewhere (`protected`)."""
+
+    def protected(self, environment: str) -> bool:
+        """Deletion protection in `environment`: the configured value, else on in prod only."""
+        return self.deletion_protection if self.deletion_protection is not None else environment == "prod"
 
     @field_validator("version")
     @classmethod
@@ -157,6 +161,7 @@ class EksCluster(GpuCluster):
         region: str,
         subnet_ids: pulumi.Input[list[str]],
         safety: DataSafety,
+        environment: str = "dev",
         tags: dict[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -199,7 +204,7 @@ class EksCluster(GpuCluster):
             },
             encryption_config={"provider": {"key_arn": key.arn}, "resources": ["secrets"]},
             enabled_cluster_log_types=["api", "audit", "authenticator"],
-            deletion_protection=bool(spec.deletion_protection),
+            deletion_protection=spec.protected(environment),
             tags=merge_tags(tags, name=f"{name}-eks"),
             opts=child_opts(self),
         )
@@ -261,6 +266,7 @@ class GkeCluster(GpuCluster):
         network: pulumi.Input[str],
         subnetwork: pulumi.Input[str],
         master_cidr: str,
+        environment: str = "dev",
         tags: dict[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -311,7 +317,7 @@ class GkeCluster(GpuCluster):
             workload_identity_config={"workload_pool": self.workload_pool},
             logging_config={"enable_components": ["SYSTEM_COMPONENTS", "APISERVER", "WORKLOADS"]},
             enable_shielded_nodes=True,
-            deletion_protection=bool(spec.deletion_protection),
+            deletion_protection=spec.protected(environment),
             resource_labels=gcp_labels(merge_tags(tags)),
             opts=child_opts(self, ignore_changes=["initialNodeCount"]),
         )

@@ -47,6 +47,7 @@ import pulumi_kubernetes as k8s
 
 from components.base import child_opts, gcp_labels, merge_tags, type_token
 from components.endpoint import READY_PATH, SERVICE_PORT, AwsFrontDoor, GcpFrontDoor
+from components.helm import helm_release
 from components.identity import irsa_trust_policy
 from components.upstream import chart_pin
 
@@ -302,12 +303,10 @@ class AwsRegionalLoadBalancer(pulumi.ComponentResource):
             ),
             opts=child_opts(role),
         )
-        return k8s.helm.v3.Release(
+        return helm_release(
             f"{name}-lbc",
-            name="aws-load-balancer-controller",
-            chart=AWS_LBC_CHART["chart"],
-            version=AWS_LBC_CHART["version"],
-            repository_opts={"repo": AWS_LBC_CHART["repo"]},
+            AWS_LBC_CHART,
+            release_name="aws-load-balancer-controller",
             namespace=LBC_NAMESPACE,
             values={
                 "clusterName": eks.cluster_name,

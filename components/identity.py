@@ -61,6 +61,12 @@ WORKLOADS: dict[str, Workload] = {
 """The workloads that get identities, with their namespace and ServiceAccount name."""
 
 
+def workload_in(workload: str, namespace: str | None = None) -> Workload:
+    """The workload's namespace and ServiceAccount, in `namespace` when the stack names one."""
+    spec = WORKLOADS[workload]
+    return spec if namespace is None else Workload(namespace, spec.service_account)
+
+
 def service_account_subject(namespace: str, service_account: str) -> str:
     """The OIDC subject Kubernetes puts in a ServiceAccount's token."""
     return f"system:serviceaccount:{namespace}:{service_account}"
@@ -117,9 +123,9 @@ class WorkloadIdentity(pulumi.ComponentResource):
         workload: str,
         annotations: Mapping[str, pulumi.Input[str]],
         namespace: k8s.core.v1.Namespace | None,
+        spec: Workload,
         allows: Sequence[Allow] = (),
     ) -> None:
-        spec = WORKLOADS[workload]
         self.workload = workload
         self.namespace = spec.namespace
         self.service_account_name = spec.service_account
@@ -171,6 +177,7 @@ class EksWorkloadIdentity(WorkloadIdentity):
         zone_uris: Mapping[str, pulumi.Output[str]],
         tags: dict[str, str] | None = None,
         namespace: k8s.core.v1.Namespace | None = None,
+        namespace_name: str | None = None,
         allows: Sequence[Allow] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -178,9 +185,10 @@ class EksWorkloadIdentity(WorkloadIdentity):
         `components.lakehouse.documents.s3_workload_policy`); the step providing this component
         passes the region's Kubernetes provider in `opts.providers`. `namespace`: the workload's
         namespace when another identity already creates it (else it is created here, with the
-        NetworkPolicies of `allows`)."""
+        NetworkPolicies of `allows`); `namespace_name`: the workload's namespace when the stack
+        names its own (`serving.namespace`)."""
         super().__init__(type_token("identity", "EksWorkloadIdentity"), name, None, opts)
-        spec = WORKLOADS[workload]
+        spec = workload_in(workload, namespace_name)
         self.cloud = "aws"
         self.zone_uris = dict(zone_uris)
         self.role = aws.iam.Role(
@@ -199,7 +207,7 @@ class EksWorkloadIdentity(WorkloadIdentity):
             policy=policy,
             opts=pulumi.ResourceOptions(parent=self.role),
         )
-        self._kubernetes(name, workload, {EKS_ROLE_ANNOTATION: self.role.arn}, namespace, allows)
+        self._kubernetes(name, workload, {EKS_ROLE_ANNOTATION: self.role.arn}, namespace, spec, allows)
         self._outputs({"roleArn": self.role.arn})
 
 
@@ -218,13 +226,15 @@ class GkeWorkloadIdentity(WorkloadIdentity):
         bucket_roles: Sequence[tuple[str, pulumi.Input[str], str]],
         zone_uris: Mapping[str, pulumi.Output[str]],
         namespace: k8s.core.v1.Namespace | None = None,
+        namespace_name: str | None = None,
         allows: Sequence[Allow] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`bucket_roles`: `(zone, bucket name, role)` triples (see
-        `components.lakehouse.documents.gcs_workload_bindings`); `account_id`: 6-30 characters."""
+        `components.lakehouse.documents.gcs_workload_bindings`); `account_id`: 6-30 characters;
+        `namespace_name`: the workload's namespace when the stack names its own (`serving.namespace`)."""
         super().__init__(type_token("identity", "GkeWorkloadIdentity"), name, None, opts)
-        spec = WORKLOADS[workload]
+        spec = workload_in(workload, namespace_name)
         self.cloud = "gcp"
         self.zone_uris = dict(zone_uris)
         gsa = gcp.serviceaccount.Account(
@@ -251,5 +261,5 @@ class GkeWorkloadIdentity(WorkloadIdentity):
                 opts=pulumi.ResourceOptions(parent=gsa),
             )
         self.gcp_service_account = gsa
-        self._kubernetes(name, workload, {GKE_SA_ANNOTATION: gsa.email}, namespace, allows)
+        self._kubernetes(name, workload, {GKE_SA_ANNOTATION: gsa.email}, namespace, spec, allows)
         self._outputs({"gcpServiceAccount": gsa.email})

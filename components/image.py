@@ -18,8 +18,14 @@ One build serves both clouds: the same manifest is pushed everywhere, so the dig
 in every registry.
 
 Tags are immutable and name the content: `src-<hash>` of the Dockerfile, the files its `COPY`
-and `ADD` instructions read, the build arguments and platforms, so unchanged sources never push a
-second image under an existing tag.
+and `ADD` instructions read, the build arguments and platforms, and the team's model packages, so
+unchanged sources never push a second image under an existing tag.
+
+A team's own model code (`aicloud:images.packages`) goes into every built image: a source path in
+the repository (a directory with `pyproject.toml` or `setup.py`, e.g. `examples/resmlp`) or a
+requirement pinned with `==` (`acme-models==1.4.2`). The Dockerfiles install them after our
+package, constrained to the tested versions (`requirements/workloads.txt`), so the trainer can
+import the factory that `model.factory` names and the server can rebuild it from the artifact.
 `SOURCE_DATE_EPOCH` is pinned so a rebuild of unchanged sources reproduces the same digest.
 """
 
@@ -58,6 +64,8 @@ CACHE_TAG = "buildcache"
 SOURCE_DATE_EPOCH = "0"
 """Fixed image timestamps, so rebuilding unchanged sources reproduces the same digest."""
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
+PINNED_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9][A-Za-z0-9.+!_-]*$")
+"""`name[extras]==version`: a package requirement pinned to one version."""
 
 
 class WorkloadImageSpec(Spec):
@@ -117,6 +125,39 @@ class ImagesSpec(Spec):
     build_on_preview: bool = False
     """Build images during `pulumi preview` too (never pushed). Off by default: GPU framework
     images take many minutes and previews should stay fast; `up` always builds."""
+    packages: list[str] = Field(default_factory=list)
+    """The team's model packages, installed into every built image (default none): each a source
+    path relative to the repository root (a directory with `pyproject.toml` or `setup.py`) or a
+    requirement pinned with `==` (`acme-models==1.4.2`; a range is rejected, it would not
+    reproduce). Pinned images (`image:`) are built elsewhere and must contain them already."""
+
+    @field_validator("packages")
+    @classmethod
+    def _packages(cls, value: list[str]) -> list[str]:
+        problems = []
+        for i, entry in enumerate(value):
+            if PINNED_REQUIREMENT.match(entry):
+                continue
+            if any(op in entry for op in ("=", "<", ">", "~", "@")):
+                problems.append(f"packages[{i}]: {entry!r} is not pinned; allowed: name==version or a source path")
+            elif not _inside_repo(entry):
+                problems.append(f"packages[{i}]: {entry!r} is outside the repository")
+            elif not any((REPO_ROOT / entry / f).is_file() for f in ("pyproject.toml", "setup.py")):
+                problems.append(
+                    f"packages[{i}]: {entry!r} is neither a pinned requirement (name==version) nor a "
+                    "directory under the repository root with pyproject.toml or setup.py"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    def package_build_args(self) -> dict[str, str]:
+        """`USER_PACKAGE_PATHS` and `USER_REQUIREMENTS` for the Dockerfiles (empty when none)."""
+        if not self.packages:
+            return {}
+        requirements = [p for p in self.packages if PINNED_REQUIREMENT.match(p)]
+        paths = [p.strip("/") for p in self.packages if p not in requirements]
+        return {"USER_PACKAGE_PATHS": " ".join(paths), "USER_REQUIREMENTS": " ".join(requirements)}
 
     @field_validator("workloads")
     @classmethod
@@ -180,16 +221,20 @@ def _files(root: Path, pattern: str) -> list[Path]:
     return out
 
 
-def source_tag(spec: WorkloadImageSpec, workload: str, root: Path = REPO_ROOT) -> str:
+def source_tag(
+    spec: WorkloadImageSpec, workload: str, root: Path = REPO_ROOT, packages: list[str] | tuple[str, ...] = ()
+) -> str:
     """`src-<12 hex>`: a hash of everything that makes the image: the Dockerfile, the names and
     bytes of every file its `COPY`/`ADD` instructions read (caches skipped), the build arguments
-    and the platforms. Unchanged inputs give the same tag, changed inputs a new one."""
+    and the platforms, and the model `packages` (the files under each source path, the pinned
+    requirements as written). Unchanged inputs give the same tag, changed inputs a new one."""
     dockerfile = root / spec.dockerfile_path(workload)
     context = root / spec.context
     text = dockerfile.read_text()
     digest = hashlib.sha256(text.encode())
-    digest.update(json.dumps([spec.build_args, spec.platforms], sort_keys=True).encode())
-    for pattern in dockerfile_sources(text):
+    digest.update(json.dumps([spec.build_args, spec.platforms, list(packages)], sort_keys=True).encode())
+    source_paths = [p for p in packages if not PINNED_REQUIREMENT.match(p)]
+    for pattern in [*dockerfile_sources(text), *source_paths]:
         for path in _files(context, pattern):
             digest.update(b"\0" + path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return f"src-{digest.hexdigest()[:12]}"
@@ -411,7 +456,7 @@ class WorkloadImage(pulumi.ComponentResource):
                 self.refs[r.key] = ImageRef(workload, pulumi.Output.from_input(repository), self.digest)
             self.register_outputs(self._outputs("pinned", None))
             return
-        self.tag = source_tag(spec, workload)
+        self.tag = source_tag(spec, workload, packages=registry.spec.packages)
         repositories = self._repositories(name, workload, registry)
         primary_repo: dict[str, pulumi.Output[str]] = {}
         credentials = []
@@ -456,7 +501,11 @@ class WorkloadImage(pulumi.ComponentResource):
             context={"location": _from_cwd(spec.context)},
             dockerfile={"location": _from_cwd(dockerfile)},
             platforms=list(spec.platforms),
-            build_args={"SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, **spec.build_args},
+            build_args={
+                "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
+                **registry.spec.package_build_args(),
+                **spec.build_args,
+            },
             tags=tags,
             labels={
                 "org.opencontainers.image.title": workload,

@@ -165,27 +165,36 @@ def is_builtin(api_version: str, kind: str, version: str) -> bool:
     return _builtin_validator(version, api_version, kind) is not None
 
 
-def validate_object(obj: Mapping[str, Any], version: str) -> list[str]:
-    """Every schema problem of one Kubernetes object for cluster `version` (`"1.33"`), each as
-    `<Kind>/<name> at <json path>: <problem>`; empty when the object is valid.
+def object_errors(obj: Mapping[str, Any], version: str) -> list[tuple[str, str, Any]]:
+    """Every schema problem of one Kubernetes object for cluster `version` as
+    `(json path, message, offending value)`, in path order; empty when the object is valid.
 
     Raises `UnknownKind` when neither Kubernetes nor a vendored upstream CRD knows the kind.
     """
     api_version, kind = obj.get("apiVersion"), obj.get("kind")
     if not isinstance(api_version, str) or not isinstance(kind, str):
-        return [f"object without apiVersion/kind: {dict(obj)!r:.120}"]
+        return [(".", f"object without apiVersion/kind: {dict(obj)!r:.120}", None)]
     validator = _builtin_validator(version, api_version, kind) or _crd_validator(version, api_version, kind)
     if validator is None:
         raise UnknownKind(
             f"no schema for {api_version} {kind} (Kubernetes {version}); vendor its CRD in "
             "components/upstream/pins.yaml and run components/upstream/refresh.py"
         )
-    name = (obj.get("metadata") or {}).get("name", "?")
-    problems = []
+    out = []
     for err in sorted(validator.iter_errors(dict(obj)), key=lambda e: list(e.absolute_path)):
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path) or "."
-        problems.append(f"{kind}/{name} at {where}: {err.message}")
-    return problems
+        out.append((where, err.message, err.instance))
+    return out
+
+
+def validate_object(obj: Mapping[str, Any], version: str) -> list[str]:
+    """Every schema problem of one Kubernetes object for cluster `version` (`"1.33"`), each as
+    `<Kind>/<name> at <json path>: <problem>`; empty when the object is valid.
+
+    Raises `UnknownKind` when neither Kubernetes nor a vendored upstream CRD knows the kind.
+    """
+    name = (obj.get("metadata") or {}).get("name", "?")
+    return [f"{obj.get('kind')}/{name} at {where}: {msg}" for where, msg, _ in object_errors(obj, version)]
 
 
 def identity_problems(obj: Mapping[str, Any]) -> list[str]:

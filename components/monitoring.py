@@ -29,15 +29,16 @@ configures `components.retraining.RetrainingPipeline` in each cloud's primary re
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
-from pydantic import AfterValidator, Field, ValidationInfo, model_validator
+from pydantic import Field, model_validator
 
 from components.base import Spec, child_opts, type_token
 from components.dashboards import load_dashboards, with_drift_threshold
+from components.helm import helm_release
 from components.identity import WORKLOADS
 from components.k8s_security import (
     MONITORING_NAMESPACE,
@@ -51,7 +52,7 @@ from components.k8s_security import (
 )
 from components.nodepool import GPU_LABEL, LABEL_PREFIX, POOL_LABEL, NodePoolSpec, pool_taints, tolerations_for
 from components.training import Scalar
-from components.upstream import chart_pin
+from components.upstream import chart_pin, chart_truth
 
 NAMESPACE = MONITORING_NAMESPACE
 """Namespace of Prometheus, Grafana, kube-state-metrics, monitors and rules (Pod Security
@@ -145,6 +146,13 @@ DCGM_METRICS: tuple[tuple[str, str, str], ...] = (
 )
 """(DCGM field, Prometheus type, help) the dcgm-exporter is configured to export (`customMetrics`);
 dashboards and alerts may use exactly these names."""
+
+GPU_WORKLOAD_POD = "exported_pod"
+GPU_WORKLOAD_NAMESPACE = "exported_namespace"
+"""Labels of a DCGM series naming the pod (and its namespace) that uses the GPU. The exporter
+writes them as `pod`/`namespace`, but its ServiceMonitor keeps the chart's `honorLabels: false`,
+so Prometheus renames them `exported_*` and `pod`/`namespace` name the exporter's own pod (which
+every GPU's series carries: `pod!=""` matches them all)."""
 
 KUBE_STATE_METRICS: tuple[str, ...] = (
     "kube_node_labels",
@@ -257,35 +265,23 @@ class MonitoringSpec(Spec):
     """Drift-triggered retraining (off when absent)."""
 
 
-def _check_against_stack(spec: MonitoringSpec | None, info: ValidationInfo) -> MonitoringSpec | None:
-    """Cross-section checks of `retraining`: it needs serving, storage and a job that fits."""
-    if spec is None or spec.retraining is None:
-        return spec
+def retraining_problems(spec: RetrainingSpec, regions: list[Any], image_workloads: set[str] | None) -> list[str]:
+    """Problems of the retraining job against the stack's (valid) regions: it runs in each cloud's
+    primary region, so its pool must exist and fit there (`StackConfig` reports them at
+    `monitoring.retraining.job`; whether serving and storage exist is checked there too)."""
     from components.training import TrainingJobSpec, check_against_stack
 
-    problems = []
-    data = info.data
-    if data.get("serving") is None:
-        problems.append("retraining needs aicloud:serving (the model it retrains and the endpoint it rolls out to)")
-    if data.get("storage") is None:
-        problems.append("retraining needs aicloud:storage (fresh data, candidates and the decision log)")
-    regions = data.get("regions") or []
-    images = data.get("images")
-    workloads = set(images.workloads) if images is not None else set()
-    job = spec.retraining.job
+    job = spec.job
     jobs = [
         TrainingJobSpec(name=f"retrain-{r.name}"[:40], region=r.name, **job.model_dump(exclude_none=True))
         for r in regions
         if r.primary
     ]
-    problems += [f"retraining.job: {p}" for p in check_against_stack(jobs, regions, workloads)]
-    if problems:
-        raise ValueError("\n".join(problems))
-    return spec
+    return check_against_stack(jobs, regions, image_workloads)
 
 
-MonitoringField = Annotated[MonitoringSpec | None, AfterValidator(_check_against_stack)]
-"""Type of `StackConfig.monitoring`: declare it after `regions`, `images`, `storage`, `serving`."""
+MonitoringField = MonitoringSpec | None
+"""Type of `StackConfig.monitoring` (checked against the stack by `StackConfig`)."""
 
 
 # --------------------------------------------------------------------------- PromQL and rules
@@ -336,11 +332,17 @@ def alert_rules(alerts: AlertsSpec) -> list[dict[str, Any]]:
         },
         {
             "alert": "AicloudGpuIdleWhileAllocated",
-            "expr": f'max by (namespace, pod) (DCGM_FI_DEV_GPU_UTIL{{pod!=""}}) < {a.gpu_idle_percent}',
+            "expr": (
+                f"max by ({GPU_WORKLOAD_NAMESPACE}, {GPU_WORKLOAD_POD}) "
+                f'(DCGM_FI_DEV_GPU_UTIL{{{GPU_WORKLOAD_POD}!=""}}) < {a.gpu_idle_percent}'
+            ),
             "for": f"{a.gpu_idle_minutes}m",
             "labels": {"severity": "warning"},
             "annotations": {
-                "summary": "{{ $labels.namespace }}/{{ $labels.pod }} holds a GPU it does not use",
+                "summary": (
+                    f"{{{{ $labels.{GPU_WORKLOAD_NAMESPACE} }}}}/{{{{ $labels.{GPU_WORKLOAD_POD} }}}} "
+                    "holds a GPU it does not use"
+                ),
                 "description": (
                     f"GPU utilisation below {a.gpu_idle_percent} % for {a.gpu_idle_minutes} minutes while allocated; "
                     "free the GPU or scale the workload down."
@@ -472,8 +474,11 @@ def dcgm_values(cloud: str, pools: list[NodePoolSpec]) -> dict[str, Any]:
         "extraVolumeMounts": [metrics_mount],
     }
     if cloud == "gcp":
-        # GKE installs the driver on the host under /home/kubernetes/bin/nvidia (COS nodes).
-        values["securityContext"] = {"privileged": True}
+        # GKE installs the driver on the host under /home/kubernetes/bin/nvidia (COS nodes), which
+        # the exporter reads privileged. Helm merges this map into the chart's default container
+        # securityContext, whose `allowPrivilegeEscalation: false` the API server refuses next to
+        # `privileged: true`: override it explicitly (privileged implies escalation anyway).
+        values["securityContext"] = {"privileged": True, "allowPrivilegeEscalation": True}
         values["extraHostVolumes"] = [
             {"name": "nvidia-install-dir-host", "hostPath": "/home/kubernetes/bin/nvidia"},
             {"name": "vulkan-icd-mount", "hostPath": "/home/kubernetes/bin/nvidia/vulkan/icd.d"},
@@ -485,6 +490,44 @@ def dcgm_values(cloud: str, pools: list[NodePoolSpec]) -> dict[str, Any]:
         ]
         values["extraEnv"] = [{"name": "DCGM_EXPORTER_KUBERNETES_GPU_ID_TYPE", "value": "device-name"}]
     return values
+
+
+CRITICAL_PRIORITY_CLASSES = ("system-node-critical", "system-cluster-critical")
+"""Priority classes the API server admits outside `kube-system` only under a ResourceQuota that
+covers them (GKE configures this limit and ships such a quota in `kube-system` only)."""
+
+
+def dcgm_priority_class(values: dict[str, Any]) -> str | None:
+    """The priority class the dcgm-exporter pods get: ours, else the pinned chart's default."""
+    if "priorityClassName" in values:
+        return values["priorityClassName"] or None
+    truth = chart_truth(DCGM_EXPORTER_CHART["chart"])
+    return (truth.values.get("priorityClassName") or None) if truth is not None else None
+
+
+def critical_pods_quota_manifest(namespace: str, priority_class: str, pods: int) -> dict[str, Any]:
+    """A ResourceQuota admitting up to `pods` pods of a critical `priority_class` in `namespace`."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": f"{priority_class}-pods", "namespace": namespace},
+        "spec": {
+            "hard": {"pods": str(pods)},
+            "scopeSelector": {
+                "matchExpressions": [{"scopeName": "PriorityClass", "operator": "In", "values": [priority_class]}]
+            },
+        },
+    }
+
+
+def dcgm_quota(cloud: str, pools: list[NodePoolSpec], values: dict[str, Any]) -> dict[str, Any] | None:
+    """On GKE, the quota the exporter's critical priority class needs in `NODE_AGENTS_NAMESPACE` (one pod per
+    GPU node at the pools' `maxNodes`, doubled for a rolling update); None where none is needed."""
+    priority = dcgm_priority_class(values)
+    if cloud != "gcp" or priority not in CRITICAL_PRIORITY_CLASSES:
+        return None
+    nodes = sum(p.max_nodes for p in gpu_pools(pools))
+    return critical_pods_quota_manifest(NODE_AGENTS_NAMESPACE, priority, max(2 * nodes, 2))
 
 
 def otel_values(otel: OtelSpec) -> dict[str, Any]:
@@ -626,12 +669,10 @@ class Monitoring(pulumi.ComponentResource):
                     opts=child_opts(password, depends_on=[ns]),
                 )
             )
-        self.stack = k8s.helm.v3.Release(
+        self.stack = helm_release(
             f"{name}-kps",
-            name=RELEASE_NAME,
-            chart=KUBE_PROMETHEUS_STACK_CHART["chart"],
-            version=KUBE_PROMETHEUS_STACK_CHART["version"],
-            repository_opts={"repo": KUBE_PROMETHEUS_STACK_CHART["repo"]},
+            KUBE_PROMETHEUS_STACK_CHART,
+            release_name=RELEASE_NAME,
             namespace=NAMESPACE,
             values=prometheus_stack_values(spec),
             opts=child_opts(self, depends_on=[ns, agents, *admin]),
@@ -639,16 +680,26 @@ class Monitoring(pulumi.ComponentResource):
         after_crds = child_opts(self, depends_on=[self.stack])
         gpus = gpu_pools(pools)
         self.dcgm: k8s.helm.v3.Release | None = None
+        self.dcgm_quota: k8s.core.v1.ResourceQuota | None = None
         if gpus:
-            self.dcgm = k8s.helm.v3.Release(
+            dcgm = dcgm_values(cloud, pools)
+            quota = dcgm_quota(cloud, pools, dcgm)
+            dcgm_deps: list[pulumi.Resource] = [self.stack]
+            if quota is not None:
+                self.dcgm_quota = k8s.core.v1.ResourceQuota(
+                    f"{name}-dcgm-quota",
+                    metadata=quota["metadata"],
+                    spec=quota["spec"],
+                    opts=child_opts(self, depends_on=[agents]),
+                )
+                dcgm_deps.append(self.dcgm_quota)
+            self.dcgm = helm_release(
                 f"{name}-dcgm",
-                name="dcgm-exporter",
-                chart=DCGM_EXPORTER_CHART["chart"],
-                version=DCGM_EXPORTER_CHART["version"],
-                repository_opts={"repo": DCGM_EXPORTER_CHART["repo"]},
+                DCGM_EXPORTER_CHART,
+                release_name="dcgm-exporter",
                 namespace=NODE_AGENTS_NAMESPACE,
-                values=dcgm_values(cloud, pools),
-                opts=after_crds,
+                values=dcgm,
+                opts=child_opts(self, depends_on=dcgm_deps),
             )
         monitors = monitor_manifests()
         for manifest in monitors:
@@ -678,12 +729,10 @@ class Monitoring(pulumi.ComponentResource):
                 opts=child_opts(self, depends_on=[ns]),
             )
         if spec.otel.enabled:
-            k8s.helm.v3.Release(
+            helm_release(
                 f"{name}-otel",
-                name="otel-collector",
-                chart=OTEL_COLLECTOR_CHART["chart"],
-                version=OTEL_COLLECTOR_CHART["version"],
-                repository_opts={"repo": OTEL_COLLECTOR_CHART["repo"]},
+                OTEL_COLLECTOR_CHART,
+                release_name="otel-collector",
                 namespace=NAMESPACE,
                 values=otel_values(spec.otel),
                 opts=child_opts(self, depends_on=[ns]),

@@ -18,7 +18,8 @@ from pydantic import Field, field_validator
 from components.base import Spec, child_opts, merge_tags, type_token
 
 
-def _ipv4_network(value: str, *, min_prefix: int, max_prefix: int) -> str:
+def ipv4_network(value: str, *, min_prefix: int, max_prefix: int) -> str:
+    """`value` if it is an IPv4 network in CIDR notation with a prefix in range (ValueError if not)."""
     try:
         net = ipaddress.IPv4Network(value, strict=True)
     except ValueError as exc:
@@ -32,7 +33,8 @@ class NetworkSpec(Spec):
     """A regional network."""
 
     cidr: str = "10.0.0.0/16"
-    """VPC (AWS) or node subnet (GCP) range, /16 to /20; split into /(n+4) subnets per zone."""
+    """VPC (AWS) or node subnet (GCP) range, /16 to /20; split into /(n+4) subnets per zone. Must
+    not overlap another region's network in the stack (peering and routing between them)."""
     zones: int = Field(default=3, ge=1, le=6)
     """How many zones to spread subnets over (at most what the region has)."""
     nat: Literal["single", "per-zone"] = "single"
@@ -45,12 +47,17 @@ class NetworkSpec(Spec):
     @field_validator("cidr")
     @classmethod
     def _cidr(cls, v: str) -> str:
-        return _ipv4_network(v, min_prefix=16, max_prefix=20)
+        return ipv4_network(v, min_prefix=16, max_prefix=20)
 
     @field_validator("pods_cidr", "services_cidr")
     @classmethod
     def _secondary(cls, v: str) -> str:
-        return _ipv4_network(v, min_prefix=8, max_prefix=24)
+        return ipv4_network(v, min_prefix=8, max_prefix=24)
+
+
+def overlaps(a: str, b: str) -> bool:
+    """Whether two CIDR ranges share an address."""
+    return ipaddress.IPv4Network(a).overlaps(ipaddress.IPv4Network(b))
 
 
 def subnet_plan(cidr: str, zones: list[str]) -> list[dict[str, str]]:

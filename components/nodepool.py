@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field
 
 from components.base import Spec, child_opts, gcp_labels, merge_tags, type_token
 from components.catalog import MachineType, load_catalog
+from components.validation import Problem, check
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT_KEY = "nvidia.com/gpu"
@@ -46,8 +48,9 @@ class NodePoolSpec(Spec):
 
     name: str = Field(pattern=r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
     """Pool name, a DNS label of at most 32 characters; unique within its region."""
-    machine_type: str
-    """A machine type of the catalog (`components/catalog/gpus.yaml`) offered in the pool's region."""
+    machine_type: str = Field(min_length=1)
+    """A machine type of the catalog (`components/catalog/gpus.yaml`) of the region's cloud,
+    offered in the region (checked by the region, which knows its cloud)."""
     role: Literal["training", "inference", "general"] = "general"
     """What runs on the pool; training and inference pools must use GPU machine types."""
     min_nodes: int = Field(default=0, ge=0, le=1000)
@@ -57,7 +60,8 @@ class NodePoolSpec(Spec):
     max_nodes: int = Field(default=1, ge=1, le=1000)
     """Autoscaling ceiling (at least 1: EKS and GKE need room for one node)."""
     spot: bool = False
-    """Spot (AWS) / Spot VMs (GCP) capacity instead of on-demand."""
+    """Spot (AWS) / Spot VMs (GCP) capacity instead of on-demand; refused when the stack says
+    `allowSpot: false`."""
     interruptible: bool = False
     """The workloads on this pool tolerate losing a node (checkpointing trainers); prod spot pools
     must say so."""
@@ -70,78 +74,68 @@ class NodePoolSpec(Spec):
     mig_profile: str | None = Field(default=None, pattern=r"^[1-7]g\.\d+gb$")
     """With MIG: the partition size, e.g. `1g.10gb`."""
     zones: list[str] | None = None
-    """Zones for the nodes; defaults to every zone of the region's network."""
+    """Zones for the nodes; defaults to the zones of the region's network (on GKE, those of them
+    that offer the pool's accelerator)."""
     labels: dict[str, str] = Field(default_factory=dict)
     """Extra node labels (merged over aicloud's own)."""
     taints: list[Taint] = Field(default_factory=list)
     """Extra taints; GPU pools always carry `nvidia.com/gpu=present:NoSchedule` as well."""
 
-    @field_validator("machine_type")
-    @classmethod
-    def _known_machine(cls, value: str, info: ValidationInfo) -> str:
-        ctx = info.context or {}
-        cloud, region = ctx.get("cloud"), ctx.get("region")
-        catalog = load_catalog()
-        clouds = [cloud] if cloud else ["aws", "gcp"]
-        machine = next((catalog.machine(c, value) for c in clouds if catalog.machine(c, value)), None)
-        if machine is None:
-            allowed = ", ".join(t for c in clouds for t in catalog.machine_types(c))
-            raise ValueError(f"unknown machine type {value!r}; the catalog has: {allowed}")
-        if region in catalog.region_names(machine.cloud) and not machine.offered_in(region):
-            offered = ", ".join(sorted(machine.regions or ()))
-            raise ValueError(f"machine type {value!r} is not offered in {region}; it is offered in: {offered}")
-        return value
-
-    @field_validator("spot")
-    @classmethod
-    def _spot_allowed(cls, value: bool, info: ValidationInfo) -> bool:
-        ctx = info.context or {}
-        if value and ctx.get("allow_spot") is False:
-            raise ValueError(
-                "spot capacity is forbidden in this stack (allowSpot: false); "
-                "set spot: false or allow spot for the stack"
+    @check("machine_type", "role")
+    def _role_needs_gpu(self) -> Iterator[Problem]:
+        machine = _machine(self.machine_type)
+        if self.role != "general" and machine is not None and not machine.is_gpu:
+            yield Problem(
+                ("role",),
+                f"role {self.role!r} needs a GPU machine type; {machine.type!r} has no GPU "
+                "(use role: general for CPU pools)",
+                self.role,
             )
-        return value
 
-    @field_validator("max_nodes")
-    @classmethod
-    def _scaling(cls, value: int, info: ValidationInfo) -> int:
-        low, desired = info.data.get("min_nodes"), info.data.get("desired_nodes")
-        if low is not None and low > value:
-            raise ValueError(f"maxNodes ({value}) is less than minNodes ({low})")
-        if desired is not None and low is not None and not low <= desired <= value:
-            raise ValueError(f"desiredNodes ({desired}) must lie between minNodes ({low}) and maxNodes ({value})")
-        return value
-
-    @field_validator("role")
-    @classmethod
-    def _role_needs_gpu(cls, value: str, info: ValidationInfo) -> str:
-        machine = _machine(info.data.get("machine_type"))
-        if value != "general" and machine is not None and not machine.is_gpu:
-            raise ValueError(
-                f"role {value!r} needs a GPU machine type; {machine.type!r} has no GPU "
-                "(use role: general for CPU pools)"
+    @check("min_nodes", "max_nodes", "desired_nodes")
+    def _scaling(self) -> Iterator[Problem]:
+        low, high, desired = self.min_nodes, self.max_nodes, self.desired_nodes
+        if low > high:
+            yield Problem(("maxNodes",), f"maxNodes ({high}) is less than minNodes ({low})", high)
+        elif desired is not None and not low <= desired <= high:
+            yield Problem(
+                ("desiredNodes",),
+                f"desiredNodes ({desired}) must lie between minNodes ({low}) and maxNodes ({high})",
+                desired,
             )
-        return value
 
-    @model_validator(mode="after")
-    def _sharing(self) -> NodePoolSpec:
-        machine = self.machine
-        problems = []
-        if machine is not None and self.gpu_sharing != "none" and not machine.is_gpu:
-            problems.append(f"gpuSharing {self.gpu_sharing!r} needs a GPU machine type")
-        if machine is not None and machine.is_gpu and self.gpu_sharing == "mig":
-            accel = load_catalog().accelerators.get(machine.gpu or "")
-            if accel is None or not accel.mig:
-                problems.append(
-                    f"gpuSharing 'mig' needs a MIG-capable GPU (A100, H100, H200); "
-                    f"{self.machine_type!r} has {machine.gpu}"
-                )
-            if self.mig_profile is None:
-                problems.append("gpuSharing 'mig' needs migProfile, e.g. '1g.10gb'")
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
+    @check("machine_type", "gpu_sharing", "mig_profile")
+    def _sharing(self) -> Iterator[Problem]:
+        machine = _machine(self.machine_type)
+        if machine is None or self.gpu_sharing == "none":
+            return
+        if not machine.is_gpu:
+            yield Problem(
+                ("gpuSharing",), f"gpuSharing {self.gpu_sharing!r} needs a GPU machine type", self.gpu_sharing
+            )
+            return
+        if self.gpu_sharing != "mig":
+            return
+        accel = load_catalog().accelerators.get(machine.gpu or "")
+        if accel is None or not accel.mig:
+            yield Problem(
+                ("gpuSharing",),
+                f"gpuSharing 'mig' needs a MIG-capable GPU (A100, H100, H200); {self.machine_type!r} has {machine.gpu}",
+                "mig",
+            )
+        elif self.mig_profile is None:
+            yield Problem(
+                ("migProfile",),
+                f"gpuSharing 'mig' needs migProfile; {accel.model} offers: {', '.join(accel.mig_profiles)}",
+            )
+        elif self.mig_profile not in accel.mig_profiles:
+            # MIG profiles per GPU: components/catalog/gpus.yaml `mig_profiles` (GKE's supported
+            # partitions; NVIDIA's MIG user guide for H200).
+            yield Problem(
+                ("migProfile",),
+                f"{accel.model} has no MIG profile {self.mig_profile!r}; it offers: {', '.join(accel.mig_profiles)}",
+                self.mig_profile,
+            )
 
     @property
     def machine(self) -> MachineType | None:
@@ -161,6 +155,16 @@ def _machine(machine_type: str | None) -> MachineType | None:
         return None
     catalog = load_catalog()
     return catalog.machine("aws", machine_type) or catalog.machine("gcp", machine_type)
+
+
+def pool_zones(spec: NodePoolSpec, region: str, network_zones: list[str] | tuple[str, ...]) -> list[str]:
+    """The zones a pool's nodes go to: its own `zones`, else the network's zones that offer its
+    machine type (the catalog records GCP GPU offerings per zone; a GKE node pool in a zone
+    without its accelerator never gets a node there)."""
+    if spec.zones:
+        return list(spec.zones)
+    machine = spec.machine
+    return machine.zones_in(region, network_zones) if machine is not None else list(network_zones)
 
 
 def pool_taints(spec: NodePoolSpec) -> list[Taint]:
@@ -213,9 +217,18 @@ def tolerations_for(taints: list[Taint] | list[dict[str, str]]) -> list[dict[str
 
 
 def pool_capacity(spec: NodePoolSpec, *, cloud: str, region: str) -> dict[str, Any]:
-    """GPUs and on-demand cost per hour of the pool at its floor and at its ceiling."""
+    """GPUs and cost per hour of the pool at its floor and at its ceiling.
+
+    Prices: the catalog's on-demand list price in the cloud's reference region, times the
+    region's price factor where the catalog records one (`priceFactor`, else None: reference
+    price). Spot pools are a range: `costPerHour*Low` at the cloud's lowest spot discount and
+    `costPerHour*` at its highest spot price (AWS: on-demand; GCP: 40 % of it)."""
     machine = spec.machine
     assert machine is not None, "spec validation guarantees a catalog machine"
+    catalog = load_catalog()
+    factor = catalog.price_factor(cloud, region)
+    price = machine.price_per_hour * (factor or 1.0)
+    low, high = catalog.prices[cloud]["spot_factor"] if spec.spot else (1.0, 1.0)
     return {
         "cloud": cloud,
         "region": region,
@@ -231,9 +244,14 @@ def pool_capacity(spec: NodePoolSpec, *, cloud: str, region: str) -> dict[str, A
         "maxNodes": spec.max_nodes,
         "gpusMin": machine.gpus * spec.min_nodes,
         "gpusMax": machine.gpus * spec.max_nodes,
-        "pricePerNodeHour": machine.price_per_hour,
-        "costPerHourMin": round(machine.price_per_hour * spec.min_nodes, 4),
-        "costPerHourMax": round(machine.price_per_hour * spec.max_nodes, 4),
+        "pricePerNodeHour": round(price, 4),
+        "priceFactor": factor,
+        "spotFactor": [low, high] if spec.spot else None,
+        "diskGiB": spec.disk_size_gb,
+        "costPerHourMin": round(price * high * spec.min_nodes, 4),
+        "costPerHourMax": round(price * high * spec.max_nodes, 4),
+        "costPerHourMinLow": round(price * low * spec.min_nodes, 4),
+        "costPerHourMaxLow": round(price * low * spec.max_nodes, 4),
     }
 
 
@@ -377,7 +395,7 @@ class GkeGpuNodePool(GpuNodePool):
         super().__init__(type_token("compute", "GkeGpuNodePool"), name, None, opts)
         machine = spec.machine
         assert machine is not None
-        node_zones = spec.zones or zones
+        node_zones = pool_zones(spec, region, zones)
         accelerators = []
         if machine.is_gpu:
             accel = load_catalog().accelerators[machine.gpu]  # type: ignore[index]

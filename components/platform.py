@@ -7,16 +7,18 @@ so nothing silently falls back to a default region).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from components.base import DataSafety, Spec, child_opts, type_token
 from components.catalog import load_catalog
 from components.cluster import ClusterSpec, EksCluster, GkeCluster
-from components.network import AwsNetwork, GcpNetwork, NetworkSpec
+from components.helm import helm_release
+from components.network import AwsNetwork, GcpNetwork, NetworkSpec, ipv4_network, overlaps
 from components.nodepool import (
     EksGpuNodePool,
     GkeGpuNodePool,
@@ -26,6 +28,11 @@ from components.nodepool import (
     pool_taints,
 )
 from components.upstream import chart_pin
+from components.validation import INVALID, Problem, check, is_valid, repeated
+
+EKS_MIN_ZONES = 2
+"""EKS needs subnets in at least two availability zones (Amazon EKS User Guide, VPC and subnet
+requirements)."""
 
 NVIDIA_DEVICE_PLUGIN_CHART = chart_pin("nvidia-device-plugin")
 
@@ -43,62 +50,134 @@ class RegionSpec(Spec):
     serving: bool = True
     """Whether inference endpoints are deployed in this region."""
     network: NetworkSpec = Field(default_factory=NetworkSpec)
+    """The VPC: CIDR (must not overlap another region's), zones (at most the region's; at least 2
+    on EKS), NAT."""
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
     gke_master_cidr: str = "172.16.0.0/28"
     """GKE only: the /28 range of the control plane's private endpoint."""
     node_pools: list[NodePoolSpec] = Field(min_length=1)
     """Node pools; at least one untainted general pool is needed for system pods."""
 
-    @model_validator(mode="before")
+    @field_validator("gke_master_cidr")
     @classmethod
-    def _context(cls, data: Any, info: ValidationInfo) -> Any:
-        # Let nested pool validators check the catalog against this region's cloud and region.
-        if isinstance(info.context, dict) and isinstance(data, dict):
-            info.context["cloud"] = data.get("cloud")
-            info.context["region"] = data.get("region")
-        return data
+    def _master_cidr(cls, value: str) -> str:
+        # GKE: the private control plane's range is a /28 (GKE docs, "Creating a private cluster").
+        return ipv4_network(value, min_prefix=28, max_prefix=28)
 
-    @field_validator("region")
-    @classmethod
-    def _known_region(cls, value: str, info: ValidationInfo) -> str:
-        cloud = info.data.get("cloud")
-        if cloud is None:
-            return value
-        known = load_catalog().region_names(cloud)
-        if value not in known:
-            raise ValueError(f"unknown {cloud} region {value!r}; known regions: {', '.join(known)}")
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> RegionSpec:
-        problems = []
-        zones = load_catalog().zones(self.cloud, self.region)
-        if self.network.zones > len(zones):
-            problems.append(f"network.zones is {self.network.zones} but {self.region} has {len(zones)} zones")
-        names = [p.name for p in self.node_pools]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            problems.append(f"node pool names must be unique, repeated: {', '.join(dupes)}")
-        for p in self.node_pools:
-            machine = load_catalog().machine(self.cloud, p.machine_type)
-            if machine is None:
-                problems.append(f"node pool {p.name!r}: {p.machine_type!r} is not a {self.cloud} machine type")
-            bad = [z for z in p.zones or [] if z not in zones]
-            if bad:
-                problems.append(f"node pool {p.name!r}: zones {bad} are not in {self.region} ({', '.join(zones)})")
-            if self.cloud == "aws" and p.gpu_sharing == "mig":
-                problems.append(
-                    f"node pool {p.name!r}: gpuSharing 'mig' is supported on GKE only "
-                    "(EKS needs the NVIDIA GPU operator's MIG manager); use 'time-slicing'"
-                )
-        if not any(p.role == "general" and not pool_taints(p) and p.min_nodes >= 1 for p in self.node_pools):
-            problems.append(
-                "needs a general pool without taints and minNodes >= 1 for system pods "
-                "(CoreDNS, the device plugin's controller, metrics)"
+    @check("cloud", "region")
+    def _known_region(self) -> Iterator[Problem]:
+        known = load_catalog().region_names(self.cloud)
+        if self.region not in known:
+            yield Problem(
+                ("region",),
+                f"unknown {self.cloud} region {self.region!r}; known regions: {', '.join(known)}",
+                self.region,
             )
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
+
+    @check("cloud", "region", "network")
+    def _zones(self) -> Iterator[Problem]:
+        zones = load_catalog().zones(self.cloud, self.region)
+        want = self.network.zones
+        if not zones or want is INVALID:
+            return
+        if want > len(zones):
+            yield Problem(("network", "zones"), f"{self.region} has {len(zones)} zones ({', '.join(zones)})", want)
+        if self.cloud == "aws" and want < EKS_MIN_ZONES:
+            # EKS: "subnets in at least two different Availability Zones" (Amazon EKS User Guide,
+            # "View Amazon EKS networking requirements for VPC and subnets").
+            yield Problem(("network", "zones"), f"EKS needs subnets in at least {EKS_MIN_ZONES} zones", want)
+
+    @check("network")
+    def _gke_ranges(self) -> Iterator[Problem]:
+        # GCP: a subnet's primary and secondary ranges must not overlap each other, and the
+        # private control plane's /28 must not overlap them (VPC docs, "Subnets: IPv4 ranges";
+        # GKE docs, "Creating a private cluster": master-ipv4-cidr must not overlap).
+        if self.cloud != "gcp" or not is_valid(self.network) or self.gke_master_cidr is INVALID:
+            return
+        ranges = [
+            (("network", "cidr"), self.network.cidr),
+            (("network", "podsCidr"), self.network.pods_cidr),
+            (("network", "servicesCidr"), self.network.services_cidr),
+            (("gkeMasterCidr",), self.gke_master_cidr),
+        ]
+        for i, (loc, cidr) in enumerate(ranges):
+            for other_loc, other in ranges[:i]:
+                if overlaps(cidr, other):
+                    yield Problem(loc, f"overlaps {'.'.join(map(str, other_loc))} ({other}) in the same VPC", cidr)
+
+    @check("cloud", "region", "node_pools")
+    def _pools(self) -> Iterator[Problem]:
+        catalog = load_catalog()
+        region_known = self.region in catalog.region_names(self.cloud)
+        zones = catalog.zones(self.cloud, self.region)
+        network_zones = list(zones[: self.network.zones]) if is_valid(self.network) else None
+        names = [p.name for p in self.node_pools if p.name is not INVALID]
+        for name in repeated(names):
+            yield Problem(("nodePools",), f"node pool names must be unique, repeated: {name}")
+        for i, p in enumerate(self.node_pools):
+            if p.machine_type is INVALID:
+                continue
+            machine = catalog.machine(self.cloud, p.machine_type)
+            if machine is None:
+                yield Problem(
+                    ("nodePools", i, "machineType"),
+                    f"unknown machine type {p.machine_type!r}; the catalog has: "
+                    f"{', '.join(catalog.machine_types(self.cloud))}",
+                    p.machine_type,
+                )
+                continue
+            if self.cloud == "aws" and p.gpu_sharing == "mig":
+                yield Problem(
+                    ("nodePools", i, "gpuSharing"),
+                    "gpuSharing 'mig' is supported on GKE only (EKS needs the NVIDIA GPU operator's MIG manager); "
+                    "use 'time-slicing'",
+                    "mig",
+                )
+            if region_known:
+                yield from self._pool_placement(i, p, machine, network_zones)
+        pools = self.node_pools
+        if all(is_valid(p) for p in pools) and not any(
+            p.role == "general" and not pool_taints(p) and p.min_nodes >= 1 for p in pools
+        ):
+            yield Problem(
+                ("nodePools",),
+                "needs a general pool without taints and minNodes >= 1 for system pods "
+                "(CoreDNS, the device plugin's controller, metrics)",
+            )
+
+    def _pool_placement(self, i: int, p: Any, machine: Any, network_zones: list[str] | None) -> Iterator[Problem]:
+        """Is the pool's machine type offered in the region, and in the zones it would use?"""
+        zones = load_catalog().zones(self.cloud, self.region)
+        if not machine.offered_in(self.region):
+            offered = ", ".join(sorted(machine.regions or ()))
+            yield Problem(
+                ("nodePools", i, "machineType"),
+                f"machine type {p.machine_type!r} is not offered in {self.region}; it is offered in: {offered}",
+                p.machine_type,
+            )
+            return
+        offering = machine.zones_in(self.region, zones)
+        if p.zones is not INVALID and p.zones:
+            bad = [z for z in p.zones if z not in zones]
+            if bad:
+                yield Problem(
+                    ("nodePools", i, "zones"), f"{', '.join(bad)} not in {self.region} ({', '.join(zones)})", p.zones
+                )
+            lacking = [z for z in p.zones if z in zones and z not in offering]
+            if lacking:
+                yield Problem(
+                    ("nodePools", i, "zones"),
+                    f"{', '.join(lacking)} do not offer {p.machine_type} ({machine.gpu}); "
+                    f"zones that do: {', '.join(offering)}",
+                    p.zones,
+                )
+        elif network_zones is not None and not machine.zones_in(self.region, network_zones):
+            yield Problem(
+                ("nodePools", i, "machineType"),
+                f"none of the network's zones ({', '.join(network_zones)}) offers {p.machine_type} ({machine.gpu}); "
+                f"zones of {self.region} that do: {', '.join(offering)} (set the pool's zones or more network zones)",
+                p.machine_type,
+            )
 
     @property
     def zones(self) -> list[str]:
@@ -118,11 +197,9 @@ class NvidiaDevicePlugin(pulumi.ComponentResource):
     ) -> None:
         super().__init__(type_token("compute", "NvidiaDevicePlugin"), name, None, opts)
         values = device_plugin_values(pools)
-        self.release = k8s.helm.v3.Release(
+        self.release = helm_release(
             f"{name}-release",
-            chart=NVIDIA_DEVICE_PLUGIN_CHART["chart"],
-            version=NVIDIA_DEVICE_PLUGIN_CHART["version"],
-            repository_opts={"repo": NVIDIA_DEVICE_PLUGIN_CHART["repo"]},
+            NVIDIA_DEVICE_PLUGIN_CHART,
             namespace="kube-system",
             values=values,
             opts=child_opts(self),
@@ -146,6 +223,7 @@ class RegionalPlatform(pulumi.ComponentResource):
         safety: DataSafety,
         tags: dict[str, str],
         gcp_project: str | None = None,
+        environment: str = "dev",
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(type_token("platform", "RegionalPlatform"), name, None, opts)
@@ -159,6 +237,7 @@ class RegionalPlatform(pulumi.ComponentResource):
                 region=spec.region,
                 subnet_ids=network.private_subnet_ids,
                 safety=safety,
+                environment=environment,
                 tags=tags,
                 opts=child_opts(self),
             )
@@ -196,6 +275,7 @@ class RegionalPlatform(pulumi.ComponentResource):
                 network=network.network_id,
                 subnetwork=network.subnetwork_id,
                 master_cidr=spec.gke_master_cidr,
+                environment=environment,
                 tags=tags,
                 opts=child_opts(self),
             )

@@ -33,20 +33,22 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from components.base import Spec, child_opts, type_token
 from components.catalog import MachineType
+from components.helm import helm_release
 from components.identity import WORKLOADS
 from components.k8s_security import EPHEMERAL_PORTS, Allow, from_pods, from_prometheus, secure_namespace
 from components.nodepool import GPU_RESOURCE, POOL_LABEL, NodePoolSpec, pool_taints, tolerations_for
 from components.platform import RegionSpec
+from components.validation import INVALID, Problem, check, repeated
 
 TRAINER = WORKLOADS["trainer"]
 """The trainer's namespace and service account, the same names as its workload identity's: used
@@ -212,49 +214,16 @@ class TrainingSpec(Spec):
     jobs: list[TrainingJobSpec] = Field(min_length=1)
     """The jobs; names are unique within the stack."""
 
-    @field_validator("jobs")
-    @classmethod
-    def _against_stack(cls, jobs: list[TrainingJobSpec], info: ValidationInfo) -> list[TrainingJobSpec]:
-        names = [j.name for j in jobs]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        problems = [f"job names must be unique, repeated: {', '.join(dupes)}"] if dupes else []
-        raw = (info.context or {}).get("stack")
-        regions = _regions(raw) if isinstance(raw, dict) else None
-        if isinstance(raw, dict) and regions is not None:
-            problems += check_against_stack(jobs, regions, _image_workloads(raw))
-            if raw.get("storage") is None:
-                problems += [
-                    f"job {j.name!r}: dataset needs the lakehouse (aicloud:storage)" for j in jobs if j.dataset
-                ]
-        if problems:
-            raise ValueError("; ".join(problems))
-        return jobs
+    @check("jobs")
+    def _unique_names(self) -> Iterator[Problem]:
+        names = [j.name for j in self.jobs if j.name is not INVALID]
+        dupes = repeated(names)
+        if dupes:
+            yield Problem(("jobs",), f"job names must be unique, repeated: {', '.join(dupes)}")
 
 
 def _is_key(key: str) -> bool:
     return re.fullmatch(_KEY, key) is not None
-
-
-def _regions(raw: dict[str, Any]) -> list[RegionSpec] | None:
-    """The stack's regions, or None when any of them is invalid: those report their own errors,
-    and checking jobs against a partial stack would only add misleading ones."""
-    out = []
-    allow = raw.get("allowSpot", raw.get("allow_spot", True))
-    regions = raw.get("regions")
-    if not isinstance(regions, list) or not regions:
-        return None
-    for r in regions:
-        try:
-            out.append(RegionSpec.model_validate(r, context={"allow_spot": allow not in (False, "false")}))
-        except ValidationError:
-            return None
-    return out
-
-
-def _image_workloads(raw: dict[str, Any]) -> set[str]:
-    images = raw.get("images")
-    workloads = images.get("workloads") if isinstance(images, dict) else None
-    return set(workloads) if isinstance(workloads, dict) else set()
 
 
 def job_region(job: TrainingJobSpec, regions: list[RegionSpec]) -> RegionSpec | None:
@@ -264,9 +233,13 @@ def job_region(job: TrainingJobSpec, regions: list[RegionSpec]) -> RegionSpec | 
     return next((r for r in regions if r.name == job.region), None)
 
 
-def check_against_stack(jobs: list[TrainingJobSpec], regions: list[RegionSpec], image_workloads: set[str]) -> list[str]:
-    """Problems of `jobs` against the stack: region, pool, node counts, image, pool capacity."""
+def check_against_stack(
+    jobs: list[TrainingJobSpec], regions: list[RegionSpec], image_workloads: set[str] | None
+) -> list[str]:
+    """Problems of `jobs` against the stack: region, pool, node counts, image, pool capacity.
+    `image_workloads` is None when `aicloud:images` is itself invalid (images are not checked)."""
     problems: list[str] = []
+    too_big: set[str] = set()
     active: dict[tuple[str, str], list[tuple[str, int]]] = {}
     for j in jobs:
         where = f"job {j.name!r}"
@@ -291,10 +264,11 @@ def check_against_stack(jobs: list[TrainingJobSpec], regions: list[RegionSpec], 
                 f"{where}: pool {pool.name!r} ({pool.machine_type}) has no GPUs; use a GPU pool or set allowCpu: true"
             )
         if j.peak_nodes > pool.max_nodes:
+            too_big.add(j.name)
             problems.append(
                 f"{where}: needs up to {j.peak_nodes} nodes but pool {pool.name!r} has maxNodes {pool.max_nodes}"
             )
-        if j.image is None and "trainer" not in image_workloads:
+        if j.image is None and image_workloads is not None and "trainer" not in image_workloads:
             problems.append(
                 f"{where}: no image; pin one (`image: repo@sha256:...`) or add aicloud:images.workloads.trainer"
             )
@@ -304,7 +278,8 @@ def check_against_stack(jobs: list[TrainingJobSpec], regions: list[RegionSpec], 
     for (region_key, pool_name), loads in active.items():
         pool = next(p for r in regions if r.name == region_key for p in r.node_pools if p.name == pool_name)
         total = sum(n for _, n in loads)
-        if total > pool.max_nodes:
+        # A job that alone exceeds the pool has its own error above.
+        if total > pool.max_nodes and not any(name in too_big for name, _ in loads):
             detail = ", ".join(f"{name} {n}" for name, n in loads)
             problems.append(
                 f"pool {region_key}/{pool_name}: active jobs need up to {total} nodes at once ({detail}) "
@@ -774,11 +749,9 @@ class TrainingOperator(pulumi.ComponentResource):
     def __init__(self, name: str, *, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(type_token("training", "TrainingOperator"), name, None, opts)
         ns = secure_namespace(f"{name}-ns", TRAINING_OPERATOR_NAMESPACE, parent=self, allows=TRAINING_OPERATOR_ALLOWS)
-        self.release = k8s.helm.v3.Release(
+        self.release = helm_release(
             f"{name}-release",
-            chart=TRAINING_OPERATOR_CHART["chart"],
-            version=TRAINING_OPERATOR_CHART["version"],
-            repository_opts={"repo": TRAINING_OPERATOR_CHART["repo"]},
+            TRAINING_OPERATOR_CHART,
             namespace=TRAINING_OPERATOR_NAMESPACE,
             opts=child_opts(self, depends_on=[ns]),
         )

@@ -37,6 +37,7 @@ RULE_NAMES: tuple[str, ...] = (
     "aicloud-metrics-not-public",
     "ci-role-trust-pinned-to-environment",
     "aicloud-data-protected-in-prod",
+    "aicloud-cluster-deletion-protected-in-prod",
     "aws-s3-bucket-versioning-enabled",
     "gcp-storage-bucket-versioning-enabled",
     "aicloud-data-disallow-force-destroy",
@@ -54,5 +55,15 @@ RULE_NAMES: tuple[str, ...] = (
     "aicloud-inference-min-replicas",
     "aicloud-inference-disruption-budget",
     "aicloud-inference-probes",
+    "readiness-crd-schema",
+    "readiness-crd-controller",
+    "readiness-helm-chart",
+    "readiness-helm-values",
+    "readiness-pod-admission",
+    "readiness-storage",
+    "readiness-metrics",
+    "readiness-schedulable",
+    "readiness-capacity",
+    "readiness-identity",
 )
 """Every rule of the aicloud pack."""

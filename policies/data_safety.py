@@ -61,6 +61,25 @@ def protected_in_prod(view: StackView, config: dict[str, Any], report: ReportVio
             )
 
 
+CLUSTERS = {"aws:eks/cluster:Cluster": "EKS cluster", "gcp:container/cluster:Cluster": "GKE cluster"}
+"""Cluster types with a `deletionProtection` flag (deleting one deletes every workload and secret in it)."""
+
+
+def clusters_deletion_protected_in_prod(view: StackView, config: dict[str, Any], report: ReportViolation) -> None:
+    clusters = view.of_type(*CLUSTERS)
+    if not clusters or environment(config, clusters[0].urn) != "prod":
+        return
+    for res in clusters:
+        value = truthy(res.props.get("deletionProtection"))
+        if value is not True and value is not UNKNOWN:
+            report(
+                f"{CLUSTERS[res.type]} '{res.name}' has deletionProtection off in this prod stack, so one "
+                "delete takes down every workload on it. Leave cluster.deletionProtection unset (on in prod) "
+                "or set it to true.",
+                res.urn,
+            )
+
+
 def s3_versioning(view: StackView, config: dict[str, Any], report: ReportViolation) -> None:
     buckets = view.of_type(*S3_BUCKETS)
     status: dict[str, Any] = {}
@@ -131,6 +150,14 @@ RULES = [
         "protected from deletion and replacement.",
         "data-safety",
         protected_in_prod,
+        stack=True,
+        config=ENVIRONMENT_CONFIG,
+    ),
+    Rule(
+        "aicloud-cluster-deletion-protected-in-prod",
+        "In prod, EKS and GKE clusters have deletion protection on.",
+        "data-safety",
+        clusters_deletion_protected_in_prod,
         stack=True,
         config=ENVIRONMENT_CONFIG,
     ),

@@ -4,7 +4,7 @@ offline plan (`stacks/plan/policy.py`) both take their rules from here."""
 from __future__ import annotations
 
 from contracts.guardrails import RULE_NAMES
-from policies import availability, data_safety, gpu, placement, security, zero_trust
+from policies import availability, data_safety, gpu, placement, readiness, security, zero_trust
 from policies.common import Rule
 
 PACK_NAME = "aicloud-guardrails"
@@ -16,6 +16,7 @@ RULES: list[Rule] = [
     *gpu.RULES,
     *placement.RULES,
     *availability.RULES,
+    *readiness.RULES,
 ]
 
 BY_NAME: dict[str, Rule] = {rule.name: rule for rule in RULES}

@@ -5,6 +5,11 @@
     aicloud diff OLD.json NEW.json [--json PATH] [--markdown PATH]
     aicloud local [options]   (the local end-to-end run: train, quantize, serve, query)
 
+Stack files are found the way the Pulumi CLI finds them: the nearest `Pulumi.yaml` in the working
+directory or a parent names the project, and its `stackConfigDir` (default: the project's own
+directory) holds `Pulumi.<stack>.yaml`. `--stacks-dir DIR` reads them from DIR instead. So
+`pip install aicloud` in another repository plans that repository's stacks.
+
 Exit codes: 0 ok; 1 mandatory policy violations (unless --no-fail); 2 bad config or usage.
 """
 
@@ -16,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from stacks.config import STACKS_DIR, ConfigError
+from stacks.config import ConfigError, stacks_dir
 
 
 def _write(path: str, text: str) -> None:
@@ -51,7 +56,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
-    plan = run_plan(args.stack, Path(args.stacks_dir), enforcement=enforcement)
+    plan = run_plan(args.stack, stacks_dir(args.stacks_dir), enforcement=enforcement)
     diff = None
     if old is not None:
         from stacks.plan.diff import diff_plans
@@ -101,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aicloud", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     plan = sub.add_parser("plan", help="plan a stack offline (Pulumi mock runtime, no cloud)")
-    plan.add_argument("stack", help="stack name: stacks/Pulumi.<stack>.yaml")
+    plan.add_argument("stack", help="stack name: Pulumi.<stack>.yaml in the project's stack config directory")
     plan.add_argument("--json", metavar="PATH", help="write the machine-readable plan ('-' for stdout)")
     plan.add_argument("--markdown", metavar="PATH", help="write the review page for a PR comment")
     plan.add_argument("--summary", action="store_true", help="sections and totals only, no resource list")
@@ -116,7 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="override a rule's policy level (advisory, mandatory, disabled); no RULE: every rule",
     )
-    plan.add_argument("--stacks-dir", default=str(STACKS_DIR), help=argparse.SUPPRESS)
+    plan.add_argument(
+        "--stacks-dir",
+        metavar="DIR",
+        help="where Pulumi.<stack>.yaml files are (default: stackConfigDir of the Pulumi.yaml found from the "
+        "working directory upwards, as the Pulumi CLI does)",
+    )
     plan.set_defaults(func=cmd_plan)
     diff = sub.add_parser("diff", help="compare two plans: added, removed, changed, replaced, renamed")
     diff.add_argument("old", help="the earlier plan (aicloud plan --json)")

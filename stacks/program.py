@@ -51,6 +51,7 @@ def deploy_compute(d: Deployment) -> None:
             safety=d.config.safety,
             tags=d.tags,
             gcp_project=d.config.gcp_project,
+            environment=d.config.environment,
             opts=pulumi.ResourceOptions(providers=[provider]),
         )
         d.regions[spec.name] = platform

@@ -31,7 +31,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "stacks.policy_settings": ("contracts", "components"),
     "stacks.deployment": ("contracts", "components", "stacks.config"),
     # The plan as data: the steps read it, so it may not reach the program or the renderers.
-    "stacks.plan.model": ("contracts", "components", "stacks.config", "stacks.plan.mocks"),
+    "stacks.plan.model": ("contracts", "components", "stacks.config", "stacks.plan.mocks", "stacks.plan.cost"),
+    "stacks.plan.cost": ("contracts", "components"),
     "stacks.plan.mocks": (),
     "stacks.plan.diff": (),
     "stacks.steps": (

@@ -159,7 +159,8 @@ def save_artifact(
     """Export ``model`` as an artifact at ``uri`` and return ``uri``.
 
     ``arch`` (or ``factory``, which wins) and ``kwargs`` must rebuild the model (see
-    :func:`rebuild_model`); the input width ``F`` is ``kwargs["in_features"]`` and the output width ``kwargs["num_classes"]``.
+    :func:`rebuild_model`); the input width ``F`` is ``kwargs["in_features"]`` and the output
+    width ``kwargs["num_classes"]``.
     The manifest is written last, after every file it lists.
     """
     x = torch.as_tensor(heldout_x).detach().to("cpu", torch.float32).contiguous()

@@ -37,6 +37,7 @@ FACTORY_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A
 class FactoryError(ValueError):
     """A model factory cannot be imported, called, or did not return an ``nn.Module``."""
 
+
 Arch = Literal["mlp", "transformer"]
 ARCHS: tuple[str, ...] = get_args(Arch)
 

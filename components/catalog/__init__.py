@@ -1,9 +1,12 @@
 """The machine and region catalog: data files read once, exposed as small typed records.
 
 `gpus.yaml` lists every machine type a node pool may use (GPU model, GPUs per node, GPU memory,
-vCPU, memory, on-demand price per hour in a reference region, and the regions that offer it);
-`regions.yaml` lists the regions aicloud knows and their zones. Config validation, the node pool
-components, the offline plan's cost figures and the cost guardrail all read this one source.
+vCPU, memory, on-demand price per hour in a reference region, the regions that offer it and, for
+GCP GPU types, the zones), regional price factors and each GPU's MIG profiles; `regions.yaml`
+lists the regions aicloud knows and their zones; `prices.yaml` the hourly and monthly prices of
+what is not a node (control planes, NAT, load balancers, storage). Config validation, the node
+pool components, the offline plan's cost figures and the cost guardrail all read this one source.
+`refresh.py` documents how the files are rebuilt from the clouds' own listings, and when.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
@@ -34,6 +37,8 @@ class Accelerator:
     """GKE `guest_accelerator.type` (None where GKE does not offer it)."""
     mig: bool
     """Whether the GPU supports Multi-Instance GPU partitioning."""
+    mig_profiles: tuple[str, ...] = ()
+    """The MIG partition sizes the GPU offers (`1g.10gb`...), smallest first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,8 @@ class MachineType:
     gpu: str | None = None
     """Cloud-neutral accelerator name (see `Accelerator`)."""
     gpu_memory_gib: float = 0
+    zones: dict[str, tuple[str, ...]] | None = None
+    """Zones of each region that offer the type (GCP GPU types); None: not recorded per zone."""
 
     @property
     def is_gpu(self) -> bool:
@@ -61,6 +68,14 @@ class MachineType:
 
     def offered_in(self, region: str) -> bool:
         return self.regions is None or region in self.regions
+
+    def zones_in(self, region: str, candidates: tuple[str, ...] | list[str]) -> list[str]:
+        """The zones among `candidates` (of `region`) that offer the type: all of them when the
+        catalog does not record zones for it."""
+        if self.zones is None:
+            return list(candidates)
+        offered = self.zones.get(region, ())
+        return [z for z in candidates if z in offered]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +86,10 @@ class Catalog:
     accelerators: dict[str, Accelerator]
     regions: dict[str, dict[str, tuple[str, ...]]]
     references: dict[str, dict[str, str]]
+    price_factors: dict[str, dict[str, float]]
+    """Ratio of a region's on-demand list price to the cloud's reference region, where recorded."""
+    prices: dict[str, Any]
+    """Prices of what is not a node (`prices.yaml`)."""
 
     def machine(self, cloud: str, type_: str) -> MachineType | None:
         return self.machines.get((cloud, type_))
@@ -83,6 +102,10 @@ class Catalog:
 
     def region_names(self, cloud: str) -> list[str]:
         return sorted(self.regions.get(cloud, {}))
+
+    def price_factor(self, cloud: str, region: str) -> float | None:
+        """The region's price factor against the reference region; None when not recorded."""
+        return self.price_factors.get(cloud, {}).get(region)
 
 
 @functools.cache
@@ -97,6 +120,7 @@ def load_catalog() -> Catalog:
             aws_label=a.get("aws_label"),
             gke_type=a.get("gke_type"),
             mig=bool(a.get("mig", False)),
+            mig_profiles=tuple(a.get("mig_profiles", ())),
         )
         for name, a in gpus["accelerators"].items()
     }
@@ -114,10 +138,17 @@ def load_catalog() -> Catalog:
             regions=None if offered == "all" else frozenset(offered),
             gpu=m.get("gpu"),
             gpu_memory_gib=float(m.get("gpu_memory_gib", 0)),
+            zones=(
+                {r: tuple(z) for r, z in m["zones"].items() if offered == "all" or r in offered}
+                if "zones" in m
+                else None
+            ),
         )
     return Catalog(
         machines=machines,
         accelerators=accelerators,
         regions={c: {r: tuple(z) for r, z in regions[c].items()} for c in CLOUDS},
         references=gpus["references"],
+        price_factors={c: {r: float(f) for r, f in gpus.get("price_factors", {}).get(c, {}).items()} for c in CLOUDS},
+        prices=yaml.safe_load((_HERE / "prices.yaml").read_text()),
     )

@@ -14,6 +14,7 @@ from components.base import child_opts, type_token
 from components.endpoint.manifests import neg_annotation
 from components.endpoint.release import EndpointPlan
 from components.endpoint.render import render_endpoint
+from components.helm import helm_release
 from components.k8s_security import Allow, from_cidrs, from_pods, secure_namespace
 from components.upstream import chart_pin
 from contracts.serving import (
@@ -140,12 +141,10 @@ class InferenceEndpoint(pulumi.ComponentResource):
                 f"{name}-keda-ns", KEDA_NAMESPACE, parent=self, labels={"app.kubernetes.io/part-of": "aicloud"},
                 allows=KEDA_ALLOWS,
             )  # fmt: skip
-            self.keda = k8s.helm.v3.Release(
+            self.keda = helm_release(
                 f"{name}-keda",
-                name="keda",
-                chart=KEDA_CHART["chart"],
-                version=KEDA_CHART["version"],
-                repository_opts={"repo": KEDA_CHART["repo"]},
+                KEDA_CHART,
+                release_name="keda",
                 namespace=KEDA_NAMESPACE,
                 opts=child_opts(self, depends_on=[keda_ns]),
             )

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from components.base import Spec
 from components.image import PINNED_REF
+from components.validation import namespace_name
 
 DEFAULT_NAMESPACE = "aicloud-serving"
 APP = "model-server"
@@ -317,7 +318,9 @@ class ServingSpec(Spec):
     """Artifact URI: `lake://models/<path>` (the lakehouse's models zone, resolved per region to the
     bucket the server identity reads), or `s3://` for AWS regions and `gs://` for GCP ones (one per
     cloud)."""
-    namespace: str = Field(default=DEFAULT_NAMESPACE, pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+    namespace: str = DEFAULT_NAMESPACE
+    """Namespace aicloud creates for the endpoint (and the server identity): a DNS label, not a
+    system namespace or another aicloud workload's (`components.validation.namespace_name`)."""
     backend: Literal["deployment", "kserve"] = "deployment"
     """`deployment`: Deployments, Services, autoscalers aicloud renders. `kserve`: a KServe
     InferenceService (Serverless mode; KServe and Knative must be installed)."""
@@ -345,6 +348,11 @@ class ServingSpec(Spec):
     @classmethod
     def _image(cls, value: str | None) -> str | None:
         return None if value is None else _pinned(value)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        return namespace_name(value, default=DEFAULT_NAMESPACE)
 
     def region(self, key: str) -> RegionServing:
         return self.regions.get(key) or RegionServing()

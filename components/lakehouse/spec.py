@@ -13,18 +13,20 @@ Tiers are named neutrally and mapped per cloud in `TIER_CLASSES`:
 
 Objects start hot; a zone's `tiers` say at which age (days since creation) they move colder.
 Checks that need the rest of the stack (replication targets must be regions of the stack, the
-scratch size must suit the clouds the stack uses) read the stack's regions from the validation
-context, which `StorageField` fills in from the already validated `regions`.
+scratch size and lifecycle minimums must suit the clouds the stack uses) are `storage_problems`,
+which `StackConfig` runs against its valid regions.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from components.base import Spec
+from components.validation import INVALID, Problem
 
 ZONES: tuple[str, ...] = ("raw", "curated", "features", "checkpoints", "models")
 """The lakehouse zones, in data-flow order. Each zone is its own bucket (see `components.lakehouse`)."""
@@ -39,6 +41,8 @@ MIN_WARM_DAYS = 30
 """S3 refuses transitions to STANDARD_IA before 30 days; GCS Nearline bills 30 days minimum."""
 MIN_DAYS_AFTER_WARM = 30
 """Objects must sit 30 days in STANDARD_IA before S3 moves them colder (Nearline: 30-day minimum)."""
+MIN_DAYS_IN_GLACIER = 90
+"""S3 moves objects from GLACIER to DEEP_ARCHIVE no sooner than 90 days (S3 lifecycle constraints)."""
 
 TIER_CLASSES: dict[str, dict[str, str]] = {
     "aws": {"hot": "STANDARD", "cold": "GLACIER", "archive": "DEEP_ARCHIVE"},
@@ -53,7 +57,10 @@ FILESTORE_LIMITS: dict[str, tuple[int, int]] = {
     "BASIC_SSD": (2560, 65433),
     "ZONAL": (1024, 102400),
 }
-"""Capacity range in GiB of each Filestore tier aicloud supports."""
+"""Capacity range in GiB of each Filestore tier aicloud supports (Filestore docs, "Service tiers")."""
+FILESTORE_ZONAL_STEPS: tuple[tuple[int, int, int], ...] = ((1024, 9984, 256), (10240, 102400, 2560))
+"""Zonal tier sizes: 1-9.75 TiB in 256 GiB steps, 10-100 TiB in 2.5 TiB steps (Filestore docs,
+"Service tiers"); the basic tiers grow in 1 GiB steps."""
 
 COLUMN_TYPES: tuple[str, ...] = (
     "boolean",
@@ -98,13 +105,18 @@ def filestore_size_problem(size_gib: int, tier: str) -> str | None:
     low, high = FILESTORE_LIMITS[tier]
     if not low <= size_gib <= high:
         return f"{size_gib} GiB is outside the Filestore {tier} range of {low} to {high} GiB"
+    if tier == "ZONAL":
+        for start, end, step in FILESTORE_ZONAL_STEPS:
+            if start <= size_gib <= end:
+                if (size_gib - start) % step:
+                    below = start + (size_gib - start) // step * step
+                    return (
+                        f"{size_gib} GiB is not a Filestore ZONAL size: {start}-{end} GiB grows in {step} GiB "
+                        f"steps (nearest: {below} or {below + step})"
+                    )
+                return None
+        return f"{size_gib} GiB is not a Filestore ZONAL size: 9984 GiB is followed by 10240 GiB"
     return None
-
-
-def _stack_regions(info: ValidationInfo) -> dict[str, dict[str, Any]] | None:
-    """The stack's regions (name -> cloud, primary, serving) when validating a whole stack."""
-    ctx = info.context if isinstance(info.context, dict) else {}
-    return ctx.get("storage_regions")
 
 
 class ZoneLifecycle(Spec):
@@ -273,21 +285,6 @@ class ScratchSpec(Spec):
     """FSx: zones mounted under `/<zone>` in both directions: synced from S3 and exported back as
     files change (checkpoints written on the scratch file system land in the bucket)."""
 
-    @field_validator("size_gib")
-    @classmethod
-    def _size(cls, value: int, info: ValidationInfo) -> int:
-        regions = _stack_regions(info)
-        clouds = {r["cloud"] for r in regions.values()} if regions else {"aws", "gcp"}
-        problems = []
-        if "aws" in clouds and (p := fsx_size_problem(value)):
-            problems.append(p)
-        tier = info.data.get("filestore_tier")
-        if "gcp" in clouds and tier and (p := filestore_size_problem(value, tier)):
-            problems.append(p)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return value
-
     @model_validator(mode="after")
     def _links(self) -> ScratchSpec:
         both = sorted(set(self.import_zones) & set(self.export_zones))
@@ -326,22 +323,8 @@ def _replicable_zones(value: Any) -> Any:
     return value
 
 
-def _replica_target(value: str, info: ValidationInfo) -> str:
-    regions = _stack_regions(info)
-    if regions is None:
-        return value
-    if value not in regions:
-        raise ValueError(f"not a region of this stack; regions: {', '.join(regions)}")
-    if regions[value]["primary"]:
-        raise ValueError(
-            f"the primary {regions[value]['cloud']} region holds the lakehouse itself; "
-            "replicate to a non-primary region"
-        )
-    return value
-
-
-ReplicaTarget = Annotated[str, AfterValidator(_replica_target)]
-"""A replication target: a non-primary region key of the stack."""
+ReplicaTarget = str
+"""A replication target: a non-primary region key of the stack (checked by `storage_problems`)."""
 
 
 class StorageSpec(Spec):
@@ -384,20 +367,6 @@ class StorageSpec(Spec):
                 raise ValueError(f"{zone}: targets repeated: {', '.join(dupes)}")
         return value
 
-    @field_validator("renamed_from")
-    @classmethod
-    def _renamed(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
-        regions = _stack_regions(info)
-        if regions is None:
-            return value
-        primaries = [k for k, r in regions.items() if r["primary"]]
-        bad = [k for k in value if k not in primaries]
-        if bad:
-            raise ValueError(
-                f"{', '.join(repr(k) for k in bad)}: not a primary region (lakehouses live in: {', '.join(primaries)})"
-            )
-        return value
-
     def lifecycle(self, zone: str) -> ZoneLifecycle:
         """The effective lifecycle of `zone` (override or default)."""
         return self.zones.get(zone, DEFAULT_LIFECYCLE[zone])
@@ -409,15 +378,60 @@ class StorageSpec(Spec):
         return dict(TIER_CLASSES[cloud])
 
 
-def _stack_context(value: Any, info: ValidationInfo) -> Any:
-    """Hand the stack's validated regions to the storage validators through the context."""
-    regions = info.data.get("regions")
-    if isinstance(info.context, dict) and regions:
-        info.context["storage_regions"] = {
-            r.name: {"cloud": r.cloud, "primary": r.primary, "serving": r.serving} for r in regions
-        }
-    return value
+def storage_problems(spec: StorageSpec, regions: list[Any]) -> Iterator[Problem]:
+    """Checks of the lakehouse against the stack's valid regions (`StackConfig` reports them under
+    `storage`): replication targets, renamed lakehouses, scratch sizes and lifecycle minimums per
+    cloud the stack uses (only those clouds: an AWS-only stack has no Filestore to size). `spec`
+    may be partly valid (`components.validation.Partial`): invalid parts are skipped."""
+    by_name = {r.name: r for r in regions}
+    clouds = {r.cloud for r in regions}
+    for zone, targets in (spec.replication or {}).items():
+        for i, target in enumerate(targets):
+            region = by_name.get(target)
+            if region is None:
+                yield Problem(
+                    ("replication", zone, i), f"not a region of this stack; regions: {', '.join(by_name)}", target
+                )
+            elif region.primary:
+                yield Problem(
+                    ("replication", zone, i),
+                    f"the primary {region.cloud} region holds the lakehouse itself; replicate to a non-primary region",
+                    target,
+                )
+    primaries = [r.name for r in regions if r.primary]
+    bad = [k for k in spec.renamed_from or {} if k not in primaries]
+    if bad:
+        yield Problem(
+            ("renamedFrom",),
+            f"{', '.join(repr(k) for k in bad)}: not a primary region (lakehouses live in: {', '.join(primaries)})",
+        )
+    scratch = spec.scratch
+    if scratch and scratch.size_gib and scratch.filestore_tier:
+        size = scratch.size_gib
+        problems = []
+        if "aws" in clouds and (p := fsx_size_problem(size)):
+            problems.append(p)
+        if "gcp" in clouds and (p := filestore_size_problem(size, scratch.filestore_tier)):
+            problems.append(p)
+        if problems:
+            yield Problem(("scratch", "sizeGib"), "; ".join(problems), size)
+    zones = spec.zones
+    if "aws" in clouds and zones is not INVALID:
+        for zone in ZONES:
+            lifecycle = zones.get(zone, DEFAULT_LIFECYCLE[zone])
+            tiers = lifecycle.tiers or {}
+            cold, archive = tiers.get("cold"), tiers.get("archive")
+            # S3: objects must stay at least 90 days in S3 Glacier Flexible Retrieval before a
+            # lifecycle rule moves them to Glacier Deep Archive (Amazon S3 User Guide, "Transitioning
+            # objects using Amazon S3 Lifecycle", constraints).
+            if cold is not None and archive is not None and archive < cold + MIN_DAYS_IN_GLACIER:
+                yield Problem(
+                    ("zones", zone, "tiers", "archive"),
+                    f"archive at {archive} days is too soon after cold at {cold} days on AWS: S3 keeps objects "
+                    f"{MIN_DAYS_IN_GLACIER} days in GLACIER before DEEP_ARCHIVE (use >= {cold + MIN_DAYS_IN_GLACIER})",
+                    archive,
+                )
 
 
-StorageField = Annotated[StorageSpec | None, BeforeValidator(_stack_context)]
-"""The type of `StackConfig.storage`: the spec, checked against the stack's regions."""
+StorageField = StorageSpec | None
+"""The type of `StackConfig.storage` (checked against the stack's regions by `StackConfig`)."""

@@ -80,6 +80,29 @@ class Repo:
     def ls(self, ref: str, path: str) -> list[str]:
         return self._git("ls-tree", "--name-only", f"{ref}:{path}").decode().split()
 
+    def values_refs(self, ref: str, path: str) -> list[str]:
+        """Every `.Values.a.b` path the chart's templates read (keys a chart uses without a
+        default in values.yaml, e.g. commented-out examples)."""
+        done = subprocess.run(
+            [
+                "git",
+                "--git-dir",
+                str(self.git_dir),
+                "grep",
+                "-h",
+                "-o",
+                "-E",
+                r"\.Values(\.[A-Za-z0-9_]+)+",
+                ref,
+                "--",
+                path,
+            ],
+            capture_output=True,
+        )
+        if done.returncode not in (0, 1):
+            raise SystemExit(f"{self.name}: git grep failed at {ref}:{path}: {done.stderr.decode()}")
+        return sorted({line.split(".Values.", 1)[1] for line in done.stdout.decode().split()})
+
     def tags(self) -> list[str]:
         return self._git("tag").decode().split()
 
@@ -269,6 +292,18 @@ def build(mirror: Path | None, cache: Path) -> Writer:
                     "sha256": _sha(data),
                 }
             )
+        refs = r.values_refs(pin["ref"], f"{pin['path']}/templates")
+        out.put_json(f"charts/{name}/values_refs.json", {"chart": name, "paths": refs})
+        sources.append(
+            {
+                "file": "values_refs.json",
+                "repository": r.name,
+                "ref": pin["ref"],
+                "commit": commit,
+                "path": f"{pin['path']}/templates",
+                "derived": "every `.Values.<path>` the templates read",
+            }
+        )
         published, src = _published(name, pin, r)
         if str(pin["version"]) not in published["versions"]:
             raise SystemExit(f"{name} {pin['version']} is not published ({published['kind']}: {src})")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.helm import RELEASE_TYPE, release_record
 from stacks.config import StackConfig
 from stacks.plan.mocks import UNKNOWN, Registration
 
@@ -48,6 +49,9 @@ class Plan:
     findings: list[dict[str, Any]] = field(default_factory=list)
     """Policy verdicts, filled by the policy pack when it runs over the plan."""
     policy_levels: dict[str, str] = field(default_factory=dict)
+    stack_view: Any = None
+    """The policy pack's view of the resources (`policies.common.StackView`), once evaluated: the
+    readiness report is computed on it once and read by the Readiness sections."""
     """Enforcement level of every rule of the pack for this stack (`disabled` ones included)."""
 
     def __post_init__(self) -> None:
@@ -93,6 +97,21 @@ class Plan:
         """The registered outputs of every component of `type_`."""
         return [(r, r.outputs) for r in self.resources if r.type == type_]
 
+    def helm_releases(self) -> list[dict[str, Any]]:
+        """Every Helm release of the stack (`components.helm`): the cluster (region key) and
+        component it belongs to, chart, version, repository, namespace, values, and whether
+        `components/upstream/pins.yaml` pins exactly that chart."""
+        return [
+            {
+                "urn": r.urn,
+                "cluster": self.region_of(r),
+                "component": self.component_of(r),
+                **release_record(r.inputs).to_json(),
+            }
+            for r in self.resources
+            if r.type == RELEASE_TYPE
+        ]
+
     # ------------------------------------------------------------------ summary
 
     @property
@@ -106,6 +125,8 @@ class Plan:
         ]
 
     def summary(self) -> dict[str, Any]:
+        from stacks.plan.cost import estimate
+
         pools = self.pools
         gpus: dict[str, dict[str, int]] = defaultdict(lambda: {"min": 0, "max": 0})
         for p in pools:
@@ -119,11 +140,7 @@ class Plan:
             "byCloud": dict(Counter(r.type.split(":")[0] for r in custom if not r.type.startswith("pulumi:"))),
             "regions": [r.name for r in self.config.regions],
             "gpus": dict(sorted(gpus.items())),
-            "costPerHour": {
-                "min": round(sum(p["costPerHourMin"] for p in pools), 2),
-                "max": round(sum(p["costPerHourMax"] for p in pools), 2),
-                "basis": "on-demand list price in each cloud's reference region (catalog)",
-            },
+            "costPerHour": estimate(self),
             "protected": sum(1 for r in self.resources if r.protect),
             "retainOnDelete": sum(1 for r in self.resources if r.retain_on_delete),
             "policy": {

@@ -87,6 +87,11 @@ def evaluate(plan: Plan, enforcement: Mapping[str, str] | None = None) -> list[d
     config = pack_config(plan.config.environment, plan.config.policy, enforcement)
     resources = policy_resources(plan)
     stack_resources = [res for _, res in resources]
+    # Stack rules share one view of this list (`StackView.of`); the plan's Readiness section reads
+    # the report the readiness rules computed on it.
+    from policies.common import StackView
+
+    plan.stack_view = StackView.of(stack_resources)
     inputs: dict[str, Any] = {}  # URN -> its inputs as the CLI wraps them, built on first use
     findings: list[dict[str, Any]] = []
     for rule in RULES:

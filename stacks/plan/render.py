@@ -84,16 +84,24 @@ def _grouped(plan: Plan) -> dict[str, dict[str, list[Registration]]]:
 
 
 def _summary_lines(plan: Plan) -> list[str]:
+    from stacks.plan.readiness import figures
+
     s = plan.summary()
+    r = figures(plan)
     gpus = ", ".join(f"{g['min']}-{g['max']} x {name}" for name, g in s["gpus"].items()) or "none"
     by_cloud = ", ".join(f"{k} {v}" for k, v in sorted(s["byCloud"].items()))
+    c = s["costPerHour"]
     return [
         f"resources: {s['resources']} in {len(s['regions'])} region(s) ({by_cloud})",
         f"GPUs (min-max): {gpus}",
-        f"cost per hour: ${s['costPerHour']['min']:,.2f} at min scale, ${s['costPerHour']['max']:,.2f} at max scale "
-        f"({s['costPerHour']['basis']})",
+        f"cost per hour: ${c['minLow']:,.2f}-${c['min']:,.2f} at min scale, ${c['maxLow']:,.2f}-${c['max']:,.2f} at "
+        "max scale (nodes, volumes, control planes, NAT, load balancers, scratch and Prometheus storage; "
+        "usage-based charges excluded; see Cost per hour)",
         f"data safety: {s['protected']} protected, {s['retainOnDelete']} retained on delete",
         f"policy: {s['policy']['mandatory']} mandatory, {s['policy']['advisory']} advisory violation(s)",
+        f"readiness: {r['findings']} finding(s) ({r['mandatory']} mandatory); {r['customResourcesValidated']} custom "
+        f"resources validated against upstream CRDs; {r['helmKeysChecked']} Helm keys checked "
+        f"({r['helmKeysUnknown']} unknown); {r['workloadsSchedulable']}/{r['workloads']} pod templates fit a pool",
     ]
 
 
@@ -140,8 +148,8 @@ GITHUB_COMMENT_LIMIT = 65_536
 """GitHub refuses comments longer than this many characters."""
 
 
-def _policy_lines(plan: Plan, max_violations: int | None = None, *, passing: bool = True) -> list[str]:
-    """Every rule with its level and result (`passing=False`: only rules with violations), then
+def _policy_lines(plan: Plan, max_violations: int | None = None, *, all_rules: bool = True) -> list[str]:
+    """Every rule with its level and result (only those with violations unless `all_rules`), then
     every violation (the first `max_violations`)."""
     lines = ["### Policy verdicts", ""]
     counts: dict[str, int] = defaultdict(int)
@@ -152,11 +160,13 @@ def _policy_lines(plan: Plan, max_violations: int | None = None, *, passing: boo
         level = plan.policy_levels.get(rule.name, rule.level.value)
         n = counts.get(rule.name, 0)
         result = "off" if level == "disabled" else f"❌ {n}" if n and level != "advisory" else f"⚠️ {n}" if n else "✅"
-        if passing or n:
+        if all_rules or n:
             rows.append([result, f"`{rule.name}`", rule.area, level])
     summary = f"{len(RULES)} rules: {len(RULES) - len(counts)} pass, {len(counts)} with violations"
     lines += [f"<details><summary>{summary}</summary>", ""]
     lines += _md_table(["result", "rule", "area", "level"], rows)
+    if not all_rules:
+        lines.append(f"\n_{len(RULES) - len(rows)} other rule(s) pass or are off: see the JSON plan._")
     lines += ["", "</details>", ""]
     findings = plan.findings if max_violations is None else plan.findings[:max_violations]
     if findings:
@@ -208,12 +218,16 @@ def render_markdown(plan: Plan, *, diff_markdown: str | None = None, limit: int 
     lines.append("")
     if diff_markdown:
         lines += [diff_markdown, ""]
-    for section in build_sections(plan).values():
-        lines += [f"### {section['title']}", ""]
-        lines += _md_table(section["columns"], section["rows"])
-        lines += [f"\n_{n}_" for n in section.get("notes", [])]
-        lines.append("")
-    head = "\n".join(lines) + "\n"
+    sections = build_sections(plan).values()
+    full, compact = list(lines), list(lines)
+    for section in sections:
+        body = [f"### {section['title']}", ""]
+        body += _md_table(section["columns"], section["rows"])
+        full += [*body, *(f"\n_{n}_" for n in section.get("notes", [])), ""]
+        # Short of room, a section may give way to its compact form (the cost table to the
+        # summary's cost line; the JSON plan keeps every line).
+        compact += [*section["compact"], ""] if "compact" in section else [*body, ""]
+    head = "\n".join(full) + "\n"
     for policy, resources in (
         (_policy_lines(plan), _resource_lines(plan, full=True)),
         (_policy_lines(plan), _resource_lines(plan, full=False)),
@@ -221,15 +235,12 @@ def render_markdown(plan: Plan, *, diff_markdown: str | None = None, limit: int 
         page = head + "\n".join(policy + resources)
         if len(page) <= limit:
             return page
+    head = "\n".join(compact) + "\n"
     tail = "\n".join(_resource_lines(plan, full=False))
-    for passing in (True, False):  # then list only the rules with violations
-        keep = len(plan.findings)
-        while keep > 0 and len(head + "\n".join(_policy_lines(plan, keep, passing=passing)) + tail) > limit:
-            keep = keep * 3 // 4
-        page = head + "\n".join(_policy_lines(plan, keep, passing=passing)) + tail
-        if len(page) <= limit:
-            break
-    return page
+    keep = len(plan.findings)
+    while keep > 0 and len(head + "\n".join(_policy_lines(plan, keep, all_rules=False)) + tail) > limit:
+        keep = keep * 3 // 4
+    return head + "\n".join(_policy_lines(plan, keep, all_rules=False)) + tail
 
 
 def render_json(plan: Plan) -> str:

@@ -5,7 +5,9 @@ a table (`title`, `columns`, `rows`, optional `notes`) or None when the stack ha
 
 from __future__ import annotations
 
+from stacks.plan.cost import cost_section
 from stacks.plan.model import REPORT_SECTIONS, Plan, Section, SectionBuilder, build_sections
+from stacks.plan.readiness import clusters_section, findings_section, workloads_section
 from stacks.steps.monitoring import monitoring_section
 from stacks.steps.serving import endpoints_section, traffic_section
 from stacks.steps.storage import storage_section
@@ -76,7 +78,10 @@ def pools_section(plan: Plan) -> Section:
             "$/h max",
         ],
         "rows": rows,
-        "notes": ["Cost: on-demand list price per node-hour from the catalog; spot pools bill less."],
+        "notes": [
+            "Cost: catalog on-demand list price per node-hour x the region's price factor; spot pools at their "
+            "highest price (AWS on-demand, GCP 40 %); the Cost section shows the spot range and everything else."
+        ],
     }
 
 
@@ -91,4 +96,8 @@ SECTIONS += [
     ("endpoints", endpoints_section),
     ("traffic", traffic_section),
     ("monitoring", monitoring_section),
+    ("cost", cost_section),
+    ("readiness", clusters_section),
+    ("readinessWorkloads", workloads_section),
+    ("readinessFindings", findings_section),
 ]

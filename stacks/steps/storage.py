@@ -92,7 +92,14 @@ def deploy_storage(d: Deployment) -> None:
             if d.config.monitoring is not None and d.config.monitoring.retraining is not None:
                 ids["retrain"] = _identity(d, region.name, "retrain", lake, namespace=ids["trainer"].namespace_resource)
         if region.serving:
-            ids["server"] = _identity(d, region.name, "server", lake, replicas.get(region.name))
+            ids["server"] = _identity(
+                d,
+                region.name,
+                "server",
+                lake,
+                replicas.get(region.name),
+                namespace_name=d.config.serving.namespace if d.config.serving is not None else None,
+            )
         if ids:
             d.identities[region.name] = ids
 
@@ -173,6 +180,7 @@ def _identity(
     lake: Lakehouse,
     replica: Replica | None = None,
     namespace: k8s.core.v1.Namespace | None = None,
+    namespace_name: str | None = None,
 ) -> WorkloadIdentity:
     """The workload's identity in region `key`, granted `ZONE_ACCESS[workload]` on the region's
     replica when it holds every zone the workload uses, else on the primary lakehouse."""
@@ -209,6 +217,7 @@ def _identity(
             zone_uris=uris,
             tags=d.tags,
             namespace=namespace,
+            namespace_name=namespace_name,
             allows=NAMESPACE_ALLOWS.get(workload, ()),
             opts=opts,
         )
@@ -221,6 +230,7 @@ def _identity(
         bucket_roles=roles,
         zone_uris=uris,
         namespace=namespace,
+        namespace_name=namespace_name,
         allows=NAMESPACE_ALLOWS.get(workload, ()),
         opts=opts,
     )

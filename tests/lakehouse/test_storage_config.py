@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from components.lakehouse.spec import DEFAULT_LIFECYCLE, StorageSpec, fsx_size_problem
+from components.lakehouse.spec import DEFAULT_LIFECYCLE, StorageSpec, fsx_size_problem, storage_problems
 from stacks.config import ConfigError, load_stack, parse_stack_config
 
 
@@ -183,10 +183,15 @@ def test_fsx_sizes_are_1200_then_multiples_of_2400(size, ok):
     assert (fsx_size_problem(size) is None) is ok
 
 
-def test_without_stack_context_targets_are_not_checked_but_sizes_are_for_both_clouds():
+def test_without_a_stack_targets_and_sizes_wait_for_the_stacks_regions():
+    # Targets and per-cloud sizes need the stack's regions: a StorageSpec alone cannot know them,
+    # and `storage_problems` checks them against the clouds the stack really uses.
     assert StorageSpec(replication={"models": ["anywhere"]}).replication == {"models": ["anywhere"]}
-    with pytest.raises(ValueError, match="Filestore BASIC_SSD range"):
-        StorageSpec.model_validate({"scratch": {"sizeGib": 2400}})
+    spec = StorageSpec.model_validate({"scratch": {"sizeGib": 2400}})
+    both = parse_stack_config(GOOD, "t").regions
+    (problem,) = storage_problems(spec, both)
+    assert problem.loc == ("scratch", "sizeGib") and "Filestore BASIC_SSD range" in problem.message
+    assert list(storage_problems(spec, [r for r in both if r.cloud == "aws"])) == []
 
 
 def test_shipped_stacks_size_storage_per_environment():

@@ -93,7 +93,7 @@ def test_dcgm_exporter_tolerates_every_gpu_pools_taints_and_runs_on_gpu_nodes_on
 def test_dcgm_exporter_on_gke_mounts_the_host_driver(record):
     regs = record(lambda: monitoring(gcp_region()))
     values = release(regs, DCGM_EXPORTER_CHART["chart"]).inputs["values"]
-    assert values["securityContext"] == {"privileged": True}
+    assert values["securityContext"] == {"privileged": True, "allowPrivilegeEscalation": True}
     assert {"name": "nvidia-install-dir-host", "hostPath": "/home/kubernetes/bin/nvidia"} in values["extraHostVolumes"]
     mounts = {m["name"]: m["mountPath"] for m in values["extraVolumeMounts"]}
     assert mounts["nvidia-install-dir-host"] == "/usr/local/nvidia"

@@ -427,6 +427,17 @@ def test_data_resource_unprotected_in_prod_is_reported():
     ]
 
 
+def test_cluster_without_deletion_protection_in_prod_is_reported():
+    eks = Spec("aws:eks/cluster:Cluster", "use1-eks", {"deletionProtection": True})
+    assert messages("aicloud-cluster-deletion-protected-in-prod", [eks], PROD) == []
+    eks.props["deletionProtection"] = False
+    assert messages("aicloud-cluster-deletion-protected-in-prod", [eks], {"environment": "dev"}) == []
+    assert messages("aicloud-cluster-deletion-protected-in-prod", [eks], PROD) == [
+        "EKS cluster 'use1-eks' has deletionProtection off in this prod stack, so one delete takes down every "
+        "workload on it. Leave cluster.deletionProtection unset (on in prod) or set it to true."
+    ]
+
+
 def test_environment_falls_back_to_the_stack_name():
     """Without config (a bare `pulumi preview --policy-pack`), the `prod` stack is prod."""
     bucket = Spec("aws:s3/bucket:Bucket", "lake", {"bucket": "acme-lake"})

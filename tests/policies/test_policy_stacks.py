@@ -20,6 +20,7 @@ HERE = Path(__file__).parent
 PLANTED = {
     "aicloud-data-protected-in-prod": {"aws-use1-cluster-secrets-key", "aws-euw1-cluster-secrets-key"},
     "aicloud-region-allowed": {"aws-aws-euw1"},
+    "aicloud-cluster-deletion-protected-in-prod": {"aws-euw1-cluster-eks"},
     "aicloud-gpu-cost-ceiling": {None},
     "aicloud-gpus-per-pool-ceiling": {"aws-use1-train-ng"},
     "aws-eks-cluster-disallow-public-endpoint": {"aws-use1-cluster-eks"},
@@ -116,7 +117,7 @@ def test_rule_names_are_unique_described_and_documented():
     readme = (HERE.parents[1] / "policies" / "README.md").read_text()
     for rule in RULES:
         assert rule.description.endswith("."), rule.name
-        assert rule.area in {"security", "data-safety", "gpu", "placement", "cost", "availability"}
+        assert rule.area in {"security", "data-safety", "gpu", "placement", "cost", "availability", "readiness"}
         assert f"| `{rule.name}` |" in readme, f"{rule.name} is missing from policies/README.md"
 
 

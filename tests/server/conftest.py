@@ -14,10 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from tests.server.server_helpers import CLASSES, FEATURES, RunningServer, free_port, train_artifact, wait_ready
-from workloads.server.app import create_app
+from workloads.server.app import build_server
 from workloads.server.config import ServerConfig
 
 
@@ -46,22 +45,19 @@ def transformer_artifact(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="module")
 def start_server() -> Iterator[Callable[..., RunningServer]]:
     """Start in-process servers (``start_server(model=URI, **config)``); all stop at module end."""
-    running: list[tuple[uvicorn.Server, threading.Thread, httpx.Client]] = []
+    running: list[tuple[Any, threading.Thread, httpx.Client]] = []
 
     def start(**settings: Any) -> RunningServer:
         port = free_port()
         config = ServerConfig(host="127.0.0.1", port=port, torch_threads=1, log_level="warning", **settings)
-        app = create_app(config)
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on")
-        )
+        server, app = build_server(config)  # the hardened protocol and drain of the real server
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, alive=thread.is_alive)
         client = httpx.Client(base_url=url, timeout=30)
         running.append((server, thread, client))
-        return RunningServer(url, app.state.server, client)
+        return RunningServer(url, app.state.server, client, server)
 
     yield start
     for server, thread, client in running:

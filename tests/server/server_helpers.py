@@ -89,6 +89,8 @@ class RunningServer:
     url: str
     state: ServerState
     client: httpx.Client
+    server: Any = None
+    """The uvicorn server object (``workloads.server.app.build_server``)."""
 
     @staticmethod
     def infer_body(x: np.ndarray, **extra: Any) -> dict[str, Any]:
@@ -97,6 +99,22 @@ class RunningServer:
             "inputs": [{"name": "input__0", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}],
             **extra,
         }
+
+
+def poll(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02, what: str = "condition") -> Any:
+    """Call ``condition`` until it returns a truthy value (returned) or ``timeout`` seconds pass.
+
+    For state that changes after a response went out (metrics, drift, connection closes): never
+    sleep a fixed time and read once, which flakes on a busy machine.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s (last value {value!r})")
+        time.sleep(interval)
 
 
 def wait_ready(url: str, timeout: float = 60.0, alive: Callable[[], bool] = lambda: True) -> None:

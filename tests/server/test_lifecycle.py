@@ -3,12 +3,15 @@ a failed load exits 1, and artifacts load from S3 (moto)."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 import torch
 from moto import mock_aws
@@ -17,6 +20,7 @@ from tests.server.server_helpers import MODEL_NAME, RunningServer, ServerProcess
 from workloads import storage
 from workloads.artifact import load_artifact, save_artifact
 from workloads.drift import compute_reference
+from workloads.server.loadgen import drain_load
 
 INFER = f"/v2/models/{MODEL_NAME}/infer"
 
@@ -66,6 +70,34 @@ def test_sigterm_finishes_every_request_in_flight_and_exits_0(tmp_path: Path, ml
         proc.stop()
 
 
+def test_sigterm_drain_loses_no_request_of_pooled_keep_alive_clients(tmp_path: Path, mlp_artifact: str) -> None:
+    proc = ServerProcess(tmp_path, "--model", mlp_artifact, "--shutdown-drain-s", "1.5", "--drain-idle-s", "0.5")
+    try:
+        proc.wait_ready()
+        body = orjson.dumps(RunningServer.infer_body(cluster_task(1, seed=22)[0].numpy()))
+        # A keep-alive connection that stays idle through the drain: the server must close it.
+        idle = socket.create_connection(("127.0.0.1", proc.port), timeout=30)
+        idle.sendall(b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert idle.recv(4096).startswith(b"HTTP/1.1 200 ")
+        signalled: list[float] = []
+
+        def sigterm() -> None:
+            signalled.append(time.monotonic())
+            proc.proc.send_signal(signal.SIGTERM)
+
+        result = asyncio.run(drain_load(proc.port, INFER, body, concurrency=32, on_started=sigterm, router_lag_s=0.5))
+        assert result.lost == 0 and result.failed == 0, result.errors[:5]
+        assert result.ok > 32 and result.ok_after_signal > 0
+        # Every response after SIGTERM told the client to close (allow the few already on their way).
+        assert result.close_headers_after_signal >= result.ok_after_signal - 32
+        assert idle.recv(4096) == b""  # the idle connection was closed by the server
+        assert proc.proc.wait(timeout=30) == 0, proc.log()
+        assert time.monotonic() - signalled[0] < 15  # drain 1.5 s + idle 0.5 s + request time
+        idle.close()
+    finally:
+        proc.stop()
+
+
 def test_a_model_that_cannot_load_exits_1_with_the_reason(tmp_path: Path) -> None:
     proc = ServerProcess(tmp_path, "--model", str(tmp_path / "no-such-artifact"))
     try:
@@ -73,6 +105,37 @@ def test_a_model_that_cannot_load_exits_1_with_the_reason(tmp_path: Path) -> Non
         assert "manifest.json is missing" in proc.log()
     finally:
         proc.stop()
+
+
+def _corrupt_copy(src: str, dst: Path, filename: str, data: bytes) -> str:
+    """A copy of the artifact ``src`` with ``filename`` replaced (manifest sha256 kept in step)."""
+    import hashlib
+    import json
+    import shutil
+
+    shutil.copytree(src, dst)
+    (dst / filename).write_bytes(data)
+    if filename != "manifest.json":
+        manifest = json.loads((dst / "manifest.json").read_text())
+        manifest["files"][filename] = hashlib.sha256(data).hexdigest()
+        (dst / "manifest.json").write_text(json.dumps(manifest))
+    return str(dst)
+
+
+def test_load_errors_name_the_bad_file(tmp_path: Path, mlp_artifact: str) -> None:
+    from workloads.artifact import ArtifactError
+    from workloads.server.model import ServedModel
+
+    weights = (Path(mlp_artifact) / "model.pt").read_bytes()
+    cases = [
+        ("manifest.json", b"{not json", "manifest.json"),
+        ("model.pt", weights[: len(weights) // 2], "model.pt"),
+    ]
+    for filename, data, named in cases:
+        uri = _corrupt_copy(mlp_artifact, tmp_path / filename, filename, data)
+        with pytest.raises(ArtifactError) as info:
+            ServedModel.load(uri, version="1", precision="fp32", device="cpu")
+        assert f"{uri}/{named}" in str(info.value), str(info.value)
 
 
 def test_artifact_loads_from_s3(start_server, mlp_artifact: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,7 +164,7 @@ def test_artifact_loads_from_s3(start_server, mlp_artifact: str, monkeypatch: py
     finally:
         storage._s3_client_for.cache_clear()
     meta = running.client.get(f"/v2/models/{MODEL_NAME}").json()
-    assert meta["parameters"]["artifact_uri"] == "s3://models/clusters/v1"
+    assert "artifact_uri" not in meta["parameters"] and "s3://" not in str(meta)  # no storage location
     assert meta["parameters"]["quantization_top1_agreement"] >= 0.99
     x = cluster_task(3, seed=5)[0]
     out = running.client.post(INFER, json=running.infer_body(x.numpy())).json()["outputs"][0]

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from tests.server.server_helpers import CLASSES, FEATURES, MODEL_NAME, RunningServer, cluster_task, feature_psi
+from tests.server.server_helpers import (
+    CLASSES,
+    FEATURES,
+    MODEL_NAME,
+    RunningServer,
+    cluster_task,
+    feature_psi,
+    poll,
+)
 from workloads.artifact import load_artifact
 from workloads.server import metrics
 
@@ -41,7 +49,8 @@ def test_model_metadata_follows_the_spec_and_reports_quantization(server: Runnin
         assert body["outputs"] == [{"name": "output__0", "datatype": "FP32", "shape": [-1, CLASSES]}]
         params = body["parameters"]
         assert params["quantization_precision"] == "int8"
-        assert params["quantization_engine"] in ("fbgemm", "x86", "onednn", "qnnpack")
+        assert params["quantization_engine"] == "rowwise"
+        assert "artifact_uri" not in params  # storage locations stay in the server's log
         assert params["quantization_samples"] == 512
         assert params["quantization_top1_agreement"] >= 0.99
 
@@ -132,6 +141,9 @@ def test_metrics_expose_every_defined_family_with_the_prefix(server: RunningServ
     x = cluster_task(300, seed=3)[0].numpy()  # enough rows for a drift chunk
     assert server.client.post(f"/v2/models/{MODEL_NAME}/infer", json=server.infer_body(x)).status_code == 200
     server.client.post("/v2/models/nope/infer", json={})
+    # The batch observers (batch size, drift) run after the response: wait for them (bounded).
+    poll(lambda: re.search(r"^aicloud_server_drift_rows\{.*\} [1-9]", server.client.get("/metrics").text, re.M),
+         what="drift rows observed")  # fmt: skip
     response = server.client.get("/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     text = response.text
@@ -163,7 +175,11 @@ def test_shifted_inputs_raise_the_feature_psi(start_server, mlp_artifact: str) -
     x[:, 3] += 4.0  # feature 3 moves far outside its training range
     body = running.infer_body(x)
     assert running.client.post(f"/v2/models/{MODEL_NAME}/infer", json=body).status_code == 200
-    psi = feature_psi(running.client.get("/metrics").text)
+    # The drift observer runs after the response went out: wait for it (bounded), never read once.
+    psi = poll(
+        lambda: (p := feature_psi(running.client.get("/metrics").text)) and len(p) == FEATURES and p,
+        what="feature_psi for every feature",
+    )
     assert psi[3] > 1.0
     assert max(v for f, v in psi.items() if f != 3) < 0.25
 

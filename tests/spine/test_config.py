@@ -87,8 +87,8 @@ CASES = [
     (
         "desired-outside-range",
         lambda r: pool(r).update(desiredNodes=9),
-        "aicloud:regions[0](aws-use1).nodePools[1](gpu).maxNodes: desiredNodes (9) must lie between "
-        "minNodes (0) and maxNodes (4) (got 4)",
+        "aicloud:regions[0](aws-use1).nodePools[1](gpu).desiredNodes: desiredNodes (9) must lie between "
+        "minNodes (0) and maxNodes (4) (got 9)",
     ),
     (
         "gpu-type-not-offered-in-region",
@@ -152,23 +152,23 @@ CASES = [
     (
         "mig-on-non-mig-gpu",
         lambda r: pool(r, 1).update(gpuSharing="mig", migProfile="1g.10gb"),
-        "aicloud:regions[1](gcp-usc1).nodePools[1](gpu): gpuSharing 'mig' needs a MIG-capable GPU "
-        "(A100, H100, H200); 'g2-standard-8' has nvidia-l4",
+        "aicloud:regions[1](gcp-usc1).nodePools[1](gpu).gpuSharing: gpuSharing 'mig' needs a MIG-capable GPU "
+        "(A100, H100, H200); 'g2-standard-8' has nvidia-l4 (got 'mig')",
     ),
     (
         "mig-on-eks",
         lambda r: pool(r).update(machineType="p4d.24xlarge", gpuSharing="mig", migProfile="1g.5gb"),
-        "aicloud:regions[0](aws-use1): node pool 'gpu': gpuSharing 'mig' is supported on GKE only",
+        "aicloud:regions[0](aws-use1).nodePools[1](gpu).gpuSharing: gpuSharing 'mig' is supported on GKE only",
     ),
     (
         "no-system-pool",
         lambda r: r["regions"][0]["nodePools"].pop(0),
-        "aicloud:regions[0](aws-use1): needs a general pool without taints and minNodes >= 1 for system pods",
+        "aicloud:regions[0](aws-use1).nodePools: needs a general pool without taints and minNodes >= 1 for system pods",
     ),
     (
         "duplicate-pool-names",
         lambda r: pool(r).update(name="system"),
-        "aicloud:regions[0](aws-use1): node pool names must be unique, repeated: system",
+        "aicloud:regions[0](aws-use1).nodePools: node pool names must be unique, repeated: system",
     ),
     (
         "two-primaries-one-cloud",
@@ -183,7 +183,8 @@ CASES = [
     (
         "too-many-zones",
         lambda r: r["regions"][1].update(network={"zones": 6}),
-        "aicloud:regions[1](gcp-usc1): network.zones is 6 but us-central1 has 4 zones",
+        "aicloud:regions[1](gcp-usc1).network.zones: us-central1 has 4 zones (us-central1-a, us-central1-b, "
+        "us-central1-c, us-central1-f) (got 6)",
     ),
     (
         "missing-owner",

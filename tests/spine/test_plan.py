@@ -80,10 +80,13 @@ def test_prod_has_training_and_inference_pools_with_on_demand_floors(plans):
             assert p["minNodes"] >= 1 and not p["spot"], p
 
 
-def test_totals_add_up_to_the_pools(plans):
+def test_totals_add_up_to_the_pools_and_the_other_priced_items(plans):
     plan = plans["prod"]
     summary = plan.summary()
-    assert summary["costPerHour"]["max"] == pytest.approx(sum(p["costPerHourMax"] for p in plan.pools), abs=0.01)
+    cost = summary["costPerHour"]
+    assert cost["nodes"]["max"] == pytest.approx(sum(p["costPerHourMax"] for p in plan.pools), abs=0.01)
+    other = sum(line["perHourMax"] for line in cost["lines"])
+    assert cost["max"] == pytest.approx(cost["nodes"]["max"] + other, abs=0.02)
     h100 = [p for p in plan.pools if p["gpu"] == "nvidia-h100"]
     assert summary["gpus"]["nvidia-h100"]["max"] == sum(p["gpusMax"] for p in h100)
 
@@ -115,3 +118,13 @@ def test_cli_writes_json_and_markdown(tmp_path: Path):
     doc = json.loads(out_json.read_text())
     assert doc["stack"] == "dev" and doc["summary"]["resources"] > 20
     assert out_md.read_text().startswith("## aicloud plan: `dev`")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_clusters_are_deletion_protected_exactly_in_prod(plans, stack):
+    """`cluster.deletionProtection` unset means on in prod (it used to become False everywhere)."""
+    plan = plans[stack]
+    clusters = [r for r in plan.resources if r.type in ("aws:eks/cluster:Cluster", "gcp:container/cluster:Cluster")]
+    assert clusters
+    for reg in clusters:
+        assert reg.inputs.get("deletionProtection") is (stack == "prod"), reg.urn

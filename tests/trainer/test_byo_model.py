@@ -95,7 +95,9 @@ def test_served_over_http_answers_like_the_exported_model(byo_run: Path, tmp_pat
         finally:
             sys.path.remove(str(EXAMPLE_SRC))
         x = artifact.heldout_x[:64].numpy()
-        body = {"inputs": [{"name": "input__0", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
+        body = {
+            "inputs": [{"name": "input__0", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]
+        }
         answer = httpx.post(f"{url}/v2/models/resmlp/infer", json=body, timeout=30)
         assert answer.status_code == 200, answer.text
         output = answer.json()["outputs"][0]
@@ -115,9 +117,7 @@ def test_served_over_http_answers_like_the_exported_model(byo_run: Path, tmp_pat
 
 def test_unknown_factory_fails_at_start_in_one_line(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "workloads.trainer", "--out", str(tmp_path / "x")]
-    proc = run_session(
-        [*command, *cli_args("model.factory=nope.models:build")], env={**os.environ}, timeout=60
-    )
+    proc = run_session([*command, *cli_args("model.factory=nope.models:build")], env={**os.environ}, timeout=60)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "nope.models" in lines[0] and "Traceback" not in proc.stderr

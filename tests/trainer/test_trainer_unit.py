@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from prometheus_client import generate_latest
 
 from workloads import storage
 from workloads.artifact import load_artifact
@@ -20,8 +21,6 @@ from workloads.trainer.config import ConfigError, TrainerConfig, merge, parse_ov
 from workloads.trainer.data import BatchStream
 from workloads.trainer.distributed import DistContext
 from workloads.trainer.loop import Trainer, lr_factor
-from prometheus_client import generate_latest
-
 from workloads.trainer.telemetry import Telemetry
 
 CPU = DistContext(0, 1, 0, torch.device("cpu"), None)

@@ -3,8 +3,12 @@ replication; Artifact Registry), content-named tags, one build, and refs by dige
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
+import sys
+import tomllib
+from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
@@ -56,9 +60,10 @@ REGIONS = [
 ]
 
 
-def program(workloads: dict, safety: DataSafety | None = None, replicate: bool = True):
+def program(workloads: dict, safety: DataSafety | None = None, replicate: bool = True, packages: list | None = None):
     safety = safety or DataSafety()
-    spec = ImagesSpec.model_validate({"workloads": workloads, "keepLast": 7, "replicate": replicate})
+    extra = {"packages": packages} if packages is not None else {}
+    spec = ImagesSpec.model_validate({"workloads": workloads, "keepLast": 7, "replicate": replicate, **extra})
 
     def run():
         providers = {
@@ -249,3 +254,87 @@ def test_a_pinned_image_builds_nothing_and_is_used_by_digest_everywhere(record):
 def test_unpinned_references_are_rejected(bad):
     with pytest.raises(ValueError, match="pinned by digest"):
         WorkloadImageSpec(image=bad)
+
+
+# ------------------------------------------------------------------ reproducible workload images
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILES = [ROOT / "workloads" / "trainer" / "Dockerfile", ROOT / "workloads" / "server" / "Dockerfile"]
+LOCK = ROOT / "requirements" / "workloads.txt"
+
+
+def _arg(text: str, name: str) -> str:
+    (value,) = re.findall(rf"^ARG {name}=(\S*)$", text, flags=re.M)
+    return value
+
+
+def _lock() -> dict[str, str]:
+    pins = {}
+    for line in LOCK.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[name] = version
+    return pins
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_images_install_the_tested_torch_on_a_base_pinned_by_digest(dockerfile: Path):
+    text = dockerfile.read_text()
+    tested_torch = importlib.metadata.version("torch").split("+")[0]
+    assert _arg(text, "TORCH_VERSION") == tested_torch == _lock()["torch"]
+    base = _arg(text, "BASE_IMAGE")
+    assert re.fullmatch(r"[a-z0-9./-]+:[\w.-]+@sha256:[0-9a-f]{64}", base), base
+    assert re.match(rf"python:{sys.version_info.major}\.{sys.version_info.minor}-", base)  # the tested Python
+    assert all(line.split()[1] == "${BASE_IMAGE}" for line in text.splitlines() if line.startswith("FROM "))
+    # CPU and CUDA variants of the same torch version, from the PyTorch index of each
+    assert 'cpu) index=cpu ;; cuda) index="${CUDA_INDEX}"' in text
+    assert '"torch==${TORCH_VERSION}" --index-url "https://download.pytorch.org/whl/${index}"' in text
+    assert "pip install -c requirements/workloads.txt -r /tmp/workloads.txt" in text
+
+
+def test_the_lock_is_the_tested_environment_and_covers_the_workloads_extra():
+    pins = _lock()
+    for name, version in pins.items():
+        installed = importlib.metadata.version(name)
+        assert (installed.split("+")[0] if name == "torch" else installed) == version, (
+            f"{name}: the tested environment has {installed}, the images install {version}; install with "
+            "-c requirements/workloads.txt (README) or, to move the images, run make lock-workloads"
+        )
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["workloads"]
+    for requirement in extra:
+        name = re.split(r"[\[<>=;~! ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+        assert name in pins, f"{name} (workloads extra) is not in {LOCK.name}; run make lock-workloads"
+
+
+def test_model_packages_are_source_paths_or_pinned_requirements():
+    spec = ImagesSpec.model_validate(
+        {"workloads": {"trainer": {}}, "packages": ["examples/resmlp", "acme-models==1.4.2"]}
+    )
+    assert spec.package_build_args() == {
+        "USER_PACKAGE_PATHS": "examples/resmlp",
+        "USER_REQUIREMENTS": "acme-models==1.4.2",
+    }
+    for bad, reason in [
+        ("acme-models>=1.4", r"packages\[0\]: 'acme-models>=1.4' is not pinned"),
+        ("../elsewhere", r"packages\[0\]: '../elsewhere' is outside the repository"),
+        ("workloads", r"packages\[0\]: 'workloads' is neither a pinned requirement"),
+    ]:
+        with pytest.raises(ValueError, match=reason):
+            ImagesSpec.model_validate({"workloads": {"trainer": {}}, "packages": [bad]})
+
+
+def test_model_package_files_change_the_image_tag(tmp_path):
+    _tree(tmp_path)
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "pyproject.toml").write_text("[project]\nname='pkg'\n")
+    spec = WorkloadImageSpec(dockerfile="Dockerfile")
+    tag = source_tag(spec, "x", tmp_path, packages=["pkg"])
+    assert tag != source_tag(spec, "x", tmp_path)
+    (tmp_path / "pkg" / "model.py").write_text("def build(): ...\n")
+    assert source_tag(spec, "x", tmp_path, packages=["pkg"]) != tag
+
+
+def test_built_images_get_the_model_packages_as_build_args(record):
+    regs = record(program({"trainer": {}, "server": {}}, packages=["examples/resmlp"]))
+    for image in regs.of_type(IMAGE):
+        assert image.inputs["buildArgs"]["USER_PACKAGE_PATHS"] == "examples/resmlp"
+        assert image.inputs["buildArgs"]["USER_REQUIREMENTS"] == ""

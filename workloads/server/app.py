@@ -16,8 +16,14 @@ requests without a version go to "1", or to "2" with probability ``--b-weight`` 
 
 Lifecycle: the listener opens at once (live) and the models load in the background (ready when
 done; a load failure stops the process with exit code 1). On SIGTERM readiness turns false at
-once; the server keeps serving for ``--shutdown-drain-s``, then closes the listener, finishes
-in-flight and queued requests and exits 0.
+once and every response from then on carries ``Connection: close``; the server keeps serving for
+``--shutdown-drain-s``, then closes the listener, finishes in-flight and queued requests, closes
+each idle keep-alive connection once it has been idle ``--drain-idle-s`` (one on which a request
+is arriving is answered first) and exits 0.
+
+Connections (:class:`HardenedHttpToolsProtocol`, uvicorn's httptools protocol plus what uvicorn
+does not bound): header and body read deadlines (408), a header size limit (431), a connection
+limit (503), the keep-alive timeout, and the drain above.
 """
 
 from __future__ import annotations
@@ -36,9 +42,11 @@ from collections.abc import AsyncIterator, Callable
 from types import FrameType
 from typing import Any
 
+import numpy as np
 import orjson
 import torch
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -64,7 +72,7 @@ from workloads.server.protocol import (
     error_body,
 )
 
-__all__ = ["SERVER_NAME", "ServerState", "create_app", "run_server"]
+__all__ = ["SERVER_NAME", "HardenedHttpToolsProtocol", "ServerState", "build_server", "create_app", "run_server"]
 
 log = logging.getLogger("workloads.server")
 
@@ -76,7 +84,7 @@ except importlib.metadata.PackageNotFoundError:  # running from a source tree wi
 
 _JSON = "application/json"
 _BINARY_HEADER = BINARY_HEADER.encode()
-_INFER_HEADERS = frozenset({b"content-length", _BINARY_HEADER})
+_INFER_HEADERS = frozenset({b"content-length", b"expect", _BINARY_HEADER})
 """Request headers the inference path reads (ASGI header names are lower case)."""
 
 
@@ -187,13 +195,37 @@ class ServerState:
         return self.metrics.render()
 
 
-async def _read_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
-    """The request body from ASGI ``receive``, refusing more than ``limit`` bytes (413)."""
+_DISCARD_LIMIT = 64 * 1024 * 1024
+"""Most bytes of an oversized body read and thrown away before its 413, so that clients that
+write the whole body before reading (Python's http.client, many proxies) read the 413 instead of
+a connection reset. Larger bodies get the 413 at once (and may see the reset)."""
+
+
+async def _discard(receive: Receive, received: int) -> None:
+    """Read and drop the rest of a body (up to :data:`_DISCARD_LIMIT` bytes in all)."""
+    while received <= _DISCARD_LIMIT:
+        message = await receive()
+        received += len(message.get("body", b""))
+        if message["type"] == "http.disconnect" or not message.get("more_body", False):
+            return
+
+
+async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
+    """The request body from ASGI ``receive``, refusing more than ``limit`` bytes (413).
+
+    A body over the limit is drained first (bounded, see :data:`_DISCARD_LIMIT`) unless the
+    client waits for ``100 Continue``; the 413 carries ``Connection: close`` either way. The time
+    spent is bounded by the connection's body deadline (``--body-timeout-s``).
+    """
+    declared = headers.get(b"content-length")
     if declared is not None:
         if not declared.isdigit():
             raise InvalidInput(f"Content-Length {declared.decode(errors='replace')!r} is not a number")
         if int(declared) > limit:
-            raise PayloadTooLarge(f"request body of {int(declared)} bytes exceeds the limit of {limit}")
+            message = f"request body of {int(declared)} bytes exceeds the limit of {limit}"
+            if int(declared) <= _DISCARD_LIMIT and headers.get(b"expect", b"").lower() != b"100-continue":
+                await _discard(receive, 0)
+            raise PayloadTooLarge(message)
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -202,10 +234,25 @@ async def _read_body(receive: Receive, declared: bytes | None, limit: int) -> by
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
+            if message.get("more_body", False):
+                await _discard(receive, size)
             raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _check_finite(y: np.ndarray, x: np.ndarray) -> None:
+    """400 when the model's outputs for this request are not finite (inputs too large for it)."""
+    if np.isfinite(y).all():
+        return
+    rows = np.flatnonzero(~np.isfinite(y).all(axis=1))
+    shown = rows[:10].tolist()
+    raise InvalidInput(
+        f"the model's outputs are not finite for rows {shown}{' ...' if len(rows) > 10 else ''} of "
+        f"inputs[0]: their values (largest magnitude {float(np.abs(x[rows]).max()):.3g}) overflow this "
+        "model's arithmetic"
+    )
 
 
 def _infer_path(path: str) -> tuple[str, str | None] | None:
@@ -301,7 +348,7 @@ def create_app(config: ServerConfig, *, on_load_failure: Callable[[], None] | No
         try:
             served = state.resolve(name, version)
             label_model, label_version = served.name, served.version
-            body = await _read_body(receive, headers.get(b"content-length"), max_bytes)
+            body = await _read_body(receive, headers, max_bytes)
             json_length = headers.get(_BINARY_HEADER)
             if json_length is not None and not json_length.isdigit():
                 shown = json_length.decode(errors="replace")
@@ -314,6 +361,7 @@ def create_app(config: ServerConfig, *, on_load_failure: Callable[[], None] | No
                 json_length=None if json_length is None else int(json_length),
             )
             y = await state.batcher.submit(served, parsed.x)
+            _check_finite(y, parsed.x)
             payload, response_headers = encode_infer_response(
                 model_name=served.name,
                 model_version=served.version,
@@ -384,6 +432,193 @@ def create_app(config: ServerConfig, *, on_load_failure: Callable[[], None] | No
     return app
 
 
+def _raw_response(status: int, message: str) -> bytes:
+    """A complete ``Connection: close`` error response, written by the protocol itself."""
+    body = error_body(message)
+    phrase = {408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}[status]
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\ncontent-type: {_JSON}\r\ncontent-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class HardenedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits uvicorn leaves open, and a lossless drain.
+
+    uvicorn covers, through its own settings: the keep-alive idle timeout (``timeout_keep_alive``)
+    and the connection limit for requests (``limit_concurrency``: 503 once a request's headers
+    arrive on a connection beyond it). It does not cover, so this class does:
+
+    - a header deadline: from a connection's opening (or a keep-alive request's first byte) to
+      the end of the headers, ``header_timeout_s``; then 408 (or a silent close if nothing was
+      sent) and the connection closes. uvicorn arms no timer on a new connection and cancels
+      its keep-alive timer at the first byte, so partial requests (slowloris) were held forever;
+    - a body deadline: from the end of the headers to the end of the body, ``body_timeout_s``
+      (a Content-Length larger than the body sent was never answered); then 408 and close;
+    - a header size limit, ``max_header_bytes`` (httptools/llhttp has none, and uvicorn's
+      ``h11_max_incomplete_event_size`` applies to h11 only): 431 and close;
+    - a hard cap on open connections at 1.25 x ``limit_concurrency``: uvicorn counts connections
+      but never refuses one, so idle connections beyond the limit held file descriptors;
+    - the drain (:meth:`begin_drain`, :meth:`shutdown`): once the server drains, every response
+      carries ``Connection: close``, and an idle connection is closed only after ``drain_idle_s``
+      without a byte (uvicorn closed idle keep-alive connections at once when the listener
+      closed, losing requests already on their way).
+
+    The settings are class attributes, bound per server by :func:`build_server`.
+    """
+
+    header_timeout_s = 10.0
+    body_timeout_s = 30.0
+    max_header_bytes = 32 * 1024
+    hard_connection_cap = 1250
+    drain_idle_s = 1.0
+    server_state_ref: ServerState | None = None
+    LINGER_S = 2.0
+    """Most seconds a refused connection keeps reading (and dropping) input before it closes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._phase = "headers"  # "headers" (awaiting or reading them), "body", "done"
+        self._header_bytes = 0
+        self._discarding = False
+
+    # -- timers ---------------------------------------------------------------------------------
+    def _arm(self, seconds: float) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = self.loop.call_later(seconds, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _arm_idle_close(self) -> None:
+        """Close this connection if no byte arrives within ``drain_idle_s`` (uvicorn cancels its
+        keep-alive timer, which this reuses, on every byte received)."""
+        self._unset_keepalive_if_required()
+        self.timeout_keep_alive_task = self.loop.call_later(self.drain_idle_s, self.timeout_keep_alive_handler)
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer ``status`` with ``Connection: close`` unless a response already started, and close."""
+        self._disarm()
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            started = cycle.response_started
+            cycle.disconnected = True  # the app's receive() sees a disconnect, its send() is dropped
+            cycle.message_event.set()
+            if started:
+                self.transport.close()
+                return
+        if status == 408 and self._phase == "headers" and not self._header_bytes:
+            self.transport.close()  # nothing sent: close quietly, like an idle keep-alive timeout
+            return
+        self.transport.write(_raw_response(status, message))
+        self._linger_close()
+
+    def _linger_close(self) -> None:
+        """Send FIN after the response but keep reading (and dropping) what the client still
+        sends for up to :attr:`LINGER_S`: closing with unread input makes the kernel reset the
+        connection, and the client would see the reset instead of the error response."""
+        self._discarding = True
+        self._disarm()
+        self._unset_keepalive_if_required()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self._deadline = self.loop.call_later(self.LINGER_S, self.transport.close)
+        else:
+            self.transport.close()
+
+    def eof_received(self) -> bool | None:
+        if self._discarding:
+            self.transport.close()
+        return None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self._discarding:
+            return
+        if self._phase == "headers":
+            self._refuse(408, f"request headers not received within {self.header_timeout_s:g} s")
+        elif self._phase == "body":
+            self._refuse(408, f"request body not received within {self.body_timeout_s:g} s")
+
+    @property
+    def _draining(self) -> bool:
+        state = self.server_state_ref
+        return state is not None and state.draining
+
+    # -- asyncio.Protocol -----------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.hard_connection_cap:
+            self.transport.write(_raw_response(503, "too many open connections; retry later"))
+            self._linger_close()
+            return
+        self._arm(self.header_timeout_s)
+        if self._draining:
+            self._arm_idle_close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            return
+        if self._phase != "body":
+            self._header_bytes += len(data)
+        super().data_received(data)
+        if self._phase == "headers" and self._header_bytes > self.max_header_bytes:
+            self._refuse(431, f"request line and headers exceed {self.max_header_bytes} bytes")
+
+    # -- httptools callbacks --------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._phase != "headers":
+            self._phase = "headers"
+            self._arm(self.header_timeout_s)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._phase, self._header_bytes = "body", 0
+        self._arm(self.body_timeout_s)
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False  # the response carries Connection: close
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._phase = "done"
+        self._disarm()
+
+    # -- drain ----------------------------------------------------------------------------------
+    def _idle(self) -> bool:
+        return (self.cycle is None or self.cycle.response_complete) and not (
+            self._phase == "headers" and self._header_bytes
+        ) and self._phase != "body"
+
+    def begin_drain(self) -> None:
+        """The server started draining: answer with ``Connection: close`` from now on; an idle
+        connection closes after ``drain_idle_s`` without a byte."""
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False
+        elif self._idle():
+            self._arm_idle_close()
+
+    def shutdown(self) -> None:
+        """The listener closed (uvicorn): finish the request in progress with ``Connection:
+        close``; an idle connection is not cut now but after ``drain_idle_s`` without a byte, so
+        a request already on its way is still answered."""
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False
+        elif self._idle() and self.timeout_keep_alive_task is None:
+            self._arm_idle_close()
+
+
 async def serve_metrics(state: ServerState, host: str, port: int) -> asyncio.Server:
     """A listener on ``port`` answering ``GET /metrics`` (and 404 to anything else), one response
     per connection: the scrape port, kept apart from the inference port the front doors reach."""
@@ -412,12 +647,24 @@ async def serve_metrics(state: ServerState, host: str, port: int) -> asyncio.Ser
 
 class _GracefulServer(uvicorn.Server):
     """uvicorn with the shutdown this server promises: SIGTERM/SIGINT turn readiness false at
-    once, serving goes on for ``shutdown_drain_s``, then uvicorn's graceful shutdown finishes
-    in-flight requests, and the process exits 0 (uvicorn alone would re-raise the signal)."""
+    once and start the connections' drain (``Connection: close`` on every response), serving goes
+    on for ``shutdown_drain_s``, then uvicorn's graceful shutdown finishes in-flight requests,
+    and the process exits 0 (uvicorn alone would re-raise the signal)."""
 
     def __init__(self, config: uvicorn.Config, state: ServerState) -> None:
         super().__init__(config)
         self.state = state
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        await super().startup(sockets)
+
+    def _drain_connections(self) -> None:
+        for connection in list(self.server_state.connections):
+            begin = getattr(connection, "begin_drain", None)
+            if begin is not None:
+                begin()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.state.draining:  # a second signal: stop draining (and on SIGINT, stop waiting)
@@ -425,6 +672,9 @@ class _GracefulServer(uvicorn.Server):
             self.should_exit = True
             return
         self.state.draining = True
+        if self.loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                self.loop.call_soon_threadsafe(self._drain_connections)
         delay = self.state.config.shutdown_drain_s
         log.info("signal %s: readiness false; closing the listener in %.1f s", sig, delay)
         if delay > 0:
@@ -442,28 +692,71 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def run_server(config: ServerConfig) -> int:
-    """Serve until SIGTERM/SIGINT; return the process exit code (0, or 1 if loading failed)."""
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(config.torch_threads or _usable_cpus())
+def _connection_limit(wanted: int) -> int:
+    """``wanted``, lowered so that 1.25x it (the hard cap) stays below the file descriptor limit."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, ValueError, OSError):
+        return wanted
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    usable = max(2, int((soft - 64) / 1.25))  # 64 for the model files, logs and sockets
+    if usable < wanted:
+        log.warning("max_connections %d lowered to %d: the file descriptor limit is %d", wanted, usable, soft)
+    return min(wanted, usable)
+
+
+def build_server(
+    config: ServerConfig, *, on_load_failure: Callable[[], None] | None = None
+) -> tuple[_GracefulServer, Starlette]:
+    """The uvicorn server (hardened protocol, graceful drain) and the app for ``config``."""
     server: _GracefulServer | None = None
 
     def stop() -> None:
-        assert server is not None
-        server.should_exit = True
+        if on_load_failure is not None:
+            on_load_failure()
+        if server is not None:
+            server.should_exit = True
 
     app = create_app(config, on_load_failure=stop)
+    state: ServerState = app.state.server
+    limit = _connection_limit(config.max_connections)
+    protocol = type(
+        "HardenedHttpToolsProtocol",
+        (HardenedHttpToolsProtocol,),
+        {
+            "header_timeout_s": config.header_timeout_s,
+            "body_timeout_s": config.body_timeout_s,
+            "max_header_bytes": config.max_header_bytes,
+            "hard_connection_cap": max(limit + 1, int(limit * 1.25)),
+            "drain_idle_s": config.drain_idle_s,
+            "server_state_ref": state,
+        },
+    )
     uv_config = uvicorn.Config(
         app,
         host=config.host,
         port=config.port,
+        http=protocol,
         log_level=config.log_level,
         access_log=False,
         server_header=False,
         proxy_headers=False,
         lifespan="on",
-        timeout_graceful_shutdown=config.graceful_timeout_s,
+        limit_concurrency=limit,
+        timeout_keep_alive=config.keep_alive_timeout_s,  # type: ignore[arg-type]  # used as a float
+        timeout_graceful_shutdown=config.graceful_timeout_s,  # type: ignore[arg-type]
     )
-    server = _GracefulServer(uv_config, app.state.server)
+    server = _GracefulServer(uv_config, state)
+    return server, app
+
+
+def run_server(config: ServerConfig) -> int:
+    """Serve until SIGTERM/SIGINT; return the process exit code (0, or 1 if loading failed)."""
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(config.torch_threads or _usable_cpus())
+    server, app = build_server(config)
     server.run()
     return 1 if app.state.server.load_error else 0

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from contracts.serving import SERVER_PORT
+
 __all__ = [
     "ConfigError",
     "Device",
@@ -23,7 +25,7 @@ __all__ = [
 ]
 
 Precision = Literal["auto", "fp32", "int8", "bf16"]
-QuantEngine = Literal["auto", "fbgemm", "x86", "onednn", "qnnpack"]
+QuantEngine = Literal["auto", "rowwise"]
 Device = Literal["auto", "cpu", "cuda"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
@@ -48,7 +50,7 @@ class ServerConfig:
     ``/versions/{v}/`` requests always reach that version."""
     host: str = "0.0.0.0"
     """Address to listen on (``0.0.0.0`` in a pod; tests use ``127.0.0.1``)."""
-    port: int = 8080
+    port: int = SERVER_PORT
     """TCP port, 1-65535."""
     metrics_port: int | None = None
     """Serve ``/metrics`` on this port only, not on ``port``: in a cluster the inference port is
@@ -58,8 +60,9 @@ class ServerConfig:
     """``auto``: int8 on CPU, bf16 on CUDA. ``int8`` on CPU is dynamic quantization of every
     Linear layer; on CUDA it needs torchao (int8 weight-only). ``fp32`` serves unquantized."""
     quant_engine: QuantEngine = "auto"
-    """Quantized kernel backend for CPU int8; ``auto`` picks fbgemm (fastest measured on x86,
-    see benchmarks/server_throughput.py), else the first supported of x86, onednn, qnnpack."""
+    """CPU int8 kernel; ``auto`` is ``rowwise``: int8 weights per output channel, activations
+    quantized per row at run time, so a request's result never depends on its batch (see
+    :class:`workloads.server.quantize.RowwiseInt8Linear`)."""
     device: Device = "auto"
     """``auto``: CUDA when available, else CPU."""
     torch_threads: int = 0
@@ -86,6 +89,25 @@ class ServerConfig:
     """Upper bound on waiting for in-flight requests after the listener closed."""
     retry_after_s: int = 1
     """Retry-After seconds sent with 503 when the queue is full."""
+    header_timeout_s: float = 10.0
+    """Most seconds from a connection's opening (or a keep-alive request's first byte) to the end
+    of the request headers; then 408 and the connection closes (slow or partial clients)."""
+    body_timeout_s: float = 30.0
+    """Most seconds from the end of the headers to the end of the body (e.g. a Content-Length
+    larger than the body sent); then 408 and the connection closes."""
+    max_header_bytes: int = 32 * 1024
+    """Largest request line plus headers in bytes; beyond: 431 and the connection closes."""
+    max_connections: int = 1000
+    """Open connections per process. Requests on connections beyond it get 503 (uvicorn's
+    ``limit_concurrency``); connections beyond 1.25x it are closed on arrival. Lowered to stay
+    below the process's file descriptor limit."""
+    keep_alive_timeout_s: float = 75.0
+    """Idle keep-alive connections close after this long. Keep it above the idle timeout of the
+    load balancer in front (AWS ALB: 60 s) so the server never closes a connection the balancer
+    is about to reuse."""
+    drain_idle_s: float = 1.0
+    """During shutdown, close a connection once it has been idle this long (a request in flight,
+    or one already arriving, is answered with ``Connection: close`` instead)."""
     log_level: LogLevel = "info"
     """Log level of the server and uvicorn."""
 
@@ -135,12 +157,17 @@ class ServerConfig:
             ("max_request_rows", 1),
             ("drift_window", 1),
             ("retry_after_s", 1),
+            ("max_header_bytes", 1024),
+            ("max_connections", 2),
         ):
             if not is_int(getattr(self, key)) or getattr(self, key) < low:
                 bad(key, f"an integer >= {low}")
         for key in ("max_queue_delay_ms", "shutdown_drain_s", "graceful_timeout_s"):
             if not is_num(getattr(self, key)) or getattr(self, key) < 0:
                 bad(key, "a finite number >= 0")
+        for key in ("header_timeout_s", "body_timeout_s", "keep_alive_timeout_s", "drain_idle_s"):
+            if not is_num(getattr(self, key)) or getattr(self, key) <= 0:
+                bad(key, "a finite number > 0")
         if errors:
             raise ConfigError("invalid server config: " + "; ".join(errors))
 
@@ -157,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--b-weight", type=float, default=0.0, help="share of unversioned "
                         "requests sent to version 2, 0..1 (default 0)")  # fmt: skip
     parser.add_argument("--host", default="0.0.0.0")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=int, default=SERVER_PORT)
     parser.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port "
                         "only (default: on --port)")  # fmt: skip
     parser.add_argument("--precision", default="auto", choices=get_args(Precision))
@@ -174,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shutdown-drain-s", type=float, default=0.0)
     parser.add_argument("--graceful-timeout-s", type=float, default=30.0)
     parser.add_argument("--retry-after-s", type=int, default=1)
+    parser.add_argument("--header-timeout-s", type=float, default=10.0)
+    parser.add_argument("--body-timeout-s", type=float, default=30.0)
+    parser.add_argument("--max-header-bytes", type=int, default=32 * 1024)
+    parser.add_argument("--max-connections", type=int, default=1000)
+    parser.add_argument("--keep-alive-timeout-s", type=float, default=75.0)
+    parser.add_argument("--drain-idle-s", type=float, default=1.0)
     parser.add_argument("--log-level", default="info", choices=get_args(LogLevel))
     return parser
 

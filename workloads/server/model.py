@@ -7,6 +7,8 @@ model worker thread (see :mod:`workloads.server.batching`).
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import threading
 import time
@@ -16,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from workloads import drift
-from workloads.artifact import load_artifact, serving_precision
+from workloads import drift, storage
+from workloads.artifact import ArtifactError, load_artifact, serving_precision
 from workloads.server.protocol import TensorSpec
 from workloads.server.quantize import (
     compute_dtype,
@@ -52,6 +54,37 @@ class QuantizationReport:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict (model metadata ``parameters``)."""
         return asdict(self)
+
+
+_ARTIFACT_FILES = (
+    ("manifest.json", "JSON"),
+    ("model.pt", "torch"),
+    ("heldout.pt", "torch"),
+    ("reference_stats.json", "JSON"),
+)
+
+
+def _diagnose(uri: str) -> str | None:
+    """Which file of the artifact at ``uri`` does not parse, and why (None if every file parses).
+
+    Only runs after a load failed, so the files are read a second time only on that path.
+    """
+    for filename, kind in _ARTIFACT_FILES:
+        path = storage.join(uri, filename)
+        try:
+            data = storage.read_bytes(path)
+        except FileNotFoundError:
+            return f"{path} is missing"
+        except Exception:  # noqa: BLE001 - storage errors are reported by the original exception
+            return None
+        try:
+            if kind == "JSON":
+                json.loads(data)
+            else:
+                torch.load(io.BytesIO(data), weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - this is the diagnosis
+            return f"{path} ({len(data)} bytes) is not a valid {kind} file: {type(exc).__name__}: {exc}"
+    return None
 
 
 class DriftMonitor:
@@ -126,6 +159,7 @@ class ServedModel:
         self.input_spec = input_spec
         self.output_spec = output_spec
         self.output_names = (output_spec.name,)
+        self.num_outputs = output_spec.shape[-1]
         self.report = report
         self.drift = drift_monitor
         self.load_seconds = load_seconds
@@ -149,7 +183,13 @@ class ServedModel:
         agreement and accuracies are logged and kept in :attr:`report`.
         """
         start = time.perf_counter()
-        artifact = load_artifact(uri)
+        try:
+            artifact = load_artifact(uri)
+        except ArtifactError:
+            raise
+        except Exception as exc:  # a corrupt file: say which one
+            reason = _diagnose(uri) or f"{type(exc).__name__}: {exc}"
+            raise ArtifactError(f"cannot load the artifact at {uri}: {reason}") from exc
         input_spec = TensorSpec.from_manifest(artifact.input_spec)
         output_spec = TensorSpec.from_manifest(artifact.output_spec)
         if input_spec.datatype != "FP32" or len(input_spec.shape) != 2:
@@ -224,7 +264,10 @@ class ServedModel:
             return out.numpy()
 
     def metadata(self, versions: list[str]) -> dict[str, Any]:
-        """The protocol's model metadata response, plus serving details in ``parameters``."""
+        """The protocol's model metadata response, plus serving details in ``parameters``.
+
+        The artifact's storage URI is not exposed (it names buckets and paths): it is logged at load.
+        """
         return {
             "name": self.name,
             "versions": versions,
@@ -232,7 +275,6 @@ class ServedModel:
             "inputs": [self.input_spec.metadata()],
             "outputs": [self.output_spec.metadata()],
             "parameters": {
-                "artifact_uri": self.uri,
                 "artifact_name": self.manifest.get("name"),
                 "artifact_version": self.manifest.get("version"),
                 "arch": self.manifest.get("model", {}).get("arch"),

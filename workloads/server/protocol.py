@@ -184,7 +184,17 @@ def _shape(value: Any, spec: TensorSpec, max_rows: int) -> tuple[int, int]:
     return value[0], features
 
 
-def _json_data(data: Any, rows: int, features: int) -> np.ndarray:
+def _has_bool(data: list[Any]) -> bool:
+    """Whether a flat or nested (one level) JSON list holds ``true``/``false`` anywhere."""
+    for item in data:
+        if item is True or item is False:
+            return True
+        if isinstance(item, list) and any(v is True or v is False for v in item):
+            return True
+    return False
+
+
+def _json_data(data: Any, rows: int, features: int, maybe_bools: bool = True) -> np.ndarray:
     where = "inputs[0].data"
     if not isinstance(data, list):
         raise InvalidInput(f"{where} must be a JSON array, got {type(data).__name__}")
@@ -203,6 +213,9 @@ def _json_data(data: Any, rows: int, features: int) -> np.ndarray:
         raise InvalidInput(
             f"{where} is ragged or holds non-numbers: use {rows} rows of {features} numbers or one flat list"
         ) from None
+    # numpy turns true/false among numbers into 1.0/0.0; FP32 data holds numbers only.
+    if arr.dtype.kind in _NUMERIC_KINDS and maybe_bools and _has_bool(data):
+        raise InvalidInput(f"{where} holds true/false among its numbers: booleans are not FP32 values")
     if arr.dtype.kind not in _NUMERIC_KINDS:
         raise InvalidInput(
             f"{where} must hold only numbers for datatype FP32 (found {arr.dtype.kind!r} "
@@ -263,7 +276,9 @@ def decode_infer_request(
     if size is None:
         if "data" not in tensor:
             raise InvalidInput("inputs[0].data is missing (or send binary_data_size and binary data)")
-        x = _json_data(tensor["data"], rows, features)
+        # The body has no "true"/"false" token at all in the common case: skip the per-value scan.
+        maybe_bools = b"true" in body or b"false" in body
+        x = _json_data(tensor["data"], rows, features, maybe_bools)
     else:
         expected = rows * features * 4
         if isinstance(size, bool) or not isinstance(size, int) or size != expected:

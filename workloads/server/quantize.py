@@ -6,8 +6,12 @@
   its fused inference fast path rejects quantized Linear modules; the rewrite computes the same
   function (checked to 1e-5 in the tests) and is also faster in fp32 on CPU, so every precision
   serves it.
-- ``int8`` on CPU: ``torch.ao.quantization.quantize_dynamic`` with ``qint8`` weights on every
-  Linear layer (activations quantized per batch at run time) on the chosen engine.
+- ``int8`` on CPU: every Linear layer becomes a :class:`RowwiseInt8Linear`: int8 weights with one
+  scale per output channel, and activations quantized to int8 at run time with one scale per
+  row (per token), multiplied by ``torch._int_mm`` (int8 x int8 -> exact int32). A row's result
+  depends only on that row, so batching is invisible: the same request gives bit-identical logits
+  alone or batched with any other rows (``torch.ao`` dynamic quantization picks one activation
+  scale per batch, so one request with large values there changed its neighbours' classes).
 - ``bf16``: the weights and activations in bfloat16 (the default on CUDA).
 - ``int8`` on CUDA: int8 weight-only through torchao, when torchao is installed.
 """
@@ -15,7 +19,6 @@
 from __future__ import annotations
 
 import copy
-import warnings
 
 import torch
 import torch.nn.functional as F
@@ -24,19 +27,22 @@ from torch import nn
 from workloads.models import TabularTransformer
 
 __all__ = [
+    "QUANT_ENGINES",
     "EncoderLayer",
+    "RowwiseInt8Linear",
     "compute_dtype",
     "prepare_model",
     "resolve_device",
     "resolve_engine",
     "resolve_precision",
+    "quantize_rowwise",
     "serving_graph",
 ]
 
-_ENGINE_PREFERENCE = ("fbgemm", "x86", "onednn", "qnnpack")
-"""Engine order for ``auto``: fbgemm measured fastest on x86 CPUs for the reference MLP (see
-benchmarks/server_throughput.py); qnnpack is the ARM engine."""
-
+QUANT_ENGINES = ("rowwise",)
+"""CPU int8 kernels this server offers: ``rowwise`` (per-row activation scales, ``torch._int_mm``).
+``torch.ao``'s per-batch engines (fbgemm, x86, onednn, qnnpack) are not offered: with one
+activation scale per batch, a request's logits depend on what it is batched with."""
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; an explicit ``cuda`` must be available."""
@@ -55,16 +61,65 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def resolve_engine(engine: str) -> str:
-    """The quantized engine to use: the requested one (if supported) or the preferred one."""
-    supported = torch.backends.quantized.supported_engines
-    if engine == "auto":
-        for candidate in _ENGINE_PREFERENCE:
-            if candidate in supported:
-                return candidate
-        raise RuntimeError(f"no quantized engine available; torch supports {supported}")
-    if engine not in supported:
-        raise RuntimeError(f"quant_engine {engine!r} is not supported here; allowed: {supported}")
-    return engine
+    """The CPU int8 kernel for ``engine`` (``auto`` -> ``rowwise``); needs ``torch._int_mm``."""
+    resolved = "rowwise" if engine == "auto" else engine
+    if resolved not in QUANT_ENGINES:
+        raise RuntimeError(f"quant_engine {engine!r} is not supported here; allowed: ['auto', *{list(QUANT_ENGINES)}]")
+    if not hasattr(torch, "_int_mm"):
+        raise RuntimeError(f"quant_engine {resolved!r} needs torch._int_mm (torch >= 2.2); this is torch {torch.__version__}")
+    return resolved
+
+
+_MIN_ROW_SCALE = 1e-30
+"""Floor of a row's activation scale: an all-zero (or denormal) row quantizes to zeros instead of
+dividing by zero."""
+
+
+class RowwiseInt8Linear(nn.Module):
+    """``nn.Linear`` with int8 weights and int8 activations quantized per row at run time.
+
+    Weights: symmetric int8, one scale per output channel (``max |w| / 127``), packed once.
+    Activations: each row ``r`` (each token of a 3-D input) gets its own scale
+    ``s_r = max |x_r| / 127``; ``q_r = round(x_r / s_r)`` in int8; ``torch._int_mm`` gives the exact
+    int32 products; ``y = acc * s_r * s_w + b``. Everything after the integer matmul is
+    elementwise, so a row's output never depends on the other rows in the batch.
+
+    A row with non-finite values (an input that overflowed an earlier layer) yields non-finite
+    outputs for that row only; the server answers such a request with 400.
+    """
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        weight = linear.weight.detach().float()
+        scale = weight.abs().amax(dim=1).div(127).clamp(min=_MIN_ROW_SCALE)
+        qweight = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        # [K, N] as a transposed view of the row-major [N, K]: oneDNN's int8 matmul measured faster
+        # with this layout than with a contiguous [K, N] copy.
+        self.register_buffer("qweight_t", qweight.t())
+        self.register_buffer("weight_scale", scale)
+        bias = linear.bias.detach().float() if linear.bias is not None else torch.zeros(self.out_features)
+        self.register_buffer("bias", bias.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x @ W.T + b`` for ``x`` of shape ``[..., in_features]`` (float32)."""
+        rows = x.reshape(-1, self.in_features)
+        scale = rows.abs().amax(dim=1, keepdim=True).div_(127).clamp_(min=_MIN_ROW_SCALE)
+        q = rows.div(scale).round_().to(torch.int8)
+        out = torch._int_mm(q, self.qweight_t).float().mul_(scale).mul_(self.weight_scale).add_(self.bias)
+        return out.view(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-row activations"
+
+
+def quantize_rowwise(module: nn.Module) -> nn.Module:
+    """Replace every ``nn.Linear`` in ``module`` (in place) by a :class:`RowwiseInt8Linear`."""
+    if isinstance(module, nn.Linear):
+        return RowwiseInt8Linear(module)
+    for name, child in list(module.named_children()):
+        setattr(module, name, quantize_rowwise(child))
+    return module
 
 
 class EncoderLayer(nn.Module):
@@ -177,7 +232,7 @@ def _torchao_int8_weight_only(model: nn.Module) -> nn.Module:
 def prepare_model(model: nn.Module, *, precision: str, device: torch.device, engine: str) -> nn.Module:
     """The serving module for ``precision`` on ``device`` (``model`` itself is left untouched).
 
-    CPU int8 selects ``engine`` as ``torch.backends.quantized.engine`` (process-wide).
+    CPU int8 uses ``engine`` (``rowwise``, see :class:`RowwiseInt8Linear`).
     """
     graph = serving_graph(model).to(device)
     if precision == "fp32":
@@ -188,9 +243,6 @@ def prepare_model(model: nn.Module, *, precision: str, device: torch.device, eng
         raise ValueError(f"precision must be one of fp32, int8, bf16; got {precision!r}")
     if device.type == "cuda":
         return _torchao_int8_weight_only(graph.to(torch.bfloat16))
-    torch.backends.quantized.engine = engine
-    with warnings.catch_warnings():
-        # torch.ao dynamic quantization warns that it is deprecated in favour of torchao, whose
-        # CPU int8 path without torch.compile measured slower than fp32 here.
-        warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(graph, {nn.Linear}, dtype=torch.qint8)
+    if engine != "rowwise":
+        raise ValueError(f"CPU int8 engine must be one of {list(QUANT_ENGINES)}; got {engine!r}")
+    return quantize_rowwise(graph)

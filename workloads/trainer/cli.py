@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from workloads import storage
+from workloads.models import FactoryError
 from workloads.trainer import distributed
 from workloads.trainer.config import (
     PRESETS,
@@ -24,7 +25,6 @@ from workloads.trainer.config import (
     preset,
     to_dict,
 )
-from workloads.models import FactoryError
 from workloads.trainer.loop import Preempted, Trainer
 
 __all__ = [

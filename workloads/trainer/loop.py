@@ -31,8 +31,8 @@ from workloads.models import build_factory, build_model
 from workloads.trainer import checkpoint
 from workloads.trainer.config import ConfigError, TrainerConfig, to_dict
 from workloads.trainer.data import BatchStream, Dataset, load_dataset
-from workloads.trainer.stream import StreamBatches, StreamData, open_stream
 from workloads.trainer.distributed import DistContext, maybe_inject_fault, restart_count
+from workloads.trainer.stream import StreamBatches, StreamData, open_stream
 from workloads.trainer.telemetry import Telemetry
 
 __all__ = ["TrainResult", "Trainer", "Preempted", "lr_factor", "build_optimizer"]
@@ -276,7 +276,6 @@ class Trainer:
 
         Raises :class:`Preempted` after checkpointing when SIGTERM arrived.
         """
-        cfg, ctx = self.config, self.ctx
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         else:  # signals can be handled on the main thread only (e.g. tests driving a thread)

@@ -77,7 +77,9 @@ def _filesystem(uri: str) -> tuple[Any, str]:
         return pafs.S3FileSystem(**kwargs), rest
     if scheme == "gs":
         return pafs.GcsFileSystem(), rest
-    raise DataError(f"data.uri: unsupported scheme {scheme!r} in {uri!r}; allowed: local path, file://, s3://, gs://, lake://")
+    raise DataError(
+        f"data.uri: unsupported scheme {scheme!r} in {uri!r}; allowed: local path, file://, s3://, gs://, lake://"
+    )
 
 
 def _open_parquet(uri: str) -> Any:
@@ -173,7 +175,9 @@ def _feature_widths(schema: Any, config: DataConfig, where: str) -> tuple[tuple[
     if config.label not in names:
         raise DataError(f"data.label: column {config.label!r} is not in {where} (columns: {', '.join(names)})")
     if not pa.types.is_integer(schema.field(config.label).type):
-        raise DataError(f"data.label: column {config.label!r} in {where} is {schema.field(config.label).type}, not an integer")
+        raise DataError(
+            f"data.label: column {config.label!r} in {where} is {schema.field(config.label).type}, not an integer"
+        )
     features = tuple(config.features) or tuple(n for n in names if n != config.label)
     widths = []
     for name in features:
@@ -188,7 +192,8 @@ def _feature_widths(schema: Any, config: DataConfig, where: str) -> tuple[tuple[
             widths.append(kind.list_size)
         else:
             raise DataError(
-                f"data.features: column {name!r} in {where} is {kind}; allowed: a number or a fixed-size list of numbers"
+                f"data.features: column {name!r} in {where} is {kind}; "
+                "allowed: a number or a fixed-size list of numbers"
             )
     if sum(widths) != config.in_features:
         raise DataError(
@@ -234,7 +239,9 @@ def heldout_mask(indices: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) * (1.0 / 2**53) < fraction
 
 
-def _columns_to_numpy(batch: Any, source: StreamSource, in_features: int, num_classes: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _columns_to_numpy(
+    batch: Any, source: StreamSource, in_features: int, num_classes: int, where: str
+) -> tuple[np.ndarray, np.ndarray]:
     import pyarrow as pa
 
     n = batch.num_rows
@@ -270,7 +277,9 @@ def _read_chunks(unit: Unit, source: StreamSource, config: DataConfig) -> Iterat
         start += batch.num_rows
 
 
-def rows_where(source: StreamSource, config: DataConfig, seed: int, *, heldout: bool, limit: int) -> tuple[np.ndarray, np.ndarray]:
+def rows_where(
+    source: StreamSource, config: DataConfig, seed: int, *, heldout: bool, limit: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The first ``limit`` held-out (or training) rows in global order: the evaluation set and the
     drift reference sample (read once, on rank 0, at export)."""
     xs, ys, count = [], [], 0
@@ -291,7 +300,9 @@ def rows_where(source: StreamSource, config: DataConfig, seed: int, *, heldout: 
 class SlotStream:
     """The endless micro-batch stream of one slot (rank x worker); see the module docstring."""
 
-    def __init__(self, source: StreamSource, config: DataConfig, *, seed: int, slot: int, slots: int, batch_size: int) -> None:
+    def __init__(
+        self, source: StreamSource, config: DataConfig, *, seed: int, slot: int, slots: int, batch_size: int
+    ) -> None:
         self.source, self.config = source, config
         self.seed, self.slot, self.slots, self.batch_size = seed, slot, slots, batch_size
 
@@ -359,18 +370,31 @@ class SlotStream:
 class _RankDataset(IterableDataset):
     """The slots of one rank as a DataLoader dataset (one slot per worker process)."""
 
-    def __init__(self, source: StreamSource, config: DataConfig, *, seed: int, rank: int, world_size: int, batch_size: int, skip: int) -> None:
+    def __init__(
+        self,
+        source: StreamSource,
+        config: DataConfig,
+        *,
+        seed: int,
+        rank: int,
+        world_size: int,
+        batch_size: int,
+        skip: int,
+    ) -> None:
         self.source, self.config = source, config
         self.seed, self.rank, self.world_size, self.batch_size, self.skip = seed, rank, world_size, batch_size, skip
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = get_worker_info()
         workers, worker = (info.num_workers, info.id) if info else (1, 0)
-        # The DataLoader takes batch j from worker j % workers, so worker w has produced
-        # ceil((skip - w) / workers) of the first ``skip`` batches.
-        skip = max(0, (self.skip - worker + workers - 1) // workers)
+        # Uninterrupted, batch j comes from slot role j % workers (the DataLoader takes batch k
+        # from worker k % workers). A loader started after ``skip`` batches begins again at
+        # worker 0, so worker w plays role (w + skip) % workers, which produced
+        # ceil((skip - role) / workers) of the first ``skip`` batches.
+        role = (worker + self.skip) % workers
+        skip = max(0, (self.skip - role + workers - 1) // workers)
         stream = SlotStream(
-            self.source, self.config, seed=self.seed, slot=self.rank * workers + worker,
+            self.source, self.config, seed=self.seed, slot=self.rank * workers + role,
             slots=self.world_size * workers, batch_size=self.batch_size,
         )  # fmt: skip
         return stream.batches(skip)
@@ -379,7 +403,17 @@ class _RankDataset(IterableDataset):
 class StreamBatches:
     """This rank's micro-batches from a stream source; same interface as ``data.BatchStream``."""
 
-    def __init__(self, source: StreamSource, config: DataConfig, *, batch_size: int, rank: int, world_size: int, seed: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        source: StreamSource,
+        config: DataConfig,
+        *,
+        batch_size: int,
+        rank: int,
+        world_size: int,
+        seed: int,
+        device: torch.device,
+    ) -> None:
         self.source, self.config = source, config
         self.batch_size, self.rank, self.world_size, self.seed, self.device = batch_size, rank, world_size, seed, device
         train_rows = round(source.total_rows * (1 - config.heldout_fraction))
@@ -389,9 +423,6 @@ class StreamBatches:
                 f"train.batch_size: {batch_size} x {world_size} ranks needs more than the "
                 f"{train_rows} training rows; lower the batch size or add data"
             )
-        if len(source.units) < world_size * max(config.workers, 1):
-            # Not an error (slots take turns over epochs), but the data is unevenly spread.
-            pass
         self._iterator: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
         self._skip = 0
 
@@ -446,7 +477,9 @@ class StreamData:
         """Up to ``data.heldout_max_rows`` held-out rows (global order)."""
         x, y = rows_where(self.source, self.config, self.seed, heldout=True, limit=self.config.heldout_max_rows)
         if not len(x):
-            raise DataError(f"data.heldout_fraction {self.config.heldout_fraction} selected no rows of {self.source.total_rows}")
+            raise DataError(
+                f"data.heldout_fraction {self.config.heldout_fraction} selected no rows of {self.source.total_rows}"
+            )
         return torch.from_numpy(x), torch.from_numpy(y)
 
     def reference_sample(self) -> np.ndarray:

@@ -1,0 +1,1035 @@
+"""Readiness: will every workload of a stack actually run in the cluster it lands in?
+
+Pulumi's mock runtime accepts any input, so a green plan proves the shape of a stack, not that it
+works. This check reads the same resources a policy pack is given (`policies.common.StackView`),
+per cluster, against upstream truth vendored at the pinned versions (`components.upstream`):
+
+- custom resources validate against their upstream CRDs, and a chart that installs that CRD and its
+  controller is released into the same cluster by the same stack (`readiness-crd-schema`,
+  `readiness-crd-controller`); built-in kinds validate against the cluster version's OpenAPI;
+- Helm releases name a chart version its repository publishes (`readiness-helm-chart`), set only keys
+  the pinned chart has (`readiness-helm-values`), and their values merged into the chart's defaults
+  as Helm merges them produce pods the API server admits (`readiness-pod-admission`);
+- PVCs have a provisioner, HPAs a metrics API, ScaledObject triggers a Prometheus that exists
+  (`readiness-storage`, `readiness-metrics`);
+- every pod template fits some node pool of its cluster (selectors, taints, requests against the
+  machine's allocatable minus DaemonSets), the worst case at max fits the pools' maximum, and a pool
+  that must grow has an autoscaler (`readiness-schedulable`, `readiness-capacity`);
+- the ServiceAccounts workloads use exist and carry the identity their cloud role trusts, and each
+  role trusts exactly that namespace/name (`readiness-identity`).
+
+A kind with no vendored CRD or a chart with no vendored truth is a finding ("cannot check"), never
+skipped. `report(view)` runs everything once per stack; the rules (`RULES`) and the plan's Readiness
+section read that report.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pulumi_policy import ReportViolation
+
+from components import upstream
+from components.k8s_schema import UnknownKind, is_builtin, object_errors
+from policies.common import (
+    UNKNOWN,
+    PodTemplate,
+    Pool,
+    Res,
+    Rule,
+    StackView,
+    as_dict,
+    as_list,
+    dig,
+    machine,
+    pod_templates,
+    policy_json,
+    pool_of,
+    schedulable_on,
+    tolerates,
+)
+from policies.readiness.helm import check_keys, dicts_named, merged_values
+from policies.readiness.schedule import RESOURCE_NAMES, allocatable, pod_requests, pods_per_node, surge
+
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+DEFAULT_K8S_VERSION = "1.33"
+
+# What each cloud's clusters have without anything installed (cloud documentation).
+BUILTIN_APIS = {
+    # GKE runs metrics-server and the PD/Filestore CSI drivers itself; its default StorageClass is
+    # `standard-rwo` (pd.csi.storage.gke.io).
+    "gcp": {"metrics.k8s.io", "csi:pd.csi.storage.gke.io", "csi:filestore.csi.storage.gke.io"},
+    # EKS has no metrics-server, no CSI driver and (1.30+) no default StorageClass.
+    "aws": set(),
+}
+BUILTIN_STORAGE_CLASSES = {
+    "gcp": {"standard-rwo": "pd.csi.storage.gke.io", "standard": "pd.csi.storage.gke.io",
+            "premium-rwo": "pd.csi.storage.gke.io"},
+    "aws": {},
+}  # fmt: skip
+DEFAULT_STORAGE_CLASS = {"gcp": "standard-rwo", "aws": None}
+EKS_ADDON_APIS = {
+    "aws-ebs-csi-driver": "csi:ebs.csi.aws.com",
+    "aws-efs-csi-driver": "csi:efs.csi.aws.com",
+    "aws-mountpoint-s3-csi-driver": "csi:s3.csi.aws.com",
+    "metrics-server": "metrics.k8s.io",
+}
+IN_TREE_PROVISIONERS = {"kubernetes.io/aws-ebs": "ebs.csi.aws.com", "kubernetes.io/gce-pd": "pd.csi.storage.gke.io"}
+SYSTEM_DAEMONSET_REQUESTS = {
+    # Per node, requests of the DaemonSets the cloud itself runs on every node: EKS aws-node
+    # (25m) and kube-proxy (100m); GKE kube-proxy (100m), fluentbit-gke (50m, 100Mi) and
+    # gke-metrics-agent (8m, 60Mi).
+    "aws": {"cpu": 0.125, "memory": 0.0},
+    "gcp": {"cpu": 0.158, "memory": 160 * 2**20},
+}
+CRITICAL_PRIORITY = ("system-node-critical", "system-cluster-critical")
+
+
+@dataclass
+class Finding:
+    rule: str
+    cluster: str
+    resource: str
+    """`<type token kind>/<name>` of the resource the finding is about."""
+    path: str
+    """Key path inside it (`spec.triggers[0].metadata.serverAddress`, `values.securityContext`)."""
+    message: str
+    urn: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "cluster": self.cluster,
+            "resource": self.resource,
+            "path": self.path,
+            "message": self.message,
+            "urn": self.urn,
+        }
+
+
+@dataclass
+class Release:
+    res: Res
+    chart: str
+    version: str
+    repo: str | None
+    namespace: str
+    values: dict[str, Any]
+    truth: upstream.ChartTruth | None
+    merged: dict[str, Any] | None = None
+
+
+@dataclass
+class Workload:
+    res: Res
+    template: PodTemplate
+    namespace: str
+    pods_at_max: int
+    """Pods of this template at the workload's maximum (autoscaler max + surge, or gang size)."""
+    pods_at_min: int
+    request: dict[str, float]
+    pools: list[tuple[str, int]] = field(default_factory=list)
+    """(pool, pods per node) of every pool the pod fits on."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.res.kind}/{_meta_name(self.res)}" + (
+            f" ({self.template.where.split('.')[2]})" if "ReplicaSpecs" in self.template.where else ""
+        )
+
+
+@dataclass
+class Cluster:
+    key: str
+    cloud: str
+    version: str
+    objects: list[Res] = field(default_factory=list)
+    releases: list[Release] = field(default_factory=list)
+    pools: list[Pool] = field(default_factory=list)
+    addons: list[str] = field(default_factory=list)
+    gke_autoscaling: bool = False
+    gateway_api: bool = False
+    workloads: list[Workload] = field(default_factory=list)
+
+    def apis(self) -> set[str]:
+        """APIs and CSI drivers the cluster serves: the cloud's own, its add-ons', its charts'."""
+        out = set(BUILTIN_APIS.get(self.cloud, ()))
+        out |= {EKS_ADDON_APIS[a] for a in self.addons if a in EKS_ADDON_APIS}
+        for rel in self.releases:
+            if rel.truth is not None:
+                out |= set(rel.truth.provides)
+                out |= {f"chart:{rel.truth.name}", *(f"chart:{s}" for s in rel.truth.subcharts.values())}
+        if self.gke_autoscaling:
+            out.add("node-autoscaler")
+        return out
+
+
+@dataclass
+class Report:
+    clusters: dict[str, Cluster]
+    findings: list[Finding]
+    crs_validated: int = 0
+    objects_validated: int = 0
+    helm_keys_checked: int = 0
+    helm_keys_unknown: int = 0
+
+    def by_rule(self, rule: str) -> list[Finding]:
+        return [f for f in self.findings if f.rule == rule]
+
+
+def _meta_name(res: Res) -> str:
+    name = dig(res.props, "metadata.name")
+    return name if isinstance(name, str) else res.name
+
+
+def _namespace(res: Res) -> str:
+    ns = dig(res.props, "metadata.namespace")
+    return ns if isinstance(ns, str) else "default"
+
+
+def _label(res: Res) -> str:
+    kind = res.kind if res.type != HELM_RELEASE else "HelmRelease"
+    name = res.props.get("name") if res.type == HELM_RELEASE else _meta_name(res)
+    return f"{kind}/{name if isinstance(name, str) else res.name}"
+
+
+# --------------------------------------------------------------------------- inventory
+
+
+def _cluster_key(view: StackView, res: Res) -> str:
+    cluster, region = view.scope(res)
+    node = view.by_urn.get(region or cluster or "")
+    return node.name if node is not None else "stack"
+
+
+def inventory(view: StackView) -> dict[str, Cluster]:
+    """Per cluster: its Kubernetes objects, Helm releases, node pools and add-ons."""
+    clusters: dict[str, Cluster] = {}
+
+    def get(key: str) -> Cluster:
+        if key not in clusters:
+            clusters[key] = Cluster(key=key, cloud="", version=DEFAULT_K8S_VERSION)
+        return clusters[key]
+
+    for res in view.resources:
+        t = res.type
+        if t == "aws:eks/cluster:Cluster" or t == "gcp:container/cluster:Cluster":
+            c = get(_cluster_key(view, res))
+            c.cloud = "aws" if t.startswith("aws:") else "gcp"
+            version = res.props.get("version") if c.cloud == "aws" else res.props.get("minMasterVersion")
+            if isinstance(version, str) and re.match(r"^\d+\.\d+", version):
+                c.version = ".".join(version.split(".")[:2])
+            if c.cloud == "gcp":
+                c.gke_autoscaling = True  # GKE's cluster autoscaler scales pools with `autoscaling`
+                c.gateway_api = bool(dig(res.props, "gatewayApiConfig.channel"))
+        elif t == "aws:eks/addon:Addon":
+            name = res.props.get("addonName")
+            if isinstance(name, str):
+                get(_cluster_key(view, res)).addons.append(name)
+        elif (pool := pool_of(res)) is not None:
+            get(_cluster_key(view, res)).pools.append(pool)
+        elif t == HELM_RELEASE:
+            c = get(_cluster_key(view, res))
+            p = res.props
+            chart, repo = p.get("chart"), dig(p, "repositoryOpts.repo")
+            version = p.get("version")
+            truth = (
+                upstream.chart_by_ref(chart, repo if isinstance(repo, str) else None)
+                if isinstance(chart, str)
+                else None
+            )
+            rel = Release(
+                res=res,
+                chart=chart if isinstance(chart, str) else "?",
+                version=str(version) if isinstance(version, str | int | float) else "?",
+                repo=repo if isinstance(repo, str) else None,
+                namespace=p.get("namespace") if isinstance(p.get("namespace"), str) else "default",
+                values=as_dict(p.get("values")),
+                truth=truth,
+            )
+            if truth is not None:
+                rel.merged = merged_values(truth, rel.values)
+            c.releases.append(rel)
+        elif t.startswith("kubernetes:") and not t.startswith("pulumi:") and isinstance(res.props.get("kind"), str):
+            get(_cluster_key(view, res)).objects.append(res)
+    for c in clusters.values():
+        if not c.cloud:
+            c.cloud = "gcp" if any(p.cloud == "gcp" for p in c.pools) else "aws"
+    return clusters
+
+
+# --------------------------------------------------------------------------- custom resources
+
+
+def _strip_unknown(errors: list[tuple[str, str, Any]]) -> list[tuple[str, str]]:
+    return [(where, msg) for where, msg, value in errors if value is not UNKNOWN]
+
+
+def check_objects(c: Cluster, report: Report) -> None:
+    apis = c.apis()
+    for res in c.objects:
+        api_version, kind = res.props.get("apiVersion"), res.props.get("kind")
+        if not isinstance(api_version, str):
+            continue
+        builtin = is_builtin(api_version, kind, c.version)
+        try:
+            # The object as sent to the API server: no server-filled `status`, no apply-time attributes
+            # a provider adds at the top (the plan's mocks add an auto-`name`).
+            manifest = {k: v for k, v in res.props.items() if v is not UNKNOWN and k != "status"}
+            problems = _strip_unknown(object_errors(manifest, c.version))
+        except UnknownKind:
+            report.findings.append(
+                Finding(
+                    "readiness-crd-schema",
+                    c.key,
+                    _label(res),
+                    "apiVersion",
+                    f"cannot check: no upstream CRD of {api_version} {kind} is vendored; add it to "
+                    "components/upstream/pins.yaml and run components/upstream/refresh.py.",
+                    res.urn,
+                )
+            )
+            continue
+        report.objects_validated += 1
+        if not builtin:
+            report.crs_validated += 1
+        for where, msg in problems[:5]:
+            what = "its upstream CRD" if not builtin else f"the Kubernetes {c.version} API"
+            report.findings.append(
+                Finding(
+                    "readiness-crd-schema",
+                    c.key,
+                    _label(res),
+                    where.lstrip("."),
+                    f"{_label(res)} does not validate against {what}: {msg}.",
+                    res.urn,
+                )
+            )
+        if builtin:
+            continue
+        truth = upstream.crd(api_version, kind)
+        assert truth is not None
+        group = api_version.split("/")[0]
+        if truth.installed_by is not None and f"chart:{truth.installed_by}" in apis:
+            continue
+        if group == "gateway.networking.k8s.io" and c.gateway_api:
+            continue
+        installer = (
+            f"the {truth.installed_by} chart (pinned in components/upstream/pins.yaml)"
+            if truth.installed_by
+            else "its controller (no chart aicloud pins installs it)"
+        )
+        report.findings.append(
+            Finding(
+                "readiness-crd-controller",
+                c.key,
+                _label(res),
+                "kind",
+                f"{kind} ({api_version}) has no CRD and controller in cluster {c.key}: the stack installs "
+                f"{installer} nowhere in that cluster, so the API server rejects the object; install it "
+                "there or do not render it.",
+                res.urn,
+            )
+        )
+
+
+# --------------------------------------------------------------------------- Helm
+
+
+def check_releases(c: Cluster, report: Report) -> None:
+    quotas = {
+        _namespace(r)
+        for r in c.objects
+        if r.kind == "ResourceQuota"
+        and any(
+            "PriorityClass" == dig(e, "scopeName") for e in as_list(dig(r.props, "spec.scopeSelector.matchExpressions"))
+        )
+    }
+    for rel in c.releases:
+        label = _label(rel.res)
+        if rel.truth is None:
+            report.findings.append(
+                Finding(
+                    "readiness-helm-chart",
+                    c.key,
+                    label,
+                    "chart",
+                    f"cannot check: chart {rel.chart} {rel.version} from {rel.repo or '?'} has no vendored upstream "
+                    "truth, so neither that the version is published nor that its values exist can be shown; pin "
+                    "a published chart in components/upstream/pins.yaml.",
+                    rel.res.urn,
+                )
+            )
+            continue
+        t = rel.truth
+        if rel.version not in t.published_versions:
+            report.findings.append(
+                Finding(
+                    "readiness-helm-chart",
+                    c.key,
+                    label,
+                    "version",
+                    f"chart {t.name} {rel.version} is not published by {t.repo} ({t.published_kind}: "
+                    f"newest {', '.join(t.published_versions[-3:])}); `helm install` cannot resolve it.",
+                    rel.res.urn,
+                )
+            )
+        elif rel.version != t.version:
+            report.findings.append(
+                Finding(
+                    "readiness-helm-chart",
+                    c.key,
+                    label,
+                    "version",
+                    f"chart {t.name} {rel.version} differs from the vendored pin {t.version}: its values were "
+                    "checked against another version; pin it in components/upstream/pins.yaml.",
+                    rel.res.urn,
+                )
+            )
+        checked, unknown = check_keys(t, rel.values)
+        report.helm_keys_checked += checked
+        report.helm_keys_unknown += len(unknown)
+        for u in unknown:
+            report.findings.append(
+                Finding(
+                    "readiness-helm-values",
+                    c.key,
+                    label,
+                    f"values.{u.path}",
+                    f"value key {u.path} does not exist in chart {u.chart} {t.version} (neither in its values.yaml "
+                    "nor read by its templates): Helm ignores it silently.",
+                    rel.res.urn,
+                )
+            )
+        if t.values_schema is not None and rel.merged is not None:
+            import jsonschema
+
+            validator = jsonschema.validators.validator_for(t.values_schema)(t.values_schema)
+            for err in list(validator.iter_errors(rel.merged))[:5]:
+                where = ".".join(str(p) for p in err.absolute_path)
+                report.findings.append(
+                    Finding(
+                        "readiness-helm-values",
+                        c.key,
+                        label,
+                        f"values.{where}",
+                        f"merged values fail chart {t.name}'s values.schema.json: {err.message}.",
+                        rel.res.urn,
+                    )
+                )
+        _check_pods_of_values(c, rel, quotas, report)
+
+
+def _admission_problems(sc: dict[str, Any]) -> list[str]:
+    out = []
+    if sc.get("privileged") is True and sc.get("allowPrivilegeEscalation") is False:
+        out.append("privileged: true with allowPrivilegeEscalation: false (the API server rejects the pod)")
+    # Kubernetes' ValidateSecurityContext compares the literal string "CAP_SYS_ADMIN".
+    caps = as_list(dig(sc, "capabilities.add"))
+    if "CAP_SYS_ADMIN" in caps and sc.get("allowPrivilegeEscalation") is False:
+        out.append("capability SYS_ADMIN with allowPrivilegeEscalation: false (the API server rejects the pod)")
+    return out
+
+
+def _check_pods_of_values(c: Cluster, rel: Release, quotas: set[str], report: Report) -> None:
+    merged = rel.merged or {}
+    for where, sc in dicts_named(merged, frozenset({"securityContext", "containerSecurityContext"})):
+        for problem in _admission_problems(sc):
+            report.findings.append(
+                Finding(
+                    "readiness-pod-admission",
+                    c.key,
+                    _label(rel.res),
+                    f"values.{where}",
+                    f"chart {rel.chart} renders a container with {problem}: its default values merged with ours "
+                    "give this combination; set both keys explicitly.",
+                    rel.res.urn,
+                )
+            )
+    if c.cloud == "gcp":
+        for where, value in _values_named(merged, "priorityClassName"):
+            if value in CRITICAL_PRIORITY and rel.namespace != "kube-system" and rel.namespace not in quotas:
+                report.findings.append(
+                    Finding(
+                        "readiness-pod-admission",
+                        c.key,
+                        _label(rel.res),
+                        f"values.{where}",
+                        f"chart {rel.chart} runs pods with priority class {value} in namespace {rel.namespace}: GKE "
+                        "admits critical priority classes only in kube-system unless a ResourceQuota with a "
+                        "PriorityClass scope allows them; install into kube-system, add that quota, or clear "
+                        "priorityClassName.",
+                        rel.res.urn,
+                    )
+                )
+
+
+def _values_named(node: Any, key: str, path: str = "") -> Iterable[tuple[str, Any]]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            where = f"{path}.{k}" if path else str(k)
+            if k == key and isinstance(v, str):
+                yield where, v
+            yield from _values_named(v, key, where)
+
+
+# --------------------------------------------------------------------------- storage and metrics
+
+
+def _storage_classes(c: Cluster) -> tuple[dict[str, str], str | None]:
+    classes = dict(BUILTIN_STORAGE_CLASSES.get(c.cloud, {}))
+    default = DEFAULT_STORAGE_CLASS.get(c.cloud)
+    for r in c.objects:
+        if r.kind == "StorageClass":
+            name, prov = _meta_name(r), r.props.get("provisioner")
+            classes[name] = prov if isinstance(prov, str) else "?"
+            if dig(r.props, "metadata.annotations", {}).get("storageclass.kubernetes.io/is-default-class") == "true":
+                default = name
+    return classes, default
+
+
+def _claims(c: Cluster) -> Iterable[tuple[Res, str, Any]]:
+    """(resource, key path, storageClassName or None) of every volume claim the cluster's
+    objects and releases create."""
+    for r in c.objects:
+        if r.kind == "PersistentVolumeClaim":
+            yield r, "spec.storageClassName", dig(r.props, "spec.storageClassName")
+        elif r.kind == "StatefulSet":
+            for i, t in enumerate(as_list(dig(r.props, "spec.volumeClaimTemplates"))):
+                yield r, f"spec.volumeClaimTemplates[{i}].spec.storageClassName", dig(t, "spec.storageClassName")
+    for rel in c.releases:
+        for where, tpl in dicts_named(rel.values, frozenset({"volumeClaimTemplate"})):
+            yield rel.res, f"values.{where}.spec.storageClassName", dig(tpl, "spec.storageClassName")
+        for where, p in dicts_named(rel.merged or {}, frozenset({"persistence"})):
+            if p.get("enabled") is True and where in _our_paths(rel.values):
+                yield rel.res, f"values.{where}.storageClassName", p.get("storageClassName")
+
+
+def _our_paths(values: dict[str, Any]) -> set[str]:
+    return {w for w, _ in dicts_named(values, frozenset({"persistence"}))}
+
+
+def check_storage(c: Cluster, report: Report) -> None:
+    classes, default = _storage_classes(c)
+    apis = c.apis()
+    for res, path, sc in _claims(c):
+        if sc is UNKNOWN:
+            continue
+        name = sc if isinstance(sc, str) and sc else default
+        if name is None:
+            report.findings.append(
+                Finding(
+                    "readiness-storage",
+                    c.key,
+                    _label(res),
+                    path,
+                    f"the volume claim names no StorageClass and cluster {c.key} ({c.cloud}) has no default one: "
+                    "it stays Pending; install a CSI driver and a default StorageClass.",
+                    res.urn,
+                )
+            )
+            continue
+        if name not in classes:
+            report.findings.append(
+                Finding(
+                    "readiness-storage",
+                    c.key,
+                    _label(res),
+                    path,
+                    f"StorageClass {name} does not exist in cluster {c.key}: the volume claim stays Pending.",
+                    res.urn,
+                )
+            )
+            continue
+        driver = IN_TREE_PROVISIONERS.get(classes[name], classes[name])
+        if f"csi:{driver}" not in apis:
+            report.findings.append(
+                Finding(
+                    "readiness-storage",
+                    c.key,
+                    _label(res),
+                    path,
+                    f"StorageClass {name} provisions with {driver}, which is not installed in cluster {c.key} "
+                    "(no EKS add-on or chart provides it): the volume claim stays Pending.",
+                    res.urn,
+                )
+            )
+
+
+_PROM_HOST = re.compile(r"^https?://([a-z0-9-]+)\.([a-z0-9-]+)(\.svc(\.cluster\.local)?)?(:\d+)?(/.*)?$")
+
+
+def _prometheus_services(c: Cluster) -> set[tuple[str, str]]:
+    """(service, namespace) of every Prometheus the cluster's releases run."""
+    out = set()
+    for rel in c.releases:
+        if rel.truth is None or "monitoring.coreos.com/v1/ServiceMonitor" not in rel.truth.crds:
+            continue
+        merged = rel.merged or {}
+        if dig(merged, "prometheus.enabled") is False:
+            continue
+        name = merged.get("fullnameOverride") or rel.res.props.get("name") or rel.chart
+        out.add(("prometheus-operated", rel.namespace))  # the operator's governing Service
+        out.add((f"{name}-prometheus", rel.namespace))
+    return out
+
+
+def check_metrics(c: Cluster, report: Report) -> None:
+    apis = c.apis()
+    need = {
+        "Resource": "metrics.k8s.io",
+        "ContainerResource": "metrics.k8s.io",
+        "Pods": "custom.metrics.k8s.io",
+        "Object": "custom.metrics.k8s.io",
+        "External": "external.metrics.k8s.io",
+    }
+    for r in c.objects:
+        if r.kind == "HorizontalPodAutoscaler":
+            metrics = as_list(dig(r.props, "spec.metrics")) or [{"type": "Resource"}]  # default: 80% CPU
+            for i, m in enumerate(metrics):
+                api = need.get(dig(m, "type"))
+                if api and api not in apis:
+                    report.findings.append(
+                        Finding(
+                            "readiness-metrics",
+                            c.key,
+                            _label(r),
+                            f"spec.metrics[{i}]",
+                            f"the HPA reads {api}, which nothing serves in cluster {c.key} ({c.cloud}): install "
+                            f"{'metrics-server' if api == 'metrics.k8s.io' else 'KEDA or prometheus-adapter'} "
+                            "there, or the HPA never scales.",
+                            r.urn,
+                        )
+                    )
+        elif r.kind == "ScaledObject":
+            proms = _prometheus_services(c)
+            for i, trig in enumerate(as_list(dig(r.props, "spec.triggers"))):
+                kind = dig(trig, "type")
+                if kind in ("cpu", "memory") and "metrics.k8s.io" not in apis:
+                    report.findings.append(
+                        Finding(
+                            "readiness-metrics",
+                            c.key,
+                            _label(r),
+                            f"spec.triggers[{i}]",
+                            f"a {kind} trigger reads metrics.k8s.io, which nothing serves in cluster {c.key}; "
+                            "install metrics-server.",
+                            r.urn,
+                        )
+                    )
+                if kind != "prometheus":
+                    continue
+                address = dig(trig, "metadata.serverAddress")
+                if address is UNKNOWN:
+                    continue
+                m = _PROM_HOST.match(address) if isinstance(address, str) else None
+                if m is None or (m.group(1), m.group(2)) not in proms:
+                    found = ", ".join(f"http://{s}.{n}.svc:9090" for s, n in sorted(proms)) or "none"
+                    report.findings.append(
+                        Finding(
+                            "readiness-metrics",
+                            c.key,
+                            _label(r),
+                            f"spec.triggers[{i}].metadata.serverAddress",
+                            f"the trigger queries {address!r}, but no Prometheus of this stack serves that "
+                            f"address in cluster {c.key} (Prometheus here: {found}).",
+                            r.urn,
+                        )
+                    )
+
+
+# --------------------------------------------------------------------------- scheduling
+
+
+def _scale_targets(c: Cluster) -> dict[tuple[str, str, str], tuple[int | None, int | None]]:
+    """(namespace, kind, name) -> (min, max) replicas its HPA or ScaledObject allows."""
+    out = {}
+    for r in c.objects:
+        if r.kind == "HorizontalPodAutoscaler":
+            ref, lo, hi = (
+                dig(r.props, "spec.scaleTargetRef"),
+                dig(r.props, "spec.minReplicas", 1),
+                dig(r.props, "spec.maxReplicas"),
+            )
+        elif r.kind == "ScaledObject":
+            ref = dig(r.props, "spec.scaleTargetRef")
+            lo, hi = dig(r.props, "spec.minReplicaCount", 0), dig(r.props, "spec.maxReplicaCount", 100)
+        else:
+            continue
+        kind = dig(ref, "kind", "Deployment")
+        out[(_namespace(r), kind, dig(ref, "name"))] = (
+            lo if isinstance(lo, int) else None,
+            hi if isinstance(hi, int) else None,
+        )
+    return out
+
+
+def _int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _replicas(
+    res: Res, tpl: PodTemplate, targets: dict[tuple[str, str, str], tuple[int | None, int | None]]
+) -> tuple[int, int]:
+    """(pods at min, pods at max) of one pod template of a workload."""
+    spec = as_dict(res.props.get("spec"))
+    kind = res.kind
+    if spec.get("suspend") is True or dig(spec, "runPolicy.suspend") is True:
+        return 0, 0  # a suspended job (a waiting sweep trial) runs no pods until resumed
+    if kind in ("Deployment", "StatefulSet", "ReplicaSet"):
+        replicas = _int(spec.get("replicas"), 1)
+        lo, hi = targets.get((_namespace(res), kind, _meta_name(res)), (None, None))
+        low = lo if lo is not None else replicas
+        top = hi if hi is not None else replicas
+        return low, top + (surge(spec.get("strategy"), top) if kind == "Deployment" else 0)
+    if kind == "Job":
+        n = _int(spec.get("parallelism"), 1)
+        return n, n
+    if kind == "CronJob":
+        n = _int(dig(spec, "jobTemplate.spec.parallelism"), 1)
+        return 0, n
+    if "ReplicaSpecs" in tpl.where:
+        role = tpl.where.split(".")[2]
+        n = _int(dig(spec, f"{tpl.where.split('.')[1]}.{role}.replicas"), 1)
+        elastic = dig(spec, "elasticPolicy.maxReplicas")
+        if role == "Worker" and isinstance(elastic, int):
+            return n, max(n, elastic - 1 if "Master" in as_dict(dig(spec, tpl.where.split(".")[1])) else elastic)
+        return n, n
+    if kind == "JobSet":
+        total = sum(
+            _int(dig(j, "replicas"), 1) * _int(dig(j, "template.spec.parallelism"), 1)
+            for j in as_list(spec.get("replicatedJobs"))
+        )
+        return total, total
+    if kind == "TrainJob":
+        n = _int(dig(spec, "trainer.numNodes"), 1)
+        return n, n
+    if kind == "InferenceService":
+        part = as_dict(spec.get(tpl.where.split(".")[1]))
+        return _int(part.get("minReplicas"), 1), _int(part.get("maxReplicas"), _int(part.get("minReplicas"), 1)) * 2
+    return 1, 1
+
+
+def _daemonset_load(c: Cluster, pool: Pool) -> dict[str, float]:
+    """Requests of the DaemonSets that land on every node of `pool`."""
+    load = {n: 0.0 for n in RESOURCE_NAMES}
+    for n, v in SYSTEM_DAEMONSET_REQUESTS.get(c.cloud, {}).items():
+        load[n] += v
+    for r in c.objects:
+        if r.kind != "DaemonSet":
+            continue
+        for tpl in pod_templates(r):
+            if _fit_reason(tpl.spec, pool) is None:
+                for n, v in pod_requests(tpl.spec).items():
+                    load[n] += v
+    for rel in c.releases:
+        merged = rel.merged or {}
+        for path in DAEMONSET_VALUES.get(rel.truth.name if rel.truth else "", ()):
+            pod = {"containers": [{"resources": as_dict(dig(merged, f"{path}resources"))}],
+                   "tolerations": dig(merged, f"{path}tolerations"), "affinity": dig(merged, f"{path}affinity"),
+                   "nodeSelector": dig(merged, f"{path}nodeSelector")}  # fmt: skip
+            if _fit_reason(pod, pool) is None:
+                for n, v in pod_requests(pod).items():
+                    load[n] += v
+    return load
+
+
+DAEMONSET_VALUES = {
+    # Charts that render a DaemonSet, and where in their values its pod settings sit.
+    "dcgm-exporter": ("",),
+    "nvidia-device-plugin": ("",),
+    "kube-prometheus-stack": ("prometheus-node-exporter.",),
+}
+
+
+def _fit_reason(pod: dict[str, Any], pool: Pool) -> str | None:
+    """Why a pod cannot land on `pool`'s nodes by selection and taints (None: it can)."""
+    if not schedulable_on(pod, pool.labels):
+        return "its node selector / required affinity does not match the pool's labels"
+    for t in pool.taints:
+        if t.effect in ("NoSchedule", "NoExecute") and not tolerates(pod.get("tolerations"), t):
+            return f"it does not tolerate the pool's taint {t}"
+    return None
+
+
+def _pool_free(c: Cluster, pool: Pool) -> dict[str, float] | None:
+    m = machine(pool.cloud, pool.machine_type)
+    if m is None:
+        return None
+    free = allocatable(pool.cloud, m.vcpus, m.memory_gib, m.gpus)
+    load = _daemonset_load(c, pool)
+    return {n: free[n] - load.get(n, 0.0) for n in RESOURCE_NAMES}
+
+
+def check_scheduling(c: Cluster, report: Report) -> None:
+    targets = _scale_targets(c)
+    frees = {p.display: _pool_free(c, p) for p in c.pools}
+    for res in c.objects:
+        if res.kind in ("DaemonSet",):
+            continue
+        for tpl in pod_templates(res):
+            low, high = _replicas(res, tpl, targets)
+            w = Workload(res, tpl, _namespace(res), high, low, pod_requests(tpl.spec))
+            reasons = []
+            for pool in c.pools:
+                why = _fit_reason(tpl.spec, pool)
+                free = frees[pool.display]
+                if why is None and free is None:
+                    why = f"cannot check: machine type {pool.machine_type} is not in the catalog"
+                if why is None:
+                    per_node = pods_per_node(free, w.request)
+                    if per_node == 0:
+                        short = [n for n in RESOURCE_NAMES if w.request[n] > free[n]]
+                        why = (
+                            "its requests exceed the machine's allocatable minus DaemonSets ("
+                            + ", ".join(f"{n}: asks {_fmt(n, w.request[n])}, {_fmt(n, free[n])} free" for n in short)
+                            + ")"
+                        )
+                    else:
+                        w.pools.append((pool.display, per_node))
+                        continue
+                reasons.append(f"{pool.display}: {why}")
+            c.workloads.append(w)
+            if not w.pools:
+                report.findings.append(
+                    Finding(
+                        "readiness-schedulable",
+                        c.key,
+                        _label(res),
+                        tpl.where,
+                        f"{w.name} fits no node pool of cluster {c.key}: "
+                        + ("; ".join(reasons) if reasons else "the cluster has no node pools")
+                        + ".",
+                        res.urn,
+                    )
+                )
+    _check_capacity(c, report)
+
+
+def _fmt(name: str, value: float) -> str:
+    if name == "memory":
+        return f"{value / 2**30:.1f}Gi"
+    if name == "cpu":
+        return f"{value:.2f}"
+    return f"{value:g}"
+
+
+def _check_capacity(c: Cluster, report: Report) -> None:
+    """The worst case of every workload at max fits the pools it can use; a pool whose floor is
+    below that demand has an autoscaler."""
+    by_pool: dict[str, list[Workload]] = defaultdict(list)
+    for w in c.workloads:
+        if len(w.pools) == 1:
+            by_pool[w.pools[0][0]].append(w)
+    apis = c.apis()
+    for pool in c.pools:
+        ws = by_pool.get(pool.display, [])
+        if not ws:
+            continue
+        need_max = sum(-(-w.pods_at_max // dict(w.pools)[pool.display]) for w in ws)
+        need_min = sum(-(-w.pods_at_min // dict(w.pools)[pool.display]) for w in ws)
+        hi = pool.max_nodes if isinstance(pool.max_nodes, int) else None
+        lo = pool.min_nodes if isinstance(pool.min_nodes, int) else None
+        names = ", ".join(f"{w.name} x{w.pods_at_max}" for w in ws if w.pods_at_max)
+        if hi is not None and need_max > hi:
+            report.findings.append(
+                Finding(
+                    "readiness-capacity",
+                    c.key,
+                    f"NodePool/{pool.display}",
+                    "maxNodes",
+                    f"at max scale the workloads on pool {pool.display} ({names}, surge and gang size included) "
+                    f"need {need_max} nodes; the pool stops at {hi}: pods stay Pending.",
+                    pool.res.urn,
+                )
+            )
+        if lo is not None and max(need_max if hi is None else min(need_max, hi), need_min) > lo:
+            if "node-autoscaler" not in apis and "chart:cluster-autoscaler" not in apis:
+                report.findings.append(
+                    Finding(
+                        "readiness-capacity",
+                        c.key,
+                        f"NodePool/{pool.display}",
+                        "minNodes",
+                        f"pool {pool.display} starts at {lo} node(s) but its workloads ({names}) need up to "
+                        f"{need_max}, and no node autoscaler is installed in cluster {c.key}: the pool never "
+                        "grows; install Karpenter or Cluster Autoscaler.",
+                        pool.res.urn,
+                    )
+                )
+
+
+# --------------------------------------------------------------------------- identity
+
+_SA_SUB = re.compile(r"^system:serviceaccount:([^:]+):([^:]+)$")
+_WI_MEMBER = re.compile(r"^serviceAccount:[^\[]+\.svc\.id\.goog\[([^/]+)/([^\]]+)\]$")
+
+
+def _trusted_accounts(view: StackView, c: Cluster) -> list[tuple[Res, str, str, str]]:
+    """(role or binding, namespace, name, how) of every cloud identity that trusts a Kubernetes
+    ServiceAccount of this cluster (IRSA trust conditions; Workload Identity user bindings)."""
+    out = []
+    for res in view.resources:
+        if res.type == "aws:iam/role:Role" and c.cloud == "aws" and _cluster_key(view, res) == c.key:
+            doc = policy_json(res.props.get("assumeRolePolicy"))
+            for st in as_list(as_dict(doc).get("Statement")):
+                for op, cond in as_dict(as_dict(st).get("Condition")).items():
+                    for k, v in as_dict(cond).items():
+                        if isinstance(k, str) and k.endswith(":sub"):
+                            for sub in v if isinstance(v, list) else [v]:
+                                m = _SA_SUB.match(sub) if isinstance(sub, str) else None
+                                if m:
+                                    out.append((res, m.group(1), m.group(2), op))
+        elif res.type in ("gcp:serviceaccount/iAMMember:IAMMember", "gcp:serviceaccount/iAMBinding:IAMBinding"):
+            if c.cloud != "gcp" or res.props.get("role") != "roles/iam.workloadIdentityUser":
+                continue
+            if _cluster_key(view, res) != c.key:
+                continue
+            members = as_list(res.props.get("members")) or [res.props.get("member")]
+            for mem in members:
+                m = _WI_MEMBER.match(mem) if isinstance(mem, str) else None
+                if m:
+                    out.append((res, m.group(1), m.group(2), "workloadIdentityUser"))
+    return out
+
+
+IDENTITY_ANNOTATION = {"aws": "eks.amazonaws.com/role-arn", "gcp": "iam.gke.io/gcp-service-account"}
+
+
+def _accounts(c: Cluster) -> dict[tuple[str, str], tuple[Res, dict[str, Any]]]:
+    """(namespace, name) -> (creator, annotations) of every ServiceAccount the stack creates in
+    the cluster: its own objects, and charts whose values create one (`serviceAccount.create`)."""
+    out = {(_namespace(r), _meta_name(r)): (r, as_dict(dig(r.props, "metadata.annotations")))
+           for r in c.objects if r.kind == "ServiceAccount"}  # fmt: skip
+    for rel in c.releases:
+        sa = as_dict((rel.merged or {}).get("serviceAccount"))
+        if sa.get("create") is True:
+            name = sa.get("name") or (rel.merged or {}).get("fullnameOverride") or rel.res.props.get("name")
+            if isinstance(name, str):
+                out[(rel.namespace, name)] = (rel.res, as_dict(sa.get("annotations")))
+    return out
+
+
+def check_identity(view: StackView, c: Cluster, report: Report) -> None:
+    accounts = _accounts(c)
+    trusted = _trusted_accounts(view, c)
+    trusted_names = {(ns, name) for _, ns, name, _ in trusted}
+    annotation = IDENTITY_ANNOTATION[c.cloud]
+    for res in c.objects:
+        for tpl in pod_templates(res):
+            sa = tpl.spec.get("serviceAccountName")
+            if not isinstance(sa, str) or sa == "default":
+                continue
+            if (_namespace(res), sa) not in accounts:
+                report.findings.append(
+                    Finding(
+                        "readiness-identity",
+                        c.key,
+                        _label(res),
+                        f"{tpl.where}.serviceAccountName",
+                        f"ServiceAccount {_namespace(res)}/{sa} does not exist in cluster {c.key}: the API server "
+                        "refuses to create the pods.",
+                        res.urn,
+                    )
+                )
+    for (ns, name), (sa, sa_annotations) in accounts.items():
+        if annotation not in sa_annotations:
+            continue
+        if (ns, name) not in trusted_names:
+            report.findings.append(
+                Finding(
+                    "readiness-identity",
+                    c.key,
+                    _label(sa),
+                    f"metadata.annotations.{annotation}",
+                    f"ServiceAccount {ns}/{name} names a cloud identity, but no role or binding of this stack "
+                    f"trusts system:serviceaccount:{ns}:{name}: token exchange fails.",
+                    sa.urn,
+                )
+            )
+    for res, ns, name, how in trusted:
+        if "*" in ns or "*" in name or how == "StringLike":
+            report.findings.append(
+                Finding(
+                    "readiness-identity",
+                    c.key,
+                    _label(res),
+                    "assumeRolePolicy",
+                    f"{res.name} trusts {ns}/{name} with {how}: it must trust exactly one namespace/name.",
+                    res.urn,
+                )
+            )
+        elif (ns, name) not in accounts or annotation not in accounts[(ns, name)][1]:
+            report.findings.append(
+                Finding(
+                    "readiness-identity",
+                    c.key,
+                    _label(res),
+                    "trust",
+                    f"{res.name} trusts ServiceAccount {ns}/{name}, which this stack does not create in cluster "
+                    f"{c.key} with the {annotation} annotation: nothing can use the role.",
+                    res.urn,
+                )
+            )
+
+
+# --------------------------------------------------------------------------- the report and the rules
+
+
+def report(view: StackView) -> Report:
+    """The readiness of every cluster of the stack (computed once per view)."""
+    cached = getattr(view, "_readiness", None)
+    if cached is not None:
+        return cached
+    clusters = inventory(view)
+    rep = Report(clusters=clusters, findings=[])
+    for c in clusters.values():
+        if not c.objects and not c.releases:
+            continue
+        check_objects(c, rep)
+        check_releases(c, rep)
+        check_storage(c, rep)
+        check_metrics(c, rep)
+        check_scheduling(c, rep)
+        check_identity(view, c, rep)
+    view._readiness = rep  # type: ignore[attr-defined]
+    return rep
+
+
+def _rule_check(name: str):
+    def check(view: StackView, config: dict[str, Any], report_violation: ReportViolation) -> None:
+        for f in report(view).by_rule(name):
+            report_violation(f"[{f.cluster}] {f.resource} at {f.path}: {f.message}", f.urn)
+
+    return check
+
+
+_DESCRIPTIONS = {
+    "readiness-crd-schema": "Kubernetes objects validate against the API of their cluster version, custom resources "
+    "against their upstream CRD at the pinned version (unknown fields, types, enums, required).",
+    "readiness-crd-controller": "Every custom resource's CRD and controller are installed in the same cluster by "
+    "the same stack.",
+    "readiness-helm-chart": "Every Helm release names a chart version its repository publishes, with vendored "
+    "upstream truth.",
+    "readiness-helm-values": "Every Helm value key exists in the pinned chart (or is a pass-through subtree); "
+    "merged values pass the chart's values.schema.json.",
+    "readiness-pod-admission": "Chart defaults merged with our values produce pods the API server admits.",
+    "readiness-storage": "Every volume claim has a StorageClass whose provisioner is installed.",
+    "readiness-metrics": "Every HPA has its metrics API; every ScaledObject trigger points at a Prometheus that "
+    "exists in its cluster.",
+    "readiness-schedulable": "Every pod template fits some node pool of its cluster (selectors, taints, requests "
+    "against allocatable minus DaemonSets).",
+    "readiness-capacity": "The worst case of all workloads at max fits each pool's maximum, and a pool that must "
+    "grow has a node autoscaler.",
+    "readiness-identity": "ServiceAccounts workloads use exist, carry the identity annotation, and their role "
+    "trusts exactly that namespace/name.",
+}
+
+RULES: list[Rule] = [
+    Rule(name=name, description=desc, area="readiness", check=_rule_check(name), stack=True)
+    for name, desc in _DESCRIPTIONS.items()
+]

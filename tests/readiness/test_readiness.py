@@ -1,0 +1,464 @@
+"""Readiness, rule by rule: a cluster where everything can run reports nothing; each planted
+defect is reported by its rule, naming the resource and key path; the shipped stacks report only
+the gaps issue 12 ("Day one on a real cloud") is fixing, listed here one by one."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from policies.common import StackView
+from policies.readiness import RULES, report
+from stacks.plan import run_plan
+
+REGION = "aicloud:platform:RegionalPlatform"
+
+
+@dataclass
+class R:
+    """A resource as the policy pack is handed it (the fields `StackView` reads)."""
+
+    resource_type: str
+    name: str
+    props: dict[str, Any]
+    parent: R | None = None
+    provider: R | None = None
+    dependencies: list[R] = field(default_factory=list)
+    property_dependencies: dict[str, list[R]] = field(default_factory=dict)
+    opts: Any = None
+
+    @property
+    def urn(self) -> str:
+        return f"urn:pulumi:test::aicloud::{self.resource_type}::{self.name}"
+
+
+SERVER_POD = {
+    "serviceAccountName": "server",
+    "nodeSelector": {"aicloud.dev/pool": "gpu"},
+    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    "containers": [
+        {
+            "name": "server",
+            "image": "example.com/server@sha256:" + "0" * 64,
+            "resources": {
+                "requests": {"cpu": "2", "memory": "8Gi", "nvidia.com/gpu": 1},
+                "limits": {"nvidia.com/gpu": 1},
+            },
+        }
+    ],
+}
+
+
+def _k8s(api_version: str, kind: str, name: str, namespace: str | None = "serving", **body: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    return {"apiVersion": api_version, "kind": kind, "metadata": meta, **body}
+
+
+def healthy() -> dict[str, Any]:
+    """An EKS cluster where everything can run: Karpenter, metrics-server, EBS CSI with a default
+    gp3 class, Prometheus, KEDA, a GPU pool, a GPU server with its identity."""
+    return {
+        "cloud": "aws",
+        "pools": [
+            {
+                "name": "gpu",
+                "instanceTypes": ["g6.xlarge"],
+                "labels": {"aicloud.dev/pool": "gpu"},
+                "taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}],
+                "scalingConfig": {"minSize": 1, "maxSize": 4, "desiredSize": 1},
+            },
+        ],  # fmt: skip
+        "addons": ["vpc-cni", "aws-ebs-csi-driver"],
+        "releases": [
+            {
+                "name": "karpenter",
+                "chart": "oci://public.ecr.aws/karpenter/karpenter",
+                "version": "1.14.1",
+                "namespace": "kube-system",
+                "values": {"settings": {"clusterName": "c"}},
+            },
+            {
+                "name": "metrics-server",
+                "chart": "metrics-server",
+                "version": "3.13.1",
+                "namespace": "kube-system",
+                "repositoryOpts": {"repo": "https://kubernetes-sigs.github.io/metrics-server"},
+                "values": {},
+            },
+            {
+                "name": "kps",
+                "chart": "kube-prometheus-stack",
+                "version": "78.5.0",
+                "namespace": "monitoring",
+                "repositoryOpts": {"repo": "https://prometheus-community.github.io/helm-charts"},
+                "values": {
+                    "fullnameOverride": "kps",
+                    "prometheus": {
+                        "prometheusSpec": {
+                            "storageSpec": {
+                                "volumeClaimTemplate": {"spec": {"resources": {"requests": {"storage": "50Gi"}}}}
+                            }
+                        }
+                    },
+                },
+            },
+            {
+                "name": "keda",
+                "chart": "keda",
+                "version": "2.17.2",
+                "namespace": "keda",
+                "repositoryOpts": {"repo": "https://kedacore.github.io/charts"},
+                "values": {},
+            },
+        ],  # fmt: skip
+        "objects": [
+            _k8s(
+                "storage.k8s.io/v1",
+                "StorageClass",
+                "gp3",
+                None,
+                provisioner="ebs.csi.aws.com",
+                parameters={"type": "gp3"},
+            )
+            | {"metadata": {"name": "gp3", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}},
+            _k8s("v1", "ServiceAccount", "server")
+            | {
+                "metadata": {
+                    "name": "server",
+                    "namespace": "serving",
+                    "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/server"},
+                }
+            },
+            _k8s(
+                "apps/v1",
+                "Deployment",
+                "server",
+                spec={
+                    "replicas": 1,
+                    "selector": {"matchLabels": {"app": "server"}},
+                    "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                    "template": {"metadata": {"labels": {"app": "server"}}, "spec": copy.deepcopy(SERVER_POD)},
+                },
+            ),
+            _k8s(
+                "keda.sh/v1alpha1",
+                "ScaledObject",
+                "server",
+                spec={
+                    "scaleTargetRef": {"name": "server"},
+                    "minReplicaCount": 1,
+                    "maxReplicaCount": 2,
+                    "triggers": [
+                        {
+                            "type": "prometheus",
+                            "metadata": {
+                                "serverAddress": "http://prometheus-operated.monitoring.svc:9090",
+                                "query": "sum(rate(x[1m]))",
+                                "threshold": "10",
+                            },
+                        }
+                    ],
+                },
+            ),
+            _k8s(
+                "monitoring.coreos.com/v1",
+                "PodMonitor",
+                "server",
+                "monitoring",
+                spec={"selector": {"matchLabels": {"app": "server"}}, "podMetricsEndpoints": [{"port": "http"}]},
+            ),
+        ],  # fmt: skip
+        "roles": [
+            {
+                "name": "server",
+                "assumeRolePolicy": json.dumps(
+                    {
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Action": "sts:AssumeRoleWithWebIdentity",
+                                "Principal": {"Federated": "arn:oidc"},
+                                "Condition": {
+                                    "StringEquals": {
+                                        "oidc.eks.example/id/X:sub": "system:serviceaccount:serving:server"
+                                    }
+                                },
+                            }
+                        ]
+                    }
+                ),
+            },
+        ],  # fmt: skip
+    }
+
+
+def build(spec: dict[str, Any]) -> list[R]:
+    region = R(REGION, "aws-use1", {})
+    out = [region]
+    if spec["cloud"] == "aws":
+        out.append(R("aws:eks/cluster:Cluster", "eks", {"version": "1.33"}, parent=region))
+    else:
+        out.append(R("gcp:container/cluster:Cluster", "gke", {"minMasterVersion": "1.33"}, parent=region))
+    provider = R("pulumi:providers:kubernetes", "k8s", {}, parent=region)
+    out.append(provider)
+    for p in spec["pools"]:
+        out.append(R("aws:eks/nodeGroup:NodeGroup", p["name"], dict(p), parent=region))
+    for a in spec["addons"]:
+        out.append(R("aws:eks/addon:Addon", a, {"addonName": a}, parent=region))
+    for rel in spec["releases"]:
+        out.append(R("kubernetes:helm.sh/v3:Release", rel["name"], rel, parent=region, provider=provider))
+    for obj in spec["objects"]:
+        group = obj["apiVersion"].rsplit("/", 1)[0] if "/" in obj["apiVersion"] else "core"
+        version = obj["apiVersion"].rsplit("/", 1)[-1]
+        type_ = f"kubernetes:{group}/{version}:{obj['kind']}"
+        out.append(R(type_, f"{obj['kind']}-{obj['metadata']['name']}", obj, parent=region, provider=provider))
+    for role in spec["roles"]:
+        out.append(R("aws:iam/role:Role", role["name"], role, parent=region))
+    return out
+
+
+def findings(spec: dict[str, Any], rule: str | None = None) -> list[tuple[str, str, str]]:
+    rep = report(StackView(build(spec)))
+    return [(f.rule, f.resource, f.path) for f in rep.findings if rule is None or f.rule == rule]
+
+
+def messages(spec: dict[str, Any], rule: str) -> list[str]:
+    return [f.message for f in report(StackView(build(spec))).findings if f.rule == rule]
+
+
+def obj(spec: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(o for o in spec["objects"] if o["kind"] == kind)
+
+
+def release(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(r for r in spec["releases"] if r["name"] == name)
+
+
+def test_a_cluster_where_everything_can_run_has_no_finding():
+    spec = healthy()
+    assert findings(spec) == []
+    rep = report(StackView(build(spec)))
+    (cluster,) = rep.clusters.values()
+    (server,) = cluster.workloads
+    assert server.pods_at_max == 3  # ScaledObject max 2 + surge 1
+    assert server.pools == [("gpu", 1)]
+    assert rep.crs_validated == 2 and rep.helm_keys_checked > 0 and rep.helm_keys_unknown == 0
+
+
+# --------------------------------------------------------------------------- one planted defect per rule
+
+
+def test_crd_schema_reports_a_field_the_upstream_crd_does_not_have():
+    spec = healthy()
+    obj(spec, "ScaledObject")["spec"]["maxReplicas"] = 2
+    assert findings(spec, "readiness-crd-schema") == [("readiness-crd-schema", "ScaledObject/server", "spec")]
+    assert "'maxReplicas' was unexpected" in messages(spec, "readiness-crd-schema")[0]
+
+
+def test_crd_schema_reports_a_kind_with_no_vendored_crd_as_cannot_check():
+    spec = healthy()
+    spec["objects"].append(_k8s("example.com/v1", "Widget", "w", spec={}))
+    assert findings(spec, "readiness-crd-schema") == [("readiness-crd-schema", "Widget/w", "apiVersion")]
+    assert messages(spec, "readiness-crd-schema")[0].startswith("cannot check")
+
+
+def test_crd_controller_reports_a_custom_resource_whose_chart_is_not_in_the_cluster():
+    spec = healthy()
+    spec["releases"] = [r for r in spec["releases"] if r["name"] != "keda"]
+    assert findings(spec, "readiness-crd-controller") == [("readiness-crd-controller", "ScaledObject/server", "kind")]
+    assert "keda chart" in messages(spec, "readiness-crd-controller")[0]
+
+
+def test_helm_chart_reports_an_unpublished_version_and_a_chart_without_truth():
+    spec = healthy()
+    release(spec, "metrics-server")["version"] = "3.99.0"
+    spec["releases"].append({"name": "to", "chart": "training-operator", "version": "1.8.1", "namespace": "kubeflow",
+                             "repositoryOpts": {"repo": "https://kubeflow.github.io/training-operator"}})  # fmt: skip
+    got = findings(spec, "readiness-helm-chart")
+    assert got == [
+        ("readiness-helm-chart", "HelmRelease/metrics-server", "version"),
+        ("readiness-helm-chart", "HelmRelease/to", "chart"),
+    ]
+    assert "not published" in messages(spec, "readiness-helm-chart")[0]
+    assert messages(spec, "readiness-helm-chart")[1].startswith("cannot check")
+
+
+def test_helm_values_reports_a_key_the_chart_does_not_have_even_in_a_subchart():
+    spec = healthy()
+    kps = release(spec, "kps")["values"]
+    kps["grafana"] = {"sidecar": {"dashboards": {"enabled": True, "lable": "x"}}}
+    kps["prometheus"]["prometheusSpec"]["retentionSizee"] = "10GB"
+    assert findings(spec, "readiness-helm-values") == [
+        ("readiness-helm-values", "HelmRelease/kps", "values.prometheus.prometheusSpec.retentionSizee"),
+        ("readiness-helm-values", "HelmRelease/kps", "values.grafana.sidecar.dashboards.lable"),
+    ]
+
+
+def test_helm_values_accepts_a_key_only_the_templates_read():
+    spec = healthy()
+    spec["releases"].append({"name": "dcgm", "chart": "dcgm-exporter", "version": "4.8.2", "namespace": "monitoring",
+                             "repositoryOpts": {"repo": "https://nvidia.github.io/dcgm-exporter/helm-charts"},
+                             "values": {"customMetrics": "DCGM_FI_DEV_GPU_UTIL, gauge, util\n"}})  # fmt: skip
+    assert findings(spec, "readiness-helm-values") == []
+
+
+def test_pod_admission_reports_privileged_merged_into_a_chart_default_that_forbids_escalation():
+    spec = healthy()
+    spec["releases"].append({"name": "dcgm", "chart": "dcgm-exporter", "version": "4.8.2", "namespace": "kube-system",
+                             "repositoryOpts": {"repo": "https://nvidia.github.io/dcgm-exporter/helm-charts"},
+                             "values": {"securityContext": {"privileged": True}}})  # fmt: skip
+    assert findings(spec, "readiness-pod-admission") == [
+        ("readiness-pod-admission", "HelmRelease/dcgm", "values.securityContext")
+    ]
+    release(spec, "dcgm")["values"]["securityContext"]["allowPrivilegeEscalation"] = True
+    assert findings(spec, "readiness-pod-admission") == []
+
+
+def test_pod_admission_reports_a_critical_priority_class_outside_kube_system_on_gke():
+    spec = healthy()
+    spec["cloud"] = "gcp"
+    spec["releases"].append({"name": "dcgm", "chart": "dcgm-exporter", "version": "4.8.2", "namespace": "monitoring",
+                             "repositoryOpts": {"repo": "https://nvidia.github.io/dcgm-exporter/helm-charts"},
+                             "values": {}})  # fmt: skip
+    got = [f for f in findings(spec, "readiness-pod-admission")]
+    assert got == [("readiness-pod-admission", "HelmRelease/dcgm", "values.priorityClassName")]
+
+
+def test_storage_reports_a_claim_without_a_default_class_or_driver():
+    spec = healthy()
+    spec["objects"] = [o for o in spec["objects"] if o["kind"] != "StorageClass"]
+    path = "values.prometheus.prometheusSpec.storageSpec.volumeClaimTemplate.spec.storageClassName"
+    assert findings(spec, "readiness-storage") == [("readiness-storage", "HelmRelease/kps", path)]
+    spec = healthy()
+    spec["addons"].remove("aws-ebs-csi-driver")
+    assert findings(spec, "readiness-storage") == [("readiness-storage", "HelmRelease/kps", path)]
+    assert "ebs.csi.aws.com, which is not installed" in messages(spec, "readiness-storage")[0]
+
+
+def test_metrics_reports_an_hpa_without_metrics_server_and_a_trigger_at_a_missing_prometheus():
+    spec = healthy()
+    spec["releases"] = [r for r in spec["releases"] if r["name"] != "metrics-server"]
+    spec["objects"].append(_k8s("autoscaling/v2", "HorizontalPodAutoscaler", "cpu", spec={
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"}, "maxReplicas": 2}))  # fmt: skip
+    trigger = obj(spec, "ScaledObject")["spec"]["triggers"][0]["metadata"]
+    trigger["serverAddress"] = "http://prometheus.observability.svc:9090"
+    assert sorted(findings(spec, "readiness-metrics")) == [
+        ("readiness-metrics", "HorizontalPodAutoscaler/cpu", "spec.metrics[0]"),
+        ("readiness-metrics", "ScaledObject/server", "spec.triggers[0].metadata.serverAddress"),
+    ]
+
+
+def test_schedulable_reports_a_pod_that_tolerates_no_pool_or_asks_too_much():
+    spec = healthy()
+    pod = obj(spec, "Deployment")["spec"]["template"]["spec"]
+    pod["tolerations"] = []
+    assert findings(spec, "readiness-schedulable") == [
+        ("readiness-schedulable", "Deployment/server", "spec.template.spec")
+    ]
+    assert (
+        "does not tolerate the pool's taint nvidia.com/gpu=present:NoSchedule"
+        in messages(spec, "readiness-schedulable")[0]
+    )
+    spec = healthy()
+    obj(spec, "Deployment")["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"] = "15Gi"
+    assert "memory: asks 15.0Gi" in messages(spec, "readiness-schedulable")[0]
+
+
+def test_capacity_reports_a_pool_too_small_at_max_and_a_pool_that_cannot_grow():
+    spec = healthy()
+    obj(spec, "ScaledObject")["spec"]["maxReplicaCount"] = 6  # 6 + surge 1 = 7 pods, one GPU each, max 4 nodes
+    assert findings(spec, "readiness-capacity") == [("readiness-capacity", "NodePool/gpu", "maxNodes")]
+    spec = healthy()
+    spec["releases"] = [r for r in spec["releases"] if r["name"] != "karpenter"]
+    assert findings(spec, "readiness-capacity") == [("readiness-capacity", "NodePool/gpu", "minNodes")]
+
+
+def test_identity_reports_a_missing_account_an_untrusted_account_and_a_loose_trust():
+    spec = healthy()
+    spec["roles"][0]["assumeRolePolicy"] = spec["roles"][0]["assumeRolePolicy"].replace("serving:server", "serving:srv")
+    assert findings(spec, "readiness-identity") == [
+        ("readiness-identity", "ServiceAccount/server", "metadata.annotations.eks.amazonaws.com/role-arn"),
+        ("readiness-identity", "Role/server", "trust"),
+    ]
+    spec = healthy()
+    spec["objects"] = [o for o in spec["objects"] if o["kind"] != "ServiceAccount"]
+    assert ("readiness-identity", "Deployment/server", "spec.template.spec.serviceAccountName") in findings(
+        spec, "readiness-identity"
+    )
+
+
+def test_every_rule_has_a_planted_defect_above():
+    import inspect
+    import sys
+
+    source = inspect.getsource(sys.modules[__name__])
+    for rule in RULES:
+        assert f'"{rule.name}"' in source, rule.name
+
+
+# --------------------------------------------------------------------------- the shipped stacks
+
+ISSUE_12_GAPS: dict[str, dict[str, set[tuple[str, str]]]] = {
+    # (cluster, resource) each rule reports on the shipped stacks today. Every entry is an open gap
+    # of issue 12 (or, marked, found here and listed in its report); it removes them as it lands.
+    "dev": {
+        "readiness-crd-controller": {("aws-use1", "PyTorchJob/debug")},
+        "readiness-helm-chart": {("aws-use1", "HelmRelease/aws-use1-training-operator-release")},
+        "readiness-storage": {("aws-use1", "HelmRelease/kps")},
+        "readiness-metrics": {("aws-use1", "HorizontalPodAutoscaler/classifier-stable")},
+        "readiness-capacity": {("aws-use1", "NodePool/aws-use1-gpu-ng")},
+    },
+    "staging": {
+        # Gateway API: the stack routes through Istio but installs no Gateway implementation (not issue 12).
+        "readiness-crd-controller": {
+            ("gcp-usc1", "Gateway/classifier-gw"),
+            ("gcp-usc1", "HTTPRoute/classifier"),
+            ("aws-usw2", "Gateway/classifier-gw"),
+            ("aws-usw2", "HTTPRoute/classifier"),
+        },  # fmt: skip
+        "readiness-storage": {("aws-usw2", "HelmRelease/kps")},
+        "readiness-capacity": {("aws-usw2", "NodePool/aws-usw2-train-ng"), ("aws-usw2", "NodePool/aws-usw2-serve-ng")},
+    },
+    "prod": {
+        "readiness-crd-controller": {("aws-use1", "PyTorchJob/pretrain")},
+        "readiness-helm-chart": {("aws-use1", "HelmRelease/aws-use1-training-operator-release")},
+        "readiness-storage": {(c, "HelmRelease/kps") for c in ("aws-use1", "aws-usw2", "aws-euw1")},
+        "readiness-capacity": {
+            ("aws-use1", "NodePool/aws-use1-train-ng"),
+            ("aws-use1", "NodePool/aws-use1-serve-ng"),
+            ("aws-usw2", "NodePool/aws-usw2-serve-ng"),
+            ("aws-euw1", "NodePool/aws-euw1-serve-ng"),
+        },  # fmt: skip
+    },
+}
+
+
+@pytest.fixture(scope="module", params=["dev", "staging", "prod"])
+def shipped(request):
+    return run_plan(request.param)
+
+
+def test_shipped_stacks_report_only_the_listed_gaps(shipped):
+    from stacks.plan.readiness import readiness_report
+
+    rep = readiness_report(shipped)
+    got: dict[str, set[tuple[str, str]]] = {}
+    for f in rep.findings:
+        got.setdefault(f.rule, set()).add((f.cluster, f.resource))
+    assert got == ISSUE_12_GAPS[shipped.stack]
+
+
+def test_shipped_stacks_are_checked_in_full(shipped):
+    from stacks.plan.readiness import figures
+
+    f = figures(shipped)
+    assert f["helmKeysUnknown"] == 0 and f["helmKeysChecked"] > 30
+    assert f["customResourcesValidated"] >= 4
+    assert f["workloadsSchedulable"] == f["workloads"] > 0
+    assert f["mandatory"] == 0  # the gaps above are advisory in the stacks until issue 12 lands

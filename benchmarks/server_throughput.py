@@ -1,17 +1,20 @@
 """Model server throughput and latency, all figures in one run.
 
-    python benchmarks/server_throughput.py [--duration 4] [--json out.json]
+    python benchmarks/server_throughput.py [--duration 4] [--json out.json] [--hostile-only]
 
 1. In process, one torch thread, pinned to the server core: forward time at batch 1 and 32 for
-   fp32 (stock PyTorch module and the server's fp32 serving graph), int8 (the server's dynamic
-   quantization) and bf16, for (a) the reference MLP 256 -> 3 x 1024 -> 10 and (b) the trainer's
-   default transformer preset (dims read from workloads.trainer.config).
+   fp32 (stock PyTorch module and the server's fp32 serving graph), int8 (the server's per-row
+   int8), torch.ao's per-batch int8 (the cost baseline) and bf16, for (a) the reference MLP
+   256 -> 3 x 1024 -> 10 and (b) the trainer's default transformer preset (dims read from
+   workloads.trainer.config); and co-batched victims whose result an outlier row changes.
 2. Over HTTP on 127.0.0.1: the server (``python -m workloads.server``) pinned to core 0, this
    closed-loop load generator (asyncio streams, keep-alive, one connection per concurrent client,
    batch-1 JSON requests) pinned to core 1; requests/s, p50 and p99 at concurrency 1, 8 and 64
    with dynamic batching on and off.
 3. The server's added latency: served p50 at concurrency 1 minus the in-process batch-1 forward of
    the same prepared model, timed on the server's core just before that server's HTTP runs.
+4. Hostile clients and shutdown (:func:`hostile`): co-batched victims over HTTP, good requests
+   while 300 partial connections are held, requests lost in a SIGTERM drain at c=32 (3 runs).
 
 The machine is shared: the script prints ``os.getloadavg()`` before and after.
 """
@@ -41,7 +44,7 @@ import uvloop
 from workloads.artifact import save_artifact
 from workloads.drift import compute_reference
 from workloads.models import build_model
-from workloads.server.quantize import prepare_model, resolve_engine
+from workloads.server.quantize import prepare_model, resolve_engine, serving_graph
 from workloads.trainer.config import preset
 
 SERVER_CPU, CLIENT_CPU = 0, 1
@@ -83,50 +86,91 @@ def _time_interleaved(cases: dict[str, tuple[torch.nn.Module, torch.Tensor]], se
     return {key: statistics.median(values) for key, values in samples.items()}
 
 
+def _per_batch_int8(model: torch.nn.Module, engine: str) -> torch.nn.Module:
+    """torch.ao dynamic quantization (one activation scale per batch): what the server served
+    before per-row scales, kept here to measure what batch invariance costs."""
+    torch.backends.quantized.engine = engine
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(serving_graph(model), {torch.nn.Linear}, dtype=torch.qint8)
+
+
 def in_process(seconds: float) -> dict[str, dict[str, float]]:
     """Forward ms by model, variant and batch size (one thread, pinned to the server core).
 
     Variants: ``fp32_stock`` (the workloads.models module), ``fp32`` / ``bf16`` (the server's
-    serving graph), ``int8`` (the server's choice of engine) and ``int8_<engine>`` for every
-    supported engine, so the engine choice is measured, not assumed.
+    serving graph), ``int8`` (the server's per-row int8, ``RowwiseInt8Linear``) and
+    ``int8_per_batch`` (torch.ao dynamic quantization on fbgemm, one activation scale per batch:
+    not batch invariant, the cost baseline).
     """
     os.sched_setaffinity(0, {SERVER_CPU})
     torch.set_num_threads(1)
     engine = resolve_engine("auto")
-    engines = [e for e in ("fbgemm", "x86", "onednn") if e in torch.backends.quantized.supported_engines]
+    per_batch_engine = "fbgemm" if "fbgemm" in torch.backends.quantized.supported_engines else "qnnpack"
     cpu = torch.device("cpu")
     results: dict[str, dict[str, float]] = {}
     for name, (arch, kwargs) in model_specs().items():
         torch.manual_seed(0)
         model = build_model(arch, **kwargs).eval()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            modules = {
-                "fp32_stock": (model, torch.float32),
-                "fp32": (prepare_model(model, precision="fp32", device=cpu, engine=engine), torch.float32),
-                "bf16": (prepare_model(model, precision="bf16", device=cpu, engine=engine), torch.bfloat16),
-                **{f"int8_{e}": (prepare_model(model, precision="int8", device=cpu, engine=e), torch.float32)
-                   for e in engines},
-            }  # fmt: skip
-        torch.backends.quantized.engine = engine
-        modules["int8"] = modules[f"int8_{engine}"]
+        modules = {
+            "fp32_stock": (model, torch.float32),
+            "fp32": (prepare_model(model, precision="fp32", device=cpu, engine=engine), torch.float32),
+            "bf16": (prepare_model(model, precision="bf16", device=cpu, engine=engine), torch.bfloat16),
+            "int8": (prepare_model(model, precision="int8", device=cpu, engine=engine), torch.float32),
+            "int8_per_batch": (_per_batch_int8(model, per_batch_engine), torch.float32),
+        }
         row: dict[str, float] = {}
         for batch in (1, 32):
             cases = {
                 key: (module, torch.randn(batch, kwargs["in_features"]).to(dtype))
                 for key, (module, dtype) in modules.items()
-                if key != "int8"
             }
             for key, ms in _time_interleaved(cases, seconds).items():
                 row[f"{key}_b{batch}_ms"] = ms
-            row[f"int8_b{batch}_ms"] = row[f"int8_{engine}_b{batch}_ms"]
             row[f"int8_speedup_b{batch}"] = row[f"fp32_b{batch}_ms"] / row[f"int8_b{batch}_ms"]
             row[f"int8_vs_stock_b{batch}"] = row[f"fp32_stock_b{batch}_ms"] / row[f"int8_b{batch}_ms"]
+            row[f"int8_vs_per_batch_b{batch}"] = row[f"int8_per_batch_b{batch}_ms"] / row[f"int8_b{batch}_ms"]
             row[f"int8_samples_per_s_b{batch}"] = batch * 1e3 / row[f"int8_b{batch}_ms"]
         row["engine"] = engine  # type: ignore[assignment]
-        row["engines"] = engines  # type: ignore[assignment]
         results[name] = row
     return results
+
+
+def victims_in_process(rounds: int = 20, victims: int = 16) -> dict[str, dict[str, int]]:
+    """Co-batched victims whose result changes, in process, for the reference MLP: each round
+    batches ``victims`` rows with one attacker row (100, 1e30 or 3e38) and compares every victim
+    with its output alone (changed: top-1 differs or max abs diff > 1e-4 x its max |logit|)."""
+    torch.manual_seed(0)
+    arch, kwargs = model_specs()["mlp"]
+    model = build_model(arch, **kwargs).eval()
+    cpu = torch.device("cpu")
+    variants = {
+        "int8": prepare_model(model, precision="int8", device=cpu, engine=resolve_engine("auto")),
+        "int8_per_batch": _per_batch_int8(model, "fbgemm"),
+        "fp32": prepare_model(model, precision="fp32", device=cpu, engine=""),
+    }
+    gen = torch.Generator().manual_seed(7)
+    out: dict[str, dict[str, int]] = {}
+    with torch.inference_mode():
+        for key, module in variants.items():
+            changed = total = failed = 0
+            for r in range(rounds):
+                x = torch.randn(victims, kwargs["in_features"], generator=gen)
+                attacker = torch.full((1, kwargs["in_features"]), (100.0, 1e30, 3e38)[r % 3])
+                alone = torch.cat([module(x[i : i + 1]) for i in range(victims)])
+                try:
+                    batched = module(torch.cat([x[: victims // 2], attacker, x[victims // 2 :]]))
+                except RuntimeError:  # torch.ao at 3e38: the server retried such a batch row by row
+                    failed += 1
+                    total += victims
+                    continue
+                batched = torch.cat([batched[: victims // 2], batched[victims // 2 + 1 :]])
+                scale = alone.abs().amax(dim=1)
+                bad = (batched.argmax(1) != alone.argmax(1)) | ~((batched - alone).abs().amax(1) <= 1e-4 * scale)
+                changed += int(bad.sum())
+                total += victims
+            out[key] = {"changed": changed, "victims": total, "failed_batches": failed}
+    return out
 
 
 # ------------------------------------------------------------------------------ over HTTP
@@ -260,7 +304,7 @@ def serve_and_load(artifact: str, features: int, *, precision: str, batching: bo
         proc.wait(timeout=60)
 
 
-def over_http(seconds: float, warmup: float) -> dict[str, dict]:
+def over_http(seconds: float, warmup: float, *, matrix: bool = True, hostile_too: bool = True) -> dict[str, dict]:
     """HTTP runs for each model, precision and batching mode (client pinned to its core), with
     the added latency: served p50 at concurrency 1 minus the in-process batch-1 forward."""
     os.sched_setaffinity(0, {CLIENT_CPU})
@@ -284,7 +328,9 @@ def over_http(seconds: float, warmup: float) -> dict[str, dict]:
                 str(Path(tmp) / name), model=model, arch=arch, kwargs=kwargs, heldout_x=x,
                 heldout_y=y, reference=compute_reference(x.numpy()), name="bench", version=1,
             )  # fmt: skip
-        for name, precision, batching in plan:
+        if hostile_too:
+            results["hostile"] = hostile(artifacts["mlp"], model_specs()["mlp"][1]["in_features"], seconds)
+        for name, precision, batching in plan if matrix else []:
             key = f"{name}/{precision}/batching={'on' if batching else 'off'}"
             features = model_specs()[name][1]["in_features"]
             with warnings.catch_warnings():
@@ -305,6 +351,113 @@ def over_http(seconds: float, warmup: float) -> dict[str, dict]:
     return results
 
 
+def _start_server(artifact: str, *extra: str) -> tuple[subprocess.Popen, int]:
+    port = _free_port()
+    cmd = [
+        "taskset", "-c", str(SERVER_CPU), sys.executable, "-m", "workloads.server",
+        "--model", artifact, "--host", "127.0.0.1", "--port", str(port),
+        "--torch-threads", "1", "--log-level", "warning", *extra,
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd)
+    _wait_ready(port, proc)
+    return proc, port
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    proc.wait(timeout=60)
+
+
+def hostile(artifact: str, features: int, seconds: float, drain_runs: int = 3) -> dict:
+    """Hostile clients and shutdown against the MLP int8 server (pinned like the HTTP runs):
+
+    - co-batched victims over HTTP: rounds of 16 victims and one attacker (100, 1e30, 3e38) sent
+      at once (queue delay 5 ms so they share forward passes); a victim changed if its top-1
+      differs from its answer alone or its logits by more than 1e-4 x its max |logit|;
+    - good requests (closed loop, c=8, ``seconds``) while 300 partial connections are held;
+    - requests lost in a SIGTERM drain under keep-alive load at c=32 (``workloads.server.loadgen``;
+      ``--shutdown-drain-s 1.5``), ``drain_runs`` runs.
+    """
+    import socket
+
+    import httpx
+
+    from workloads.server.loadgen import drain_load
+
+    os.sched_setaffinity(0, {CLIENT_CPU})
+    path = "/v2/models/bench/infer"
+    rng = np.random.default_rng(1)
+    results: dict = {}
+
+    def body(x: np.ndarray) -> bytes:
+        return orjson.dumps({"inputs": [{"name": "input__0", "shape": list(x.shape), "datatype": "FP32", "data": x}]},
+                            option=orjson.OPT_SERIALIZE_NUMPY)  # fmt: skip
+
+    proc, port = _start_server(artifact, "--max-queue-delay-ms", "5")
+    try:
+        url = f"http://127.0.0.1:{port}{path}"
+        changed = total = refused_attackers = 0
+        with httpx.Client(timeout=30) as client:
+            for r in range(12):
+                victims = rng.standard_normal((16, features), dtype=np.float32)
+                alone = [np.asarray(client.post(url, content=body(v[None])).json()["outputs"][0]["data"]) for v in victims]
+                attacker = np.full((1, features), (100.0, 1e30, 3e38)[r % 3], dtype=np.float32)
+
+                async def burst(victims: np.ndarray = victims, attacker: np.ndarray = attacker) -> list:
+                    async with httpx.AsyncClient(timeout=30) as ac:
+                        bodies = [body(v[None]) for v in victims] + [body(attacker)]
+                        return await asyncio.gather(*(ac.post(url, content=b) for b in bodies))
+
+                responses = asyncio.run(burst())
+                refused_attackers += responses[-1].status_code == 400
+                for want, response in zip(alone, responses[:-1], strict=True):
+                    got = np.asarray(response.json()["outputs"][0]["data"]) if response.status_code == 200 else None
+                    ok = got is not None and got.argmax() == want.argmax() and np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+                    changed += not ok
+                    total += 1
+        results["victims_http"] = {"changed": changed, "victims": total, "attackers_refused_400": refused_attackers}
+        print(f"  co-batched victims changed (HTTP, int8): {changed} of {total}; attackers answered 400: "
+              f"{refused_attackers} of 12", flush=True)  # fmt: skip
+
+        held = []
+        for i in range(300):
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(f"POST {path} HTTP/1.1\r\nhost: x\r\nx-slow-{i}: 1\r\n".encode())
+            held.append(sock)
+        good = [body(rng.standard_normal((1, features), dtype=np.float32))]
+        run = uvloop.run(_load(port, path, good, 8, seconds, 0.5))
+        for sock in held:
+            sock.close()
+        results["partial_connections"] = {"held": len(held), "good_ok": run.requests, "good_errors": run.errors,
+                                          "rps": run.rps}  # fmt: skip
+        print(f"  good requests while 300 partial connections held: {run.requests} ok, {run.errors} errors "
+              f"({run.rps:.0f} req/s at c=8)", flush=True)  # fmt: skip
+    finally:
+        _stop(proc)
+
+    drains = []
+    for _ in range(drain_runs):
+        proc, port = _start_server(artifact, "--shutdown-drain-s", "1.5")
+        try:
+            signalled: list[float] = []
+
+            def sigterm(proc: subprocess.Popen = proc, signalled: list[float] = signalled) -> None:
+                signalled.append(time.monotonic())
+                proc.terminate()
+
+            r = asyncio.run(drain_load(port, path, good[0], concurrency=32, warmup_s=1.0, on_started=sigterm))
+            code = proc.wait(timeout=60)
+            drains.append({"ok": r.ok, "ok_after_sigterm": r.ok_after_signal, "lost": r.lost, "failed": r.failed,
+                           "exit_code": code, "exit_s": round(time.monotonic() - signalled[0], 2)})  # fmt: skip
+            print(f"  drain c=32: {r.ok} ok ({r.ok_after_signal} after SIGTERM), lost {r.lost}, failed {r.failed}, "
+                  f"exit {code} after {drains[-1]['exit_s']} s", flush=True)  # fmt: skip
+        finally:
+            _stop(proc)
+    results["drain"] = drains
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run everything and print a summary (and write JSON with ``--json``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -312,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per run")
     parser.add_argument("--forward-seconds", type=float, default=1.0, help="per in-process case")
     parser.add_argument("--json", help="write all results here")
+    parser.add_argument("--hostile-only", action="store_true",
+                        help="in process and hostile clients only (skip the HTTP throughput matrix)")
     args = parser.parse_args(argv)
     if len(os.sched_getaffinity(0)) < 2:
         print("needs two CPUs (server core and client core)", file=sys.stderr)
@@ -320,28 +475,37 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average before: {load_before}")
     forward = in_process(args.forward_seconds)
     for name, row in forward.items():
-        print(f"in-process {name} ({row['engine']}):")
+        print(f"in-process {name} (int8: {row['engine']}):")
         for batch in (1, 32):
             print(f"  batch {batch:2d}: fp32 stock {row[f'fp32_stock_b{batch}_ms']:.3f} ms, "
                   f"fp32 {row[f'fp32_b{batch}_ms']:.3f} ms, int8 {row[f'int8_b{batch}_ms']:.3f} ms "
                   f"({row[f'int8_speedup_b{batch}']:.2f}x vs fp32, "
                   f"{row[f'int8_vs_stock_b{batch}']:.2f}x vs stock; "
                   f"{row[f'int8_samples_per_s_b{batch}']:.0f} samples/s), "
-                  f"bf16 {row[f'bf16_b{batch}_ms']:.3f} ms")  # fmt: skip
-            engines = ", ".join(f"{e} {row[f'int8_{e}_b{batch}_ms']:.3f}" for e in row["engines"])
-            print(f"            int8 by engine (ms): {engines}")
-    http = over_http(args.duration, args.warmup)
-    added = http["mlp/int8/batching=on"]["added_ms"]
-    print(f"added latency (mlp int8, batching on, c=1): {added:.3f} ms")
-    t_on = http["transformer/int8/batching=on"]["runs"][2]["rps"]
-    t_off = http["transformer/int8/batching=off"]["runs"][2]["rps"]
-    print(f"transformer int8 c=64: batching on/off = {t_on:.0f}/{t_off:.0f} = {t_on / t_off:.2f}x")
+                  f"bf16 {row[f'bf16_b{batch}_ms']:.3f} ms, per-batch int8 (torch.ao fbgemm) "
+                  f"{row[f'int8_per_batch_b{batch}_ms']:.3f} ms")  # fmt: skip
+    victims = victims_in_process()
+    for key, v in victims.items():
+        print(f"in-process co-batched victims changed ({key}): {v['changed']} of {v['victims']} "
+              f"(batches that raised: {v['failed_batches']})")
+    http = over_http(args.duration, args.warmup, matrix=not args.hostile_only)
+    hostile_results = http.pop("hostile")
+    added = None
+    if not args.hostile_only:
+        added = http["mlp/int8/batching=on"]["added_ms"]
+        print(f"added latency (mlp int8, batching on, c=1): {added:.3f} ms")
+        t_on = http["transformer/int8/batching=on"]["runs"][2]["rps"]
+        t_off = http["transformer/int8/batching=off"]["runs"][2]["rps"]
+        print(f"transformer int8 c=64: batching on/off = {t_on:.0f}/{t_off:.0f} = {t_on / t_off:.2f}x")
+        m_int8 = http["mlp/int8/batching=on"]["runs"][2]["rps"]
+        m_fp32 = http["mlp/fp32/batching=on"]["runs"][2]["rps"]
+        print(f"mlp c=64 batching on: int8/fp32 = {m_int8:.0f}/{m_fp32:.0f} = {m_int8 / m_fp32:.2f}x")
     load_after = os.getloadavg()
     print(f"load average after: {load_after}")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "load_before": load_before, "load_after": load_after, "in_process": forward,
-            "http": http, "added_latency_ms": added,
+            "http": http, "added_latency_ms": added, "victims_in_process": victims, "hostile": hostile_results,
         }, indent=2))  # fmt: skip
     return 0
 

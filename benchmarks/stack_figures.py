@@ -5,19 +5,27 @@
 2. IAM: every policy document in the plan (bucket, key, role and trust policies), its statements,
    and the statements that grant every action on every resource (target: 0);
 3. the prod review page (`aicloud plan prod --markdown`): its length against GitHub's comment
-   limit (65,536; target under 65,000) and its sections; and the policy verdicts per stack.
+   limit (65,536; target under 65,000) and its sections; and the policy verdicts per stack;
+4. readiness (issue 13): custom resources validated against the vendored upstream CRDs, Helm value
+   keys checked against the pinned charts (target: 0 unknown), pod templates that fit a pool at max
+   scale, readiness findings (mandatory: 0), and the wall time of each plan with the check on
+   (target for prod: under 10 s on this machine; the check's own share is printed too).
 
     python benchmarks/stack_figures.py
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from stacks.plan import run_plan  # noqa: E402
+from stacks.plan.readiness import figures as readiness_figures  # noqa: E402
+from stacks.plan.readiness import readiness_report  # noqa: E402
 from stacks.plan.render import GITHUB_COMMENT_LIMIT, render_markdown  # noqa: E402
 from stacks.steps.storage import DATA_HOLDING_TYPES  # noqa: E402
 from tests.lakehouse.samples import star_on_star  # noqa: E402
@@ -26,7 +34,10 @@ from tests.lakehouse.test_storage_plan import _policy_documents  # noqa: E402
 
 def main() -> int:
     for name in ("dev", "staging", "prod"):
+        started, cpu = time.perf_counter(), time.process_time()
         plan = run_plan(name)
+        readiness_report(plan)
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         data = [r for r in plan.resources if r.custom and r.type in DATA_HOLDING_TYPES]
         guarded = [r for r in data if r.protect or r.retain_on_delete]
         both = [r for r in data if r.protect and r.retain_on_delete]
@@ -40,7 +51,27 @@ def main() -> int:
             f"IAM documents {len(docs)}, statements {statements}, '*' on '*' {len(stars)}; "
             f"policy findings {len(plan.findings)} ({mandatory} mandatory)"
         )
+        r = readiness_figures(plan)
+        check = time.process_time()
+        plan.stack_view._readiness = None
+        readiness_report(plan)  # again on the same view, schemas loaded: the check's own cost
+        check = time.process_time() - check
+        print(
+            f"{name:8} readiness: {r['customResourcesValidated']} custom resources validated against upstream CRDs "
+            f"({r['objectsValidated']} objects in all); Helm keys {r['helmKeysChecked']} checked, "
+            f"{r['helmKeysUnknown']} unknown; {r['workloadsSchedulable']}/{r['workloads']} pod templates fit a pool; "
+            f"findings {r['findings']} ({r['mandatory']} mandatory); plan with the check {wall:.1f} s wall, "
+            f"{cpu:.1f} s CPU (the check alone, schemas loaded: {check:.2f} s CPU)"
+        )
         if name == "prod":
+            cmd = [sys.executable, "-m", "stacks.cli", "plan", "prod", "--summary", "--quiet"]
+            started = time.perf_counter()
+            done = subprocess.run(["/usr/bin/time", "-f", "%U %S", *cmd], capture_output=True, text=True,
+                                  cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
+            user, system = (float(x) for x in done.stderr.split()[-2:])
+            took = time.perf_counter() - started
+            print(f"prod     `aicloud plan prod --summary` in a fresh process: {took:.1f} s wall, "
+                  f"{user + system:.1f} s CPU (wall exceeds CPU when the machine's 2 cores are shared)")  # fmt: skip
             md = render_markdown(plan)
             sections = [line[4:] for line in md.splitlines() if line.startswith("### ")]
             print(f"prod review Markdown: {len(md):,} characters (GitHub limit {GITHUB_COMMENT_LIMIT:,}); "

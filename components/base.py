@@ -63,6 +63,35 @@ class DataSafety:
     retain_on_delete: bool = True
 
 
+DATA_HOLDING: dict[str, str] = {
+    "aws:s3/bucket:Bucket": "S3 bucket",
+    "aws:s3/bucketV2:BucketV2": "S3 bucket",
+    "aws:s3/directoryBucket:DirectoryBucket": "S3 directory bucket",
+    "aws:kms/key:Key": "KMS key",
+    "aws:glue/catalogDatabase:CatalogDatabase": "Glue database",
+    "aws:glue/catalogTable:CatalogTable": "Glue table",
+    "aws:fsx/lustreFileSystem:LustreFileSystem": "FSx for Lustre file system",
+    "aws:efs/fileSystem:FileSystem": "EFS file system",
+    "aws:ecr/repository:Repository": "ECR repository",
+    "aws:kinesis/stream:Stream": "Kinesis stream",
+    "aws:dynamodb/table:Table": "DynamoDB table",
+    "gcp:storage/bucket:Bucket": "GCS bucket",
+    "gcp:kms/keyRing:KeyRing": "Cloud KMS key ring",
+    "gcp:kms/cryptoKey:CryptoKey": "Cloud KMS key",
+    "gcp:bigquery/dataset:Dataset": "BigQuery dataset",
+    "gcp:bigquery/table:Table": "BigQuery table",
+    "gcp:biglake/catalog:Catalog": "BigLake catalog",
+    "gcp:biglake/database:Database": "BigLake database",
+    "gcp:biglake/table:Table": "BigLake table",
+    "gcp:filestore/instance:Instance": "Filestore instance",
+    "gcp:parallelstore/instance:Instance": "Parallelstore instance",
+    "gcp:artifactregistry/repository:Repository": "Artifact Registry repository",
+}
+"""Resource types that hold data (or the keys to it), with the name messages use: the one list the
+policy pack (`policies.data_safety`), the plan's storage section and its diagram read. Each must be
+created with `data_opts` (protected in prod, retained on delete)."""
+
+
 def child_opts(parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
     """Options for a child resource: parented to `parent` (providers are inherited from it)."""
     return pulumi.ResourceOptions(parent=parent, **kwargs)

@@ -6,15 +6,17 @@ plane audit logs on, and a Kubernetes provider bound to the cluster for everythi
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from components.base import DataSafety, Spec, child_opts, data_opts, gcp_labels, merge_tags, type_token
+from components.validation import Problem, check
 
 SUPPORTED_VERSIONS = ("1.30", "1.31", "1.32", "1.33", "1.34")
 
@@ -42,14 +44,14 @@ class ClusterSpec(Spec):
             raise ValueError(f"unsupported Kubernetes version {v!r}; allowed: {', '.join(SUPPORTED_VERSIONS)}")
         return v
 
-    @model_validator(mode="after")
-    def _allow_list(self) -> ClusterSpec:
+    @check("public_endpoint", "public_access_cidrs")
+    def _allow_list(self) -> Iterator[Problem]:
         if self.public_endpoint and not self.public_access_cidrs:
-            raise ValueError(
+            yield Problem(
+                (),
                 "publicEndpoint: true needs publicAccessCidrs (an allow-list); "
-                "leave the endpoint private or list the networks that may reach it"
+                "leave the endpoint private or list the networks that may reach it",
             )
-        return self
 
 
 def assume_role_policy(service: str) -> str:

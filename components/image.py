@@ -35,7 +35,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -44,10 +44,12 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 import pulumi_gcp as gcp
-from pydantic import Field, field_validator, model_validator
+from dockerfile import parse_string as parse_dockerfile
+from pydantic import Field, field_validator
 
 from components.base import DataSafety, Spec, child_opts, data_opts, gcp_labels, merge_tags, type_token
 from components.platform import RegionSpec
+from components.validation import Problem, check, is_valid
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 """The repository root: build contexts, Dockerfiles and source paths are relative to it."""
@@ -95,13 +97,14 @@ class WorkloadImageSpec(Spec):
             )
         return value
 
-    @model_validator(mode="after")
-    def _pinned_or_built(self) -> WorkloadImageSpec:
+    @check("image")
+    def _pinned_or_built(self) -> Iterator[Problem]:
+        if not is_valid(self):
+            return  # which fields were set is known once the block is valid
         build_fields = sorted(self.model_fields_set - {"image"})
         if self.image is not None and build_fields:
             names = ", ".join(type(self).model_fields[f].alias or f for f in build_fields)
-            raise ValueError(f"a pinned image is not built: remove {names} or remove image")
-        return self
+            yield Problem((), f"a pinned image is not built: remove {names} or remove image")
 
     @property
     def pinned(self) -> bool:
@@ -188,24 +191,19 @@ def _inside_repo(rel: str) -> bool:
 
 
 def dockerfile_sources(dockerfile: str) -> list[str]:
-    """The context paths a Dockerfile's `COPY`/`ADD` instructions read (stage copies excluded),
-    in order of appearance. Handles line continuations, flags and the JSON-array form."""
-    text = re.sub(r"\\\n", " ", dockerfile)
+    """The context paths a Dockerfile's `COPY`/`ADD` instructions read (stage copies and URLs
+    excluded), in order of appearance. Parsed by Docker's own parser (BuildKit's, through the
+    `dockerfile` package): line continuations, the escape directive, flags, the JSON-array form
+    and heredocs are read as `docker build` reads them."""
     sources: list[str] = []
-    for line in text.splitlines():
-        words = line.strip().split(None, 1)
-        if len(words) < 2 or words[0].upper() not in ("COPY", "ADD"):
+    for command in parse_dockerfile(dockerfile):
+        if command.cmd.upper() not in ("COPY", "ADD"):
             continue
-        rest = words[1].strip()
-        if rest.startswith("["):
-            args = [str(a) for a in json.loads(rest)]
-        else:
-            args = rest.split()
-        flags = [a for a in args if a.startswith("--")]
-        if any(f.startswith("--from=") for f in flags):
+        if any(f.startswith("--from=") for f in command.flags):
             continue
-        paths = [a for a in args if not a.startswith("--")][:-1]
-        sources += [a for a in paths if a not in sources and "://" not in a]
+        inline = {f"<<{h.name}" for h in command.heredocs} | {f"<<-{h.name}" for h in command.heredocs}
+        paths = [a for a in command.value[:-1] if a not in inline and "://" not in a]
+        sources += [a for a in paths if a not in sources]
     return sources
 
 

@@ -29,12 +29,13 @@ configures `components.retraining.RetrainingPipeline` in each cloud's primary re
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from components.base import Spec, child_opts, type_token
 from components.dashboards import load_dashboards, with_drift_threshold
@@ -53,6 +54,7 @@ from components.k8s_security import (
 from components.nodepool import GPU_LABEL, LABEL_PREFIX, POOL_LABEL, NodePoolSpec, pool_taints, tolerations_for
 from components.training import Scalar
 from components.upstream import chart_pin, chart_truth
+from components.validation import Problem, check
 
 NAMESPACE = MONITORING_NAMESPACE
 """Namespace of Prometheus, Grafana, kube-state-metrics, monitors and rules (Pod Security
@@ -219,15 +221,15 @@ class RetrainJobSpec(Spec):
     max_restarts: int = Field(default=3, ge=0, le=100)
     allow_cpu: bool = False
 
-    @model_validator(mode="after")
-    def _owned_keys(self) -> RetrainJobSpec:
+    @check("overrides")
+    def _owned_keys(self) -> Iterator[Problem]:
         owned = sorted(k for k in self.overrides if k == "out" or k.split(".")[0] in ("data", "export"))
         if owned:
-            raise ValueError(
+            yield Problem(
+                (),
                 f"overrides {', '.join(owned)} are set by the retraining pipeline (fresh data, candidate "
-                "export); remove them"
+                "export); remove them",
             )
-        return self
 
 
 class RetrainingSpec(Spec):

@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from components.base import Spec, child_opts, type_token
 from components.catalog import MachineType
@@ -98,11 +98,10 @@ class ElasticSpec(Spec):
     max_nodes: int = Field(ge=1, le=1000)
     """Most nodes; at least `nodes`, at most the pool's `maxNodes`."""
 
-    @model_validator(mode="after")
-    def _order(self) -> ElasticSpec:
+    @check("min_nodes", "max_nodes")
+    def _order(self) -> Iterator[Problem]:
         if self.min_nodes > self.max_nodes:
-            raise ValueError(f"minNodes ({self.min_nodes}) is greater than maxNodes ({self.max_nodes})")
-        return self
+            yield Problem((), f"minNodes ({self.min_nodes}) is greater than maxNodes ({self.max_nodes})")
 
 
 class SweepSpec(Spec):
@@ -180,8 +179,8 @@ class TrainingJobSpec(Spec):
             raise ValueError("; ".join(problems))
         return value
 
-    @model_validator(mode="after")
-    def _shape(self) -> TrainingJobSpec:
+    @check("elastic", "nodes", "backend", "dataset", "overrides")
+    def _shape(self) -> Iterator[Problem]:
         problems = []
         e = self.elastic
         if e is not None and not e.min_nodes <= self.nodes <= e.max_nodes:
@@ -196,8 +195,7 @@ class TrainingJobSpec(Spec):
         if self.dataset is not None and ("data.uri" in self.overrides or "data.source" in self.overrides):
             problems.append("dataset conflicts with overrides data.uri / data.source")
         if problems:
-            raise ValueError("; ".join(problems))
-        return self
+            yield Problem((), "; ".join(problems))
 
     @property
     def peak_nodes(self) -> int:

@@ -267,10 +267,11 @@ def _run_checks(model: type, subject: Any, failed: set[str]) -> list[Problem]:
                 continue
             try:
                 problems.extend(fn(subject))
-            except TypeError:
+            except (TypeError, AttributeError):
                 if not isinstance(subject, Partial):
                     raise
-                # A check comparing an invalid value (INVALID) stays quiet: the value has its error.
+                # A check reading or comparing an invalid value (INVALID) stays quiet: the value
+                # has its own error, and a stack file must never end in a traceback.
     finally:
         _FRAMES.reset(token)
     return problems

@@ -7,6 +7,7 @@ from typing import Any
 
 from pulumi_policy import ReportViolation
 
+from components.base import DATA_HOLDING
 from policies.common import UNKNOWN, Res, Rule, StackView, dig, environment, truthy
 from policies.security import GCS_BUCKET, S3_BUCKETS
 
@@ -17,32 +18,6 @@ ENVIRONMENT_CONFIG = {
         "description": "The stack's environment (aicloud:environment); defaults to the stack name.",
     }
 }
-
-DATA_HOLDING: dict[str, str] = {
-    "aws:s3/bucket:Bucket": "S3 bucket",
-    "aws:s3/bucketV2:BucketV2": "S3 bucket",
-    "aws:s3/directoryBucket:DirectoryBucket": "S3 directory bucket",
-    "aws:kms/key:Key": "KMS key",
-    "aws:glue/catalogDatabase:CatalogDatabase": "Glue database",
-    "aws:glue/catalogTable:CatalogTable": "Glue table",
-    "aws:fsx/lustreFileSystem:LustreFileSystem": "FSx for Lustre file system",
-    "aws:efs/fileSystem:FileSystem": "EFS file system",
-    "aws:ecr/repository:Repository": "ECR repository",
-    "aws:kinesis/stream:Stream": "Kinesis stream",
-    "aws:dynamodb/table:Table": "DynamoDB table",
-    "gcp:storage/bucket:Bucket": "GCS bucket",
-    "gcp:kms/keyRing:KeyRing": "Cloud KMS key ring",
-    "gcp:kms/cryptoKey:CryptoKey": "Cloud KMS key",
-    "gcp:bigquery/dataset:Dataset": "BigQuery dataset",
-    "gcp:bigquery/table:Table": "BigQuery table",
-    "gcp:biglake/catalog:Catalog": "BigLake catalog",
-    "gcp:biglake/database:Database": "BigLake database",
-    "gcp:biglake/table:Table": "BigLake table",
-    "gcp:filestore/instance:Instance": "Filestore instance",
-    "gcp:parallelstore/instance:Instance": "Parallelstore instance",
-    "gcp:artifactregistry/repository:Repository": "Artifact Registry repository",
-}
-"""Resource types that hold data (or the keys to it), with the name messages use."""
 
 S3_VERSIONING = ("aws:s3/bucketVersioning:BucketVersioning", "aws:s3/bucketVersioningV2:BucketVersioningV2")
 

@@ -42,9 +42,7 @@ def closure(roots: list[Requirement]) -> dict[str, str]:
     seen: set[tuple[str, tuple[str, ...]]] = set()
     while todo:
         req, parent_extras = todo.pop()
-        if req.marker is not None and not any(
-            req.marker.evaluate({"extra": e}) for e in (parent_extras or ("",))
-        ):
+        if req.marker is not None and not any(req.marker.evaluate({"extra": e}) for e in (parent_extras or ("",))):
             continue
         name = canonicalize_name(req.name)
         key = (name, tuple(sorted(req.extras)))

@@ -22,7 +22,7 @@ from pydantic import Field, ValidationError
 
 from components.base import DataSafety, Spec
 from components.ci import CiSpec
-from components.endpoint import ServingField, model_uris, uses_lake
+from components.endpoint import ServingSpec, model_uris, serving_problems, uses_lake
 from components.image import ImagesSpec
 from components.lakehouse.spec import StorageField, storage_problems
 from components.monitoring import MonitoringField, retraining_problems
@@ -112,7 +112,7 @@ class StackConfig(Spec):
     """Workload images (trainer, server): built and pushed to the stack's registries, or pinned."""
     training: TrainingSpec | None = None
     """Training jobs and sweeps on the GPU pools of the primary regions."""
-    serving: ServingField = None
+    serving: ServingSpec | None = None
     """Inference endpoints in the serving regions, their releases and global front doors."""
     storage: StorageField = None
     """The lakehouse (zones, tiers, catalog, scratch, streaming, replication) in each cloud's
@@ -189,6 +189,24 @@ class StackConfig(Spec):
         for key, value in self.tags.items():
             for why in tag_problems(key, value, clouds):
                 yield Problem(("tags", key), why, value if why.startswith("value") else key)
+
+    @check("serving", "regions")
+    def _serving(self) -> Iterator[Problem]:
+        spec = self.serving
+        if spec is None or not is_valid(spec):
+            return
+        regions = valid(self.regions)
+        complete = len(regions) == len(self.regions)
+        known = complete or all(r.name is not INVALID and r.serving is not INVALID for r in self.regions)
+        problems = serving_problems(spec, regions if known else None, complete=complete)
+        workloads = self._image_workloads()
+        if spec.image is None and workloads is not None and "server" not in workloads:
+            yield Problem(
+                ("serving", "image"),
+                "no image; pin one (`image: repo@sha256:...`) or add aicloud:images.workloads.server",
+            )
+        for loc, message, got in problems:
+            yield Problem(("serving", *loc), message, NOTHING if got is None else got)
 
     @check("serving", "storage")
     def _lake_needs_storage(self) -> Iterator[Problem]:

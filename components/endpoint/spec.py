@@ -4,13 +4,14 @@ release strategy and front door, each field checked on its own (cross-field chec
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from components.base import Spec
 from components.image import PINNED_REF
-from components.validation import namespace_name
+from components.validation import Problem, check, namespace_name
 
 DEFAULT_NAMESPACE = "aicloud-serving"
 APP = "model-server"
@@ -50,11 +51,10 @@ class Replicas(Spec):
     max: int = Field(default=3, ge=1, le=1000)
     """Ceiling; bounded by the node pool's GPUs (see `allowGpuSurge`)."""
 
-    @model_validator(mode="after")
-    def _order(self) -> Replicas:
+    @check("min", "max")
+    def _order(self) -> Iterator[Problem]:
         if self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
-        return self
+            yield Problem((), f"min ({self.min}) is greater than max ({self.max})")
 
 
 class Resources(Spec):
@@ -95,8 +95,8 @@ class Autoscaling(Spec):
     install_keda: bool = True
     """`keda` only: install KEDA (Helm) in each serving cluster; false when one runs already."""
 
-    @model_validator(mode="after")
-    def _mode_fields(self) -> Autoscaling:
+    @check("mode", "prometheus_address")
+    def _mode_fields(self) -> Iterator[Problem]:
         used = {
             "cpu": {"target_cpu_utilization"},
             "metric": {"requests_per_second", "metric"},
@@ -108,9 +108,7 @@ class Autoscaling(Spec):
         problems = [f"{_camel(k)} is not used by mode {self.mode!r} (it would be ignored); remove it" for k in ignored]
         if self.mode == "keda" and not self.prometheus_address:
             problems.append("mode 'keda' needs prometheusAddress (the Prometheus KEDA queries)")
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
+        yield from (Problem((), p) for p in problems)
 
 
 class Track(Spec):
@@ -142,16 +140,16 @@ class CanarySpec(Track):
     """Canary replicas per region (backend deployment; default 1). KServe sizes the canary
     itself, so it is an error there."""
 
-    @model_validator(mode="after")
-    def _weights(self) -> CanarySpec:
+    @check("weights", "image", "model_uri")
+    def _weights(self) -> Iterator[Problem]:
         total = self.weights.stable + self.weights.canary
         if total != 100:
-            raise ValueError(
-                f"weights must sum to 100 (got stable {self.weights.stable} + canary {self.weights.canary} = {total})"
+            yield Problem(
+                (),
+                f"weights must sum to 100 (got stable {self.weights.stable} + canary {self.weights.canary} = {total})",
             )
         if self.image is None and self.model_uri is None:
-            raise ValueError("a canary needs image or modelUri (else it serves exactly what stable serves)")
-        return self
+            yield Problem((), "a canary needs image or modelUri (else it serves exactly what stable serves)")
 
 
 class BlueGreenSpec(Spec):
@@ -174,11 +172,10 @@ class AbSpec(Track):
     replicas: int = Field(default=1, ge=1, le=100)
     """Variant B replicas per region."""
 
-    @model_validator(mode="after")
-    def _differs(self) -> AbSpec:
+    @check("image", "model_uri")
+    def _differs(self) -> Iterator[Problem]:
         if self.image is None and self.model_uri is None:
-            raise ValueError("variant B needs image or modelUri (else both variants serve the same model)")
-        return self
+            yield Problem((), "variant B needs image or modelUri (else both variants serve the same model)")
 
 
 class ReleaseSpec(Spec):
@@ -193,8 +190,8 @@ class ReleaseSpec(Spec):
     blue_green: BlueGreenSpec | None = None
     ab: AbSpec | None = None
 
-    @model_validator(mode="after")
-    def _blocks(self) -> ReleaseSpec:
+    @check("strategy", "canary", "blue_green", "ab", "max_surge", "max_unavailable")
+    def _blocks(self) -> Iterator[Problem]:
         problems = []
         blocks = {"canary": self.canary, "blue-green": self.blue_green, "ab": self.ab}
         for strategy, block in blocks.items():
@@ -210,9 +207,7 @@ class ReleaseSpec(Spec):
             problems.append("strategy 'ab' needs an ab block (variant B's image or modelUri)")
         if self.max_surge == 0 and self.max_unavailable == 0:
             problems.append("maxSurge and maxUnavailable cannot both be 0 (a rollout could never progress)")
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
+        yield from (Problem((), p) for p in problems)
 
     @property
     def blue_green_or_default(self) -> BlueGreenSpec:
@@ -261,13 +256,12 @@ class AwsFrontDoor(Spec):
             raise ValueError(f"not ACM certificate ARNs: {', '.join(bad)}")
         return value
 
-    @model_validator(mode="after")
-    def _dns(self) -> AwsFrontDoor:
+    @check("mode", "domain", "hosted_zone_id")
+    def _dns(self) -> Iterator[Problem]:
         if self.mode == "route53" and not (self.domain and self.hosted_zone_id):
-            raise ValueError("mode 'route53' needs domain and hostedZoneId (the latency records live there)")
-        if bool(self.domain) != bool(self.hosted_zone_id):
-            raise ValueError("domain and hostedZoneId go together")
-        return self
+            yield Problem((), "mode 'route53' needs domain and hostedZoneId (the latency records live there)")
+        elif bool(self.domain) != bool(self.hosted_zone_id):
+            yield Problem((), "domain and hostedZoneId go together")
 
 
 class CloudArmorSpec(Spec):

@@ -3,9 +3,8 @@ any resource exists: every problem is collected with its key path."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BeforeValidator, ValidationInfo
 from pydantic_core import ValidationError
 
 from components.endpoint.release import _uri_for, plan_endpoint
@@ -35,9 +34,11 @@ def model_uris(spec: ServingSpec) -> list[tuple[tuple[str | int, ...], ModelUri]
     return uris
 
 
-def serving_problems(spec: ServingSpec, regions: list[RegionSpec] | None) -> list[Problem]:
+def serving_problems(spec: ServingSpec, regions: list[RegionSpec] | None, *, complete: bool = True) -> list[Problem]:
     """Every check that needs more than one field of the section, or the stack's regions
-    (`None` when the regions themselves are invalid: those checks are skipped then)."""
+    (`None` when no region can be told apart: those checks are skipped then). `complete`: whether
+    `regions` are all the stack's regions; when some are invalid, each valid serving region is still
+    checked (pools, GPUs, URIs) but nothing that compares against the whole set of regions."""
     out: list[Problem] = []
     release = spec.release
 
@@ -118,6 +119,8 @@ def serving_problems(spec: ServingSpec, regions: list[RegionSpec] | None) -> lis
 
     serving = [r for r in regions if r.serving]
     keys = {r.name for r in serving}
+    if not complete:
+        return out + _per_region_problems(spec, serving)
     if not serving:
         out.append(((), "no region has serving: true; remove the serving section or mark a region serving", None))
     for key in sorted(set(spec.regions) - keys):
@@ -129,6 +132,56 @@ def serving_problems(spec: ServingSpec, regions: list[RegionSpec] | None) -> lis
             )
         )
 
+    out += _per_region_problems(spec, serving)
+
+    # Front doors.
+    for cloud in ("aws", "gcp"):
+        door = getattr(spec.front_door, cloud)
+        in_cloud = [r.name for r in serving if r.cloud == cloud]
+        if door is None:
+            continue
+        if not in_cloud:
+            out.append((("global", cloud), f"there is no {cloud} serving region to put behind it", None))
+            continue
+        if all(spec.region(k).dial == 0 for k in in_cloud):
+            out.append(
+                (
+                    ("global", cloud),
+                    f"every {cloud} region has dial 0: the front door would have nowhere to send traffic",
+                    None,
+                )
+            )
+    aws_door = spec.front_door.aws
+    if aws_door is not None:
+        aws_keys = sorted(r.name for r in serving if r.cloud == "aws")
+        if set(aws_door.certificate_arns) != set(aws_keys):
+            out.append(
+                (
+                    ("global", "aws", "certificateArns"),
+                    f"needs one certificate for each AWS serving region ({', '.join(aws_keys)}): the front door "
+                    "listens with TLS only",
+                    sorted(aws_door.certificate_arns),
+                )
+            )
+        if aws_door.mode == "route53":
+            for key in aws_keys:
+                dial = spec.region(key).dial
+                if dial not in (0, 100):
+                    out.append(
+                        (
+                            ("regions", key, "dial"),
+                            "Route 53 latency records cannot split a region's "
+                            "share: use 0 (drained) or 100, or mode accelerator for partial dials",
+                            dial,
+                        )
+                    )
+    return out
+
+
+def _per_region_problems(spec: ServingSpec, serving: list[RegionSpec]) -> list[Problem]:
+    """Checks of the section against each (valid) serving region: artifacts, pools, GPUs."""
+    out: list[Problem] = []
+    release = spec.release
     # Artifacts must be readable from each cloud.
     uris = model_uris(spec)
     for cloud in sorted({r.cloud for r in serving}):
@@ -201,48 +254,6 @@ def serving_problems(spec: ServingSpec, regions: list[RegionSpec] | None) -> lis
                     release.max_surge,
                 )
             )
-
-    # Front doors.
-    for cloud in ("aws", "gcp"):
-        door = getattr(spec.front_door, cloud)
-        in_cloud = [r.name for r in serving if r.cloud == cloud]
-        if door is None:
-            continue
-        if not in_cloud:
-            out.append((("global", cloud), f"there is no {cloud} serving region to put behind it", None))
-            continue
-        if all(spec.region(k).dial == 0 for k in in_cloud):
-            out.append(
-                (
-                    ("global", cloud),
-                    f"every {cloud} region has dial 0: the front door would have nowhere to send traffic",
-                    None,
-                )
-            )
-    aws_door = spec.front_door.aws
-    if aws_door is not None:
-        aws_keys = sorted(r.name for r in serving if r.cloud == "aws")
-        if set(aws_door.certificate_arns) != set(aws_keys):
-            out.append(
-                (
-                    ("global", "aws", "certificateArns"),
-                    f"needs one certificate for each AWS serving region ({', '.join(aws_keys)}): the front door "
-                    "listens with TLS only",
-                    sorted(aws_door.certificate_arns),
-                )
-            )
-        if aws_door.mode == "route53":
-            for key in aws_keys:
-                dial = spec.region(key).dial
-                if dial not in (0, 100):
-                    out.append(
-                        (
-                            ("regions", key, "dial"),
-                            "Route 53 latency records cannot split a region's "
-                            "share: use 0 (drained) or 100, or mode accelerator for partial dials",
-                            dial,
-                        )
-                    )
     return out
 
 
@@ -272,18 +283,3 @@ def validate_serving(
             ],
         )
     return spec
-
-
-def serving_field(value: Any, info: ValidationInfo) -> ServingSpec | None:
-    """Before-validator of `StackConfig.serving`: validates with the stack's regions and images
-    in view (declare the field after `regions` and `images`)."""
-    if "images" in info.data:
-        images = info.data["images"]
-        server_image: bool | None = images is not None and "server" in images.workloads
-    else:
-        server_image = None
-    return validate_serving(value, info.data.get("regions"), server_image=server_image)
-
-
-ServingField = Annotated[ServingSpec | None, BeforeValidator(serving_field)]
-"""Type of `StackConfig.serving`: the section, validated against the stack's regions and images."""

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from components.base import Spec
-from components.validation import INVALID, Problem
+from components.validation import INVALID, Problem, check, repeated
 
 ZONES: tuple[str, ...] = ("raw", "curated", "features", "checkpoints", "models")
 """The lakehouse zones, in data-flow order. Each zone is its own bucket (see `components.lakehouse`)."""
@@ -172,16 +172,16 @@ class ZoneLifecycle(Spec):
                     )
         return dict(ordered)
 
-    @model_validator(mode="after")
-    def _expiry_after_tiers(self) -> ZoneLifecycle:
+    @check("expire_after_days", "tiers")
+    def _expiry_after_tiers(self) -> Iterator[Problem]:
         if self.expire_after_days is not None and self.tiers:
             tier, age = max(self.tiers.items(), key=lambda kv: kv[1])
             if self.expire_after_days <= age:
-                raise ValueError(
+                yield Problem(
+                    (),
                     f"expireAfterDays ({self.expire_after_days}) must be later than the last "
-                    f"transition ({tier} at {age} days)"
+                    f"transition ({tier} at {age} days)",
                 )
-        return self
 
 
 DEFAULT_LIFECYCLE: dict[str, ZoneLifecycle] = {
@@ -235,13 +235,11 @@ class TableSpec(Spec):
     """The schema, in order."""
     description: str = ""
 
-    @model_validator(mode="after")
-    def _unique_columns(self) -> TableSpec:
-        names = [c.name for c in self.columns]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+    @check("columns")
+    def _unique_columns(self) -> Iterator[Problem]:
+        dupes = repeated(c.name for c in self.columns if c.name is not INVALID)
         if dupes:
-            raise ValueError(f"column names must be unique, repeated: {', '.join(dupes)}")
-        return self
+            yield Problem((), f"column names must be unique, repeated: {', '.join(dupes)}")
 
 
 class CatalogSpec(Spec):
@@ -251,13 +249,11 @@ class CatalogSpec(Spec):
     """Glue database and BigQuery dataset name."""
     tables: list[TableSpec] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _unique_tables(self) -> CatalogSpec:
-        names = [t.name for t in self.tables]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+    @check("tables")
+    def _unique_tables(self) -> Iterator[Problem]:
+        dupes = repeated(t.name for t in self.tables if t.name is not INVALID)
         if dupes:
-            raise ValueError(f"table names must be unique, repeated: {', '.join(dupes)}")
-        return self
+            yield Problem((), f"table names must be unique, repeated: {', '.join(dupes)}")
 
 
 class ScratchSpec(Spec):
@@ -285,12 +281,11 @@ class ScratchSpec(Spec):
     """FSx: zones mounted under `/<zone>` in both directions: synced from S3 and exported back as
     files change (checkpoints written on the scratch file system land in the bucket)."""
 
-    @model_validator(mode="after")
-    def _links(self) -> ScratchSpec:
+    @check("import_zones", "export_zones")
+    def _links(self) -> Iterator[Problem]:
         both = sorted(set(self.import_zones) & set(self.export_zones))
         if both:
-            raise ValueError(f"a zone is linked once, in importZones or exportZones, not both: {', '.join(both)}")
-        return self
+            yield Problem((), f"a zone is linked once, in importZones or exportZones, not both: {', '.join(both)}")
 
 
 class StreamingSpec(Spec):
@@ -304,25 +299,6 @@ class StreamingSpec(Spec):
     """Key prefix in the raw zone bucket; ends with `/`."""
 
 
-def _zone_keys(value: Any) -> Any:
-    if isinstance(value, dict):
-        unknown = [k for k in value if k not in ZONES]
-        if unknown:
-            raise ValueError(f"unknown zone {', '.join(repr(k) for k in unknown)}; zones: {', '.join(ZONES)}")
-    return value
-
-
-def _replicable_zones(value: Any) -> Any:
-    if isinstance(value, dict):
-        unknown = [k for k in value if k not in REPLICABLE_ZONES]
-        if unknown:
-            raise ValueError(
-                f"zone {', '.join(repr(k) for k in unknown)} cannot be replicated; "
-                f"replicable zones: {', '.join(REPLICABLE_ZONES)}"
-            )
-    return value
-
-
 ReplicaTarget = str
 """A replication target: a non-primary region key of the stack (checked by `storage_problems`)."""
 
@@ -330,7 +306,7 @@ ReplicaTarget = str
 class StorageSpec(Spec):
     """The lakehouse of a stack: built in the primary region of each cloud the stack uses."""
 
-    zones: Annotated[dict[str, ZoneLifecycle], BeforeValidator(_zone_keys)] = Field(default_factory=dict)
+    zones: dict[str, ZoneLifecycle] = Field(default_factory=dict)
     """Lifecycle overrides by zone (raw, curated, features, checkpoints, models). A zone named
     here replaces its default lifecycle (`DEFAULT_LIFECYCLE`); every zone always exists."""
     aws_warm_class: Literal["STANDARD_IA", "INTELLIGENT_TIERING"] = "STANDARD_IA"
@@ -348,9 +324,7 @@ class StorageSpec(Spec):
     """The training scratch file system; none when absent."""
     streaming: StreamingSpec | None = None
     """Streaming ingestion into the raw zone; none when absent."""
-    replication: Annotated[dict[str, list[ReplicaTarget]], BeforeValidator(_replicable_zones)] = Field(
-        default_factory=dict
-    )
+    replication: dict[str, list[ReplicaTarget]] = Field(default_factory=dict)
     """Zones copied to other regions of the stack: `{models: [aws-usw2, gcp-euw4]}` (checkpoints
     and models only). Each target is a non-primary region key; it gets a replica bucket fed from
     its cloud's primary region."""
@@ -365,6 +339,27 @@ class StorageSpec(Spec):
             dupes = sorted({t for t in targets if targets.count(t) > 1})
             if dupes:
                 raise ValueError(f"{zone}: targets repeated: {', '.join(dupes)}")
+        return value
+
+    @field_validator("zones", mode="before")
+    @classmethod
+    def _zone_keys(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            unknown = [k for k in value if k not in ZONES]
+            if unknown:
+                raise ValueError(f"unknown zone {', '.join(repr(k) for k in unknown)}; zones: {', '.join(ZONES)}")
+        return value
+
+    @field_validator("replication", mode="before")
+    @classmethod
+    def _replicable_zones(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            unknown = [k for k in value if k not in REPLICABLE_ZONES]
+            if unknown:
+                raise ValueError(
+                    f"zone {', '.join(repr(k) for k in unknown)} cannot be replicated; "
+                    f"replicable zones: {', '.join(REPLICABLE_ZONES)}"
+                )
         return value
 
     def lifecycle(self, zone: str) -> ZoneLifecycle:

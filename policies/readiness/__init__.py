@@ -25,6 +25,7 @@ section read that report.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -36,6 +37,7 @@ from pulumi_policy import ReportViolation
 from components import upstream
 from components.k8s_schema import UnknownKind, is_builtin, object_errors
 from policies.common import (
+    GPU_RESOURCE,
     UNKNOWN,
     PodTemplate,
     Pool,
@@ -50,12 +52,15 @@ from policies.common import (
     policy_json,
     pool_of,
     schedulable_on,
+    taint,
     tolerates,
 )
 from policies.readiness.helm import check_keys, dicts_named, merged_values
-from policies.readiness.schedule import RESOURCE_NAMES, allocatable, pod_requests, pods_per_node, surge
+from policies.readiness.schedule import RESOURCE_NAMES, allocatable, pod_requests, pods_per_node, quantity, surge
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+KARPENTER_NODEPOOL = "kubernetes:karpenter.sh/v1:NodePool"
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 DEFAULT_K8S_VERSION = "1.33"
 
 # What each cloud's clusters have without anything installed (cloud documentation).
@@ -137,9 +142,15 @@ class Workload:
 
     @property
     def name(self) -> str:
-        return f"{self.res.kind}/{_meta_name(self.res)}" + (
-            f" ({self.template.where.split('.')[2]})" if "ReplicaSpecs" in self.template.where else ""
+        where = self.template.where
+        part = (
+            where.split(".")[2]
+            if "ReplicaSpecs" in where
+            else where.split("replicatedJobs[", 1)[1].rstrip("]")
+            if "replicatedJobs[" in where and self.res.kind == "TrainJob"
+            else ""
         )
+        return f"{self.res.kind}/{_meta_name(self.res)}" + (f" ({part})" if part else "")
 
 
 @dataclass
@@ -232,6 +243,12 @@ def inventory(view: StackView) -> dict[str, Cluster]:
                 get(_cluster_key(view, res)).addons.append(name)
         elif (pool := pool_of(res)) is not None:
             get(_cluster_key(view, res)).pools.append(pool)
+        elif t == KARPENTER_NODEPOOL:
+            c = get(_cluster_key(view, res))
+            c.objects.append(res)
+            pool = karpenter_pool(res)
+            if pool is not None:
+                c.pools.append(pool)
         elif t == HELM_RELEASE:
             c = get(_cluster_key(view, res))
             p = res.props
@@ -255,11 +272,77 @@ def inventory(view: StackView) -> dict[str, Cluster]:
                 rel.merged = merged_values(truth, rel.values)
             c.releases.append(rel)
         elif t.startswith("kubernetes:") and not t.startswith("pulumi:") and isinstance(res.props.get("kind"), str):
-            get(_cluster_key(view, res)).objects.append(res)
+            c = get(_cluster_key(view, res))
+            c.objects.append(res)
+            c.objects += runtime_objects(res)
     for c in clusters.values():
         if not c.cloud:
             c.cloud = "gcp" if any(p.cloud == "gcp" for p in c.pools) else "aws"
     return clusters
+
+
+def karpenter_pool(res: Res) -> Pool | None:
+    """A Karpenter `NodePool` as a pool: its template's labels (and single-valued `In`
+    requirements) and taints, the largest catalog instance type it allows, at least 0 nodes and at
+    most what its `limits` admit (unbounded without limits). None when it allows no catalog type."""
+    tpl = as_dict(dig(res.props, "spec.template"))
+    labels = dict(as_dict(dig(tpl, "metadata.labels")))
+    types: list[str] = []
+    spot: Any = False
+    for req in as_list(dig(tpl, "spec.requirements")):
+        key, op, values = dig(req, "key"), dig(req, "operator"), as_list(dig(req, "values"))
+        if op == "In" and len(values) == 1 and isinstance(values[0], str):
+            labels.setdefault(key, values[0])
+        if key == INSTANCE_TYPE_LABEL and op == "In":
+            types = [v for v in values if isinstance(v, str)]
+        if key == "karpenter.sh/capacity-type" and op == "In":
+            spot = "spot" in values
+    machines = [m for m in (machine("aws", t) for t in types) if m is not None]
+    if not machines:
+        return None
+    m = max(machines, key=lambda m: (m.gpus, m.vcpus, m.memory_gib))
+    limits = as_dict(dig(res.props, "spec.limits"))
+    per_node = {"cpu": m.vcpus, "memory": m.memory_gib * 2**30, GPU_RESOURCE: m.gpus}
+    bounds = [
+        int(q // per_node[n])
+        for n, raw in limits.items()
+        if n in per_node and per_node[n] and (q := quantity(raw)) is not None
+    ]
+    return Pool(
+        res=res,
+        cloud="aws",
+        label=labels.get("aicloud.dev/pool"),
+        machine_type=m.type,
+        gpus_per_node=m.gpus,
+        min_nodes=0,
+        max_nodes=min(bounds) if bounds else None,
+        taints=[t for t in map(taint, as_list(dig(tpl, "spec.taints"))) if t],
+        labels=labels,
+        spot=spot,
+        price=m.price_per_hour,
+    )
+
+
+def runtime_objects(res: Res) -> list[Res]:
+    """Objects a workload creates at run time from a manifest the stack ships: the jobs of the
+    retraining loop's settings (`contracts.retrain.Settings.jobs`, a ConfigMap's `settings.json`).
+    They must find their controller, schema and nodes like the stack's own objects."""
+    if res.kind != "ConfigMap":
+        return []
+    raw = as_dict(res.props.get("data")).get("settings.json")
+    if not isinstance(raw, str) or '"jobs"' not in raw:
+        return []
+    try:
+        doc = json.loads(raw)
+    except json.JSONDecodeError:
+        return []
+    out = []
+    for i, job in enumerate(as_list(as_dict(doc).get("jobs"))):
+        if isinstance(job, dict) and isinstance(job.get("apiVersion"), str) and isinstance(job.get("kind"), str):
+            api, kind = job["apiVersion"], job["kind"]
+            type_ = f"kubernetes:{api if '/' in api else 'core/' + api}:{kind}"
+            out.append(Res(type=type_, name=f"{res.name}.jobs[{i}]", urn=res.urn, props=job))
+    return out
 
 
 # --------------------------------------------------------------------------- custom resources
@@ -706,12 +789,72 @@ def _replicas(
         )
         return total, total
     if kind == "TrainJob":
-        n = _int(dig(spec, "trainer.numNodes"), 1)
+        job = tpl.where.split("replicatedJobs[", 1)[-1].rstrip("]")
+        if job == TRAINER_JOB:
+            n = _int(dig(spec, "trainer.numNodes"), 1)
+        else:
+            n = _int(tpl.labels.get(_REPLICAS_KEY), 1)
         return n, n
     if kind == "InferenceService":
         part = as_dict(spec.get(tpl.where.split(".")[1]))
         return _int(part.get("minReplicas"), 1), _int(part.get("maxReplicas"), _int(part.get("minReplicas"), 1)) * 2
     return 1, 1
+
+
+TRAINER_JOB = "node"
+"""The replicated job (and container) of a Kubeflow Trainer runtime that runs the trainer: a
+TrainJob's `numNodes` and `resourcesPerNode` apply to it."""
+_REPLICAS_KEY = "readiness.aicloud.dev/replicas"
+
+
+def trainjob_templates(c: Cluster, res: Res, report: Report) -> list[PodTemplate]:
+    """The pods of a Kubeflow Trainer `TrainJob`: its runtime's JobSet template (a
+    ClusterTrainingRuntime or TrainingRuntime of this stack in the cluster), with the TrainJob's
+    `resourcesPerNode` on the trainer container and its `runtimePatches` (node selection,
+    tolerations, affinity, service account) on the patched jobs' pods. A runtime the stack does not
+    render cannot be checked, and says so."""
+    spec = as_dict(res.props.get("spec"))
+    ref = as_dict(spec.get("runtimeRef"))
+    name, kind = ref.get("name"), ref.get("kind") or "ClusterTrainingRuntime"
+    runtime = next(
+        (o for o in c.objects if o.kind == kind and _meta_name(o) == name
+         and (kind == "ClusterTrainingRuntime" or _namespace(o) == _namespace(res))),
+        None,
+    )  # fmt: skip
+    if runtime is None:
+        report.findings.append(
+            Finding(
+                "readiness-schedulable",
+                c.key,
+                _label(res),
+                "spec.runtimeRef",
+                f"cannot check: runtime {kind}/{name} is not rendered by this stack in cluster {c.key}, so the "
+                "TrainJob's pods (and whether they fit a pool) are unknown; render the runtime with the stack.",
+                res.urn,
+            )
+        )
+        return []
+    patches: dict[str, dict[str, Any]] = {}
+    for patch in as_list(spec.get("runtimePatches")):
+        for job in as_list(dig(patch, "trainingRuntimeSpec.template.spec.replicatedJobs")):
+            pod = as_dict(dig(job, "template.spec.template.spec"))
+            if isinstance(dig(job, "name"), str):
+                patches.setdefault(job["name"], {}).update(pod)
+    out = []
+    for job in as_list(dig(runtime.props, "spec.template.spec.replicatedJobs")):
+        job_name = dig(job, "name")
+        pod = dict(as_dict(dig(job, "template.spec.template.spec")))
+        for key in ("nodeSelector", "tolerations", "affinity", "serviceAccountName"):
+            if key in patches.get(job_name, {}):
+                pod[key] = patches[job_name][key]
+        if job_name == TRAINER_JOB and isinstance(dig(spec, "trainer.resourcesPerNode"), dict):
+            pod["containers"] = [
+                {**ctr, "resources": spec["trainer"]["resourcesPerNode"]} if dig(ctr, "name") == TRAINER_JOB else ctr
+                for ctr in as_list(pod.get("containers"))
+            ]
+        replicas = _int(dig(job, "replicas"), 1) * _int(dig(job, "template.spec.parallelism"), 1)
+        out.append(PodTemplate(f"runtime {kind}/{name} replicatedJobs[{job_name}]", pod, {_REPLICAS_KEY: replicas}))
+    return out
 
 
 def _daemonset_load(c: Cluster, pool: Pool) -> dict[str, float]:
@@ -771,7 +914,8 @@ def check_scheduling(c: Cluster, report: Report) -> None:
     for res in c.objects:
         if res.kind in ("DaemonSet",):
             continue
-        for tpl in pod_templates(res):
+        templates = pod_templates(res) if res.kind != "TrainJob" else trainjob_templates(c, res, report)
+        for tpl in templates:
             low, high = _replicas(res, tpl, targets)
             w = Workload(res, tpl, _namespace(res), high, low, pod_requests(tpl.spec))
             reasons = []
@@ -818,6 +962,13 @@ def _fmt(name: str, value: float) -> str:
     return f"{value:g}"
 
 
+def _pool_label(pool: Pool) -> str:
+    """`NodeGroup/<name>` (EKS managed), `NodePool/<name>` (GKE, or a Karpenter NodePool's own name)."""
+    if pool.res.type == KARPENTER_NODEPOOL:
+        return _label(pool.res)
+    return f"{'NodeGroup' if pool.res.type.startswith('aws:') else 'NodePool'}/{pool.display}"
+
+
 def _check_capacity(c: Cluster, report: Report) -> None:
     """The worst case of every workload at max fits the pools it can use; a pool whose floor is
     below that demand has an autoscaler."""
@@ -840,7 +991,7 @@ def _check_capacity(c: Cluster, report: Report) -> None:
                 Finding(
                     "readiness-capacity",
                     c.key,
-                    f"NodePool/{pool.display}",
+                    _pool_label(pool),
                     "maxNodes",
                     f"at max scale the workloads on pool {pool.display} ({names}, surge and gang size included) "
                     f"need {need_max} nodes; the pool stops at {hi}: pods stay Pending.",
@@ -853,7 +1004,7 @@ def _check_capacity(c: Cluster, report: Report) -> None:
                     Finding(
                         "readiness-capacity",
                         c.key,
-                        f"NodePool/{pool.display}",
+                        _pool_label(pool),
                         "minNodes",
                         f"pool {pool.display} starts at {lo} node(s) but its workloads ({names}) need up to "
                         f"{need_max}, and no node autoscaler is installed in cluster {c.key}: the pool never "

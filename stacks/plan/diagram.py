@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape
 
-from policies.data_safety import DATA_HOLDING
+from components.base import DATA_HOLDING
 from stacks.plan.model import Plan
 
 COLUMN = 300

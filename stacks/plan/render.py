@@ -83,6 +83,11 @@ def _grouped(plan: Plan) -> dict[str, dict[str, list[Registration]]]:
     return groups
 
 
+def _span(low: float, high: float) -> str:
+    """`$low-$high`, or one figure when they agree (no spot capacity at that scale)."""
+    return f"${high:,.2f}" if round(low, 2) == round(high, 2) else f"${low:,.2f}-${high:,.2f}"
+
+
 def _summary_lines(plan: Plan) -> list[str]:
     from stacks.plan.readiness import figures
 
@@ -94,8 +99,8 @@ def _summary_lines(plan: Plan) -> list[str]:
     return [
         f"resources: {s['resources']} in {len(s['regions'])} region(s) ({by_cloud})",
         f"GPUs (min-max): {gpus}",
-        f"cost per hour: ${c['minLow']:,.2f}-${c['min']:,.2f} at min scale, ${c['maxLow']:,.2f}-${c['max']:,.2f} at "
-        "max scale (nodes, volumes, control planes, NAT, load balancers, scratch and Prometheus storage; "
+        f"cost per hour: {_span(c['minLow'], c['min'])} at min scale, {_span(c['maxLow'], c['max'])} at max scale "
+        "(nodes, volumes, control planes, NAT, load balancers, scratch and Prometheus storage; "
         "usage-based charges excluded; see Cost per hour)",
         f"data safety: {s['protected']} protected, {s['retainOnDelete']} retained on delete",
         f"policy: {s['policy']['mandatory']} mandatory, {s['policy']['advisory']} advisory violation(s)",

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.base import gcp_labels
+from components.base import DATA_HOLDING, gcp_labels
 from components.identity import EksWorkloadIdentity, GkeWorkloadIdentity, WorkloadIdentity
 from components.lakehouse import (
     AwsLakehouse,
@@ -47,20 +47,8 @@ if TYPE_CHECKING:
 LAKEHOUSE_TYPES = ("aicloud:storage:AwsLakehouse", "aicloud:storage:GcpLakehouse")
 REPLICA_TYPES = ("aicloud:storage:AwsLakehouseReplica", "aicloud:storage:GcpLakehouseReplica")
 
-DATA_HOLDING_TYPES = (
-    "aws:s3/bucket:Bucket",
-    "aws:kms/key:Key",
-    "aws:glue/catalogDatabase:CatalogDatabase",
-    "aws:glue/catalogTable:CatalogTable",
-    "aws:fsx/lustreFileSystem:LustreFileSystem",
-    "gcp:storage/bucket:Bucket",
-    "gcp:kms/keyRing:KeyRing",
-    "gcp:kms/cryptoKey:CryptoKey",
-    "gcp:bigquery/dataset:Dataset",
-    "gcp:bigquery/table:Table",
-    "gcp:filestore/instance:Instance",
-)
-"""Resource types that hold data (or the keys to it): each must be protected or retained."""
+DATA_HOLDING_TYPES = tuple(DATA_HOLDING)
+"""Resource types that hold data (or the keys to it): `components.base.DATA_HOLDING`, the one list."""
 
 Lakehouse = AwsLakehouse | GcpLakehouse
 Replica = AwsLakehouseReplica | GcpLakehouseReplica

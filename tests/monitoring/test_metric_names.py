@@ -21,7 +21,7 @@ from components.monitoring import (
     drift_query,
 )
 from components.nodepool import NodePoolSpec
-from tests.monitoring.promql import label_names, metric_names
+from tests.monitoring.promql import label_names, metric_names, parse
 from workloads.server import metrics as server_metrics
 from workloads.trainer.telemetry import METRICS as TRAINER_METRICS
 
@@ -59,6 +59,24 @@ def test_the_scanner_finds_metric_names_and_nothing_else():
     assert metric_names(expr) == {"a_seconds_bucket", "b_rows", "kube_x"}
     assert metric_names('label_values(kube_node_labels{a="true"}, label_aicloud_dev_pool)') == {"kube_node_labels"}
     assert label_names(expr) >= {"le", "model", "x", "instance", "node", "lbl"}
+
+
+def test_every_query_is_valid_promql():
+    """Parsed and type-checked by a real PromQL parser (Grafana variables interpolated first)."""
+    for where, q in all_queries():
+        try:
+            parse(q)
+        except ValueError as exc:
+            pytest.fail(f"{where}: {q!r} is not valid PromQL: {exc}")
+
+
+@pytest.mark.parametrize(
+    "expr",
+    ["rate(x[5m]", "sum by (a) x)", "rate(aicloud_server_requests_total)", "x >", "histogram_quantile(0.9 x)"],
+)
+def test_invalid_promql_is_refused(expr):
+    with pytest.raises(ValueError):
+        parse(expr)
 
 
 def test_every_query_names_only_exported_metrics():

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
+from components.catalog import load_catalog
+from components.nodepool import pool_capacity
 from stacks.plan import run_plan
 from stacks.plan.render import render_markdown, render_text
 
@@ -80,15 +83,38 @@ def test_prod_has_training_and_inference_pools_with_on_demand_floors(plans):
             assert p["minNodes"] >= 1 and not p["spot"], p
 
 
-def test_totals_add_up_to_the_pools_and_the_other_priced_items(plans):
-    plan = plans["prod"]
+@pytest.mark.parametrize("stack", STACKS)
+def test_pools_and_gpu_totals_match_the_config_priced_from_the_catalog(plans, stack):
+    """Expected figures come from the stack's config and the catalog alone, not from the plan: every
+    configured pool appears once, under its own region key, with its own machine's GPUs and price,
+    and the summary's GPU and node-cost totals are theirs (a pool dropped, counted twice, filed
+    under another region or priced as another machine fails here)."""
+    plan = plans[stack]
+    expected_pools: dict[tuple[str, str], dict] = {}
+    gpus: dict[str, dict[str, int]] = defaultdict(lambda: {"min": 0, "max": 0})
+    for region in plan.config.regions:
+        for pool in region.node_pools:
+            machine = load_catalog().machine(region.cloud, pool.machine_type)
+            expected_pools[(region.name, pool.name)] = {
+                "machineType": pool.machine_type,
+                "gpu": machine.gpu,
+                "gpusMax": machine.gpus * pool.max_nodes,
+                "costPerHourMax": pool_capacity(pool, cloud=region.cloud, region=region.region)["costPerHourMax"],
+            }
+            if machine.gpus:
+                gpus[machine.gpu]["min"] += machine.gpus * pool.min_nodes
+                gpus[machine.gpu]["max"] += machine.gpus * pool.max_nodes
+    planned = [(p["regionKey"], p["pool"]) for p in plan.pools]
+    assert sorted(planned) == sorted(expected_pools)  # each once, in its own region
+    for p in plan.pools:
+        want = expected_pools[(p["regionKey"], p["pool"])]
+        assert {k: p[k] for k in want} == pytest.approx(want), p["pool"]
     summary = plan.summary()
-    cost = summary["costPerHour"]
-    assert cost["nodes"]["max"] == pytest.approx(sum(p["costPerHourMax"] for p in plan.pools), abs=0.01)
-    other = sum(line["perHourMax"] for line in cost["lines"])
-    assert cost["max"] == pytest.approx(cost["nodes"]["max"] + other, abs=0.02)
-    h100 = [p for p in plan.pools if p["gpu"] == "nvidia-h100"]
-    assert summary["gpus"]["nvidia-h100"]["max"] == sum(p["gpusMax"] for p in h100)
+    assert summary["gpus"] == dict(sorted(gpus.items()))
+    node_cost = sum(e["costPerHourMax"] for e in expected_pools.values())
+    assert summary["costPerHour"]["nodes"]["max"] == pytest.approx(node_cost, abs=0.01)
+    other = sum(line["perHourMax"] for line in summary["costPerHour"]["lines"])
+    assert summary["costPerHour"]["max"] == pytest.approx(node_cost + other, abs=0.02)
 
 
 def test_values_known_only_after_apply_are_shown_as_such(plans):

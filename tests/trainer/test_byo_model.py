@@ -1,6 +1,7 @@
 """A team's own model package (examples/resmlp, unknown to aicloud) trains with 2-process DDP
-under torchrun, exports an artifact that names its factory and package version, is served over
-HTTP by our model server on 127.0.0.1 and answers as the exported model does."""
+under torchrun on Parquet data streamed per rank, exports an artifact that names its factory and
+package version, is served over HTTP by our model server on 127.0.0.1 and answers as the exported
+model does."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 import torch
 
 from tests.server.server_helpers import free_port, wait_ready
+from tests.trainer.test_stream import write_dataset
 from tests.trainer.trainer_helpers import cli_args, records, run_session, torchrun
 from workloads.artifact import ArtifactError, load_artifact
 
@@ -30,8 +32,12 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def byo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example model, 2-process DDP, on the debug task streamed from Parquet (6 row groups)."""
+    data = tmp_path_factory.mktemp("byo-data")
+    write_dataset(data, files=2, rows=1000, row_group=500)
     out = tmp_path_factory.mktemp("byo")
-    proc = torchrun(out, *cli_args(*FACTORY, "train.batch_size=16"), env=_env())
+    source = ["data.source=parquet", f"data.uri={data}", "data.read_rows=256"]
+    proc = torchrun(out, *cli_args(*FACTORY, *source, "train.batch_size=16"), env=_env())
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out
 
@@ -44,7 +50,7 @@ def test_example_package_is_not_a_builtin_model() -> None:
 
 def test_two_process_ddp_trains_the_factory_model(byo_run: Path) -> None:
     start = records(byo_run, "start")[0]
-    assert start["world_size"] == 2
+    assert start["world_size"] == 2 and start["data"] == "parquet"
     steps = records(byo_run, "step")
     assert steps[-1]["loss"] < steps[0]["loss"]
     export = records(byo_run, "export")[0]

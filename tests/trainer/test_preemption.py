@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.trainer.test_stream import write_dataset
 from tests.trainer.trainer_helpers import TORCHRUN_TIMEOUT_S, cli_args, records, run_session
 from workloads import storage
 from workloads.trainer.cli import EXIT_PREEMPTED
@@ -44,8 +45,12 @@ def _wait_for_step(out: Path, proc: subprocess.Popen[str], step: int, timeout: f
 
 
 def test_sigterm_to_the_launcher_checkpoints_every_rank_and_exits_retryable(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    proc = _launch(out, *cli_args("train.steps=100000", "train.log_every=1", "checkpoint.every=100000"))
+    """Parquet with one DataLoader worker per rank: torchrun signals each worker's whole process
+    group, so the loader processes get SIGTERM too and must not take the step down with them."""
+    data, out = tmp_path / "data", tmp_path / "run"
+    write_dataset(data, files=2, rows=1000, row_group=250)
+    stream = ["data.source=parquet", f"data.uri={data}", "data.read_rows=256", "data.workers=1"]
+    proc = _launch(out, *cli_args(*stream, "train.steps=100000", "train.log_every=1", "checkpoint.every=100000"))
     try:
         _wait_for_step(out, proc, 3, timeout=TORCHRUN_TIMEOUT_S)
         proc.send_signal(signal.SIGTERM)

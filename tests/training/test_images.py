@@ -110,6 +110,20 @@ def test_dockerfile_sources_reads_copy_and_add_but_not_stage_copies():
     assert dockerfile_sources(text) == ["pyproject.toml", "README.md", "workloads", "conf/a b.yaml"]
 
 
+def test_dockerfile_sources_reads_the_file_as_docker_does():
+    """The escape directive, comments inside a continuation and heredocs (inline files, not context paths)."""
+    text = (
+        "# escape=`\n"
+        "FROM scratch\n"
+        "COPY a.txt `\n"
+        "# a comment inside the instruction\n"
+        "  b.txt /dst/\n"
+        "COPY <<EOF /app/inline.txt\nhello\nEOF\n"
+        "COPY c.txt /dst/\n"
+    )
+    assert dockerfile_sources(text) == ["a.txt", "b.txt", "c.txt"]
+
+
 def _tree(root):
     (root / "app").mkdir()
     (root / "app" / "main.py").write_text("print(1)\n")

@@ -176,3 +176,33 @@ def test_drift_streaming_counts_equal_batch_psi() -> None:
 def test_drift_without_observations_is_nan() -> None:
     reference = compute_reference(np.arange(20.0).reshape(10, 2), bins=2)
     assert np.isnan(psi(reference, np.zeros((2, 2), dtype=np.int64))).all()
+
+
+# ------------------------------------------------------------------------- model factories
+def test_auto_precision_is_int8_only_for_models_with_linear_layers() -> None:
+    from torch import nn
+
+    from workloads.artifact import serving_precision
+
+    with_linear = nn.Sequential(nn.Linear(4, 4))
+    without = nn.Sequential(nn.Conv1d(1, 2, 3), nn.Flatten())
+    assert serving_precision(with_linear, "auto", "int8") == "int8"
+    assert serving_precision(without, "auto", "int8") == "fp32"
+    assert serving_precision(without, "int8", "int8") == "int8"  # an explicit request is kept
+    assert serving_precision(without, "auto", "bf16") == "bf16"
+
+
+def test_rebuild_model_names_the_missing_factory_and_the_trained_version() -> None:
+    import pytest
+
+    from workloads.artifact import ArtifactError, rebuild_model
+
+    spec = {
+        "factory": "acme_missing.models:build",
+        "kwargs": {},
+        "package": {"name": "acme-models", "version": "1.4.2"},
+    }
+    with pytest.raises(ArtifactError, match=r"cannot import module 'acme_missing\.models'.*acme-models==1\.4\.2"):
+        rebuild_model(spec)
+    with pytest.raises(ArtifactError, match=r"module 'workloads\.models' has no attribute 'nope'"):
+        rebuild_model({"factory": "workloads.models:nope", "kwargs": {}})

@@ -2,7 +2,8 @@
 
 ``python -m workloads.server --model URI [--model-b URI] --port 8080`` loads a serving artifact
 (``workloads.artifact``) from a local path, ``s3://`` or ``gs://`` URI, quantizes it for the
-hardware (int8 dynamic quantization on CPU, bf16 on CUDA, fp32 on request), reports the accuracy
+hardware (int8 with per-row activation scales on CPU, so batching never changes a request's
+result; bf16 on CUDA; fp32 on request), reports the accuracy
 cost on the artifact's held-out sample and serves it. Modules:
 
 - :mod:`~workloads.server.config`: settings and the command line;
@@ -11,5 +12,7 @@ cost on the artifact's held-out sample and serves it. Modules:
 - :mod:`~workloads.server.model`: a loaded, checked model and its drift monitor;
 - :mod:`~workloads.server.batching`: the bounded queue and the model worker thread;
 - :mod:`~workloads.server.metrics`: every Prometheus metric, defined once;
-- :mod:`~workloads.server.app`: routes, lifecycle and graceful shutdown.
+- :mod:`~workloads.server.app`: routes, connection limits, lifecycle and the lossless drain;
+- :mod:`~workloads.server.loadgen`: a kube-proxy-like keep-alive load generator for drain
+  measurements (benchmarks and tests).
 """

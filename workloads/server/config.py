@@ -57,7 +57,7 @@ class ServerConfig:
     what load balancers and front doors reach, and the metrics (model names, traffic, drift) are
     for Prometheus alone. Default: on ``port`` (local use)."""
     precision: Precision = "auto"
-    """``auto``: int8 on CPU, bf16 on CUDA. ``int8`` on CPU is dynamic quantization of every
+    """``auto``: int8 on CPU, bf16 on CUDA. ``int8`` on CPU quantizes every
     Linear layer; on CUDA it needs torchao (int8 weight-only). ``fp32`` serves unquantized."""
     quant_engine: QuantEngine = "auto"
     """CPU int8 kernel; ``auto`` is ``rowwise``: int8 weights per output channel, activations

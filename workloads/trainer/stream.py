@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -400,6 +401,13 @@ class _RankDataset(IterableDataset):
         return stream.batches(skip)
 
 
+def _ignore_sigterm(worker_id: int) -> None:
+    """DataLoader workers ignore SIGTERM: torchrun signals the whole process group of a worker,
+    and a loader that died under the training process would fail the step that preemption lets
+    finish. The workers end with the training process (the DataLoader's own watchdog)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class StreamBatches:
     """This rank's micro-batches from a stream source; same interface as ``data.BatchStream``."""
 
@@ -447,6 +455,7 @@ class StreamBatches:
             pin_memory=self.device.type == "cuda",
             # spawn, not fork: Arrow's thread pools and the AWS SDK do not survive a fork
             multiprocessing_context="spawn",
+            worker_init_fn=_ignore_sigterm,
         )
         return iter(loader)
 

@@ -241,6 +241,19 @@ case(
     lambda c: c["aicloud:monitoring"].update(storageGib=SECURE),
 )
 
+case(
+    "unknown-cloud",
+    "prod",
+    ["regions[2](aws-euw1).cloud"],
+    lambda c: region(c, "aws-euw1").update(cloud="azure"),
+)
+case(
+    "region-list-not-a-list",
+    "dev",
+    ["regions"],
+    lambda c: c.update({"aicloud:regions": "aws-use1"}),
+)
+
 # ----------------------------------------------------------------- several mistakes at once
 case(
     "several-dev-edits",
@@ -335,6 +348,16 @@ case(
     lambda c: pool(c, "aws-use1", "gpu").update(machineType="a2-highgpu-1g"),
     lambda c: pool(c, "aws-use1", "system").update(minNodes=-1),
     lambda c: c["aicloud:training"]["jobs"][0].update(nodes=0),
+)
+
+case(
+    "several-references-beside-a-broken-region",
+    "prod",
+    ["regions[2](aws-euw1).region", "serving.pool", "training.jobs", "owner"],
+    lambda c: region(c, "aws-euw1").update(region="eu-west-9"),
+    lambda c: c["aicloud:serving"].update(pool="serv"),
+    lambda c: c["aicloud:training"]["jobs"][0].update(pool="trian"),
+    lambda c: c.update({"aicloud:owner": ""}),
 )
 
 # ----------------------------------------------------------------- files that are not stacks

@@ -20,7 +20,7 @@ def test_an_aws_front_door_without_certificates_is_refused():
     )
     assert errors == [
         "aicloud:serving.global.aws.certificateArns: needs one certificate for each AWS serving region (aws-usw2): "
-        "the front door listens with TLS only"
+        "the front door listens with TLS only (got [])"
     ]
 
 

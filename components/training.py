@@ -60,6 +60,7 @@ from components.nodepool import GPU_RESOURCE, POOL_LABEL, NodePoolSpec, pool_tai
 from components.platform import RegionSpec
 from components.upstream import chart_pin
 from components.validation import INVALID, Problem, check, repeated
+from contracts.trainer import EXIT_PREEMPTED, LAUNCH
 
 TRAINER = WORKLOADS["trainer"]
 """The trainer's namespace and service account, the same names as its workload identity's: used
@@ -462,7 +463,7 @@ def pod_spec(
         "name": container_name,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["torchrun"],
+        "command": list(LAUNCH),
         "args": args,
         "env": [
             {"name": "HOME", "value": "/tmp"},
@@ -545,9 +546,11 @@ def pytorchjob_manifest(
             ports=[{"name": "pytorchjob-port", "containerPort": PYTORCHJOB_PORT, "protocol": "TCP"}],
         ),
     }
-    replicas: dict[str, Any] = {"Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template}}
+    # ExitCode: the operator retries pods that exit 128-255 (a preempted trainer exits 143) and
+    # fails the job on 1-127 (a bug or bad config, which a retry would only repeat).
+    replicas: dict[str, Any] = {"Master": {"replicas": 1, "restartPolicy": "ExitCode", "template": template}}
     if job.nodes > 1:
-        replicas["Worker"] = {"replicas": job.nodes - 1, "restartPolicy": "OnFailure", "template": template}
+        replicas["Worker"] = {"replicas": job.nodes - 1, "restartPolicy": "ExitCode", "template": template}
     spec: dict[str, Any] = {
         "nprocPerNode": str(pool.procs_per_node),
         "runPolicy": {
@@ -577,6 +580,16 @@ def pytorchjob_manifest(
     }
 
 
+def preemption_rules(container: str, action: str) -> list[dict[str, Any]]:
+    """Job `podFailurePolicy` rules for a preempted trainer pod: its container exited
+    `EXIT_PREEMPTED` (checkpointed after SIGTERM), or the pod was disrupted (`DisruptionTarget`:
+    eviction, node drain, spot reclaim)."""
+    return [
+        {"action": action, "onExitCodes": {"containerName": container, "operator": "In", "values": [EXIT_PREEMPTED]}},
+        {"action": action, "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+    ]
+
+
 def runtime_name(job: str) -> str:
     """The ClusterTrainingRuntime of a `trainjob` job (cluster-scoped: one per job of the stack)."""
     return f"aicloud-{job}"[:63].rstrip("-")
@@ -595,7 +608,7 @@ def training_runtime_manifest(
         args=[],
         service_account=service_account,
         share=job.node_share,
-        restart_policy="OnFailure",
+        restart_policy="Never",
         container_name=TRAINJOB_CONTAINER,
     )
     return {
@@ -609,18 +622,33 @@ def training_runtime_manifest(
             "mlPolicy": {"numNodes": job.nodes, "torch": {}},
             "template": {
                 "spec": {
+                    # A preempted node (podFailurePolicy above) restarts the JobSet without using
+                    # up `maxRestarts`; any other failure uses one.
+                    "failurePolicy": {
+                        "maxRestarts": job.max_restarts,
+                        "rules": [
+                            {
+                                "name": "preempted",
+                                "action": "RestartJobSetAndIgnoreMaxRestarts",
+                                "onJobFailureReasons": ["PodFailurePolicy"],
+                            }
+                        ],
+                    },
                     "replicatedJobs": [
                         {
                             "name": TRAINJOB_CONTAINER,
                             "template": {
                                 "metadata": {"labels": {TRAINJOB_STEP_LABEL: "trainer"}},
                                 "spec": {
-                                    "backoffLimit": job.max_restarts,
+                                    # Any failed pod fails its Job: torchrun's static rendezvous
+                                    # needs every node to restart together (the JobSet does that).
+                                    "backoffLimit": 0,
+                                    "podFailurePolicy": {"rules": preemption_rules(TRAINJOB_CONTAINER, "FailJob")},
                                     "template": {"metadata": {"labels": labels}, "spec": pod},
                                 },
                             },
                         }
-                    ]
+                    ],
                 }
             },
         },
@@ -643,7 +671,7 @@ def trainjob_manifest(
             "suspend": not trial.active,
             "trainer": {
                 "image": image,
-                "command": ["torchrun"],
+                "command": list(LAUNCH),
                 "args": trainer_args(job.preset, run, trial.overrides),
                 "numNodes": job.nodes,
                 "numProcPerNode": pool.procs_per_node,
@@ -700,7 +728,7 @@ def indexed_job_manifests(
         share=job.node_share,
         env=env,
         ports=[{"name": "rdzv", "containerPort": RDZV_PORT, "protocol": "TCP"}],
-        restart_policy="OnFailure",
+        restart_policy="Never",
         subdomain=trial.name,
     )
     batch_job = {
@@ -712,6 +740,9 @@ def indexed_job_manifests(
             "completions": job.nodes,
             "parallelism": job.nodes,
             "backoffLimit": job.max_restarts * job.nodes,
+            # A preempted pod (exit 143, or evicted by a node drain or spot reclaim) is replaced
+            # without counting against backoffLimit; torchrun's elastic rendezvous takes it back.
+            "podFailurePolicy": {"rules": preemption_rules(CONTAINER_NAME, "Ignore")},
             "suspend": not trial.active,
             "template": {"metadata": {"labels": labels}, "spec": pod},
         },

@@ -393,10 +393,21 @@ def prometheus_rule_manifest(name: str, alerts: AlertsSpec) -> dict[str, Any]:
 # --------------------------------------------------------------------------- Helm values
 
 
-def prometheus_stack_values(spec: MonitoringSpec, storage_class: str | None = None) -> dict[str, Any]:
-    """kube-prometheus-stack values: retention and volume (on `storage_class`, the cluster's
-    default class named explicitly), every monitor/rule selected, Grafana's dashboard sidecar,
-    kube-state-metrics with aicloud's node labels."""
+def with_storage_class(values: dict[str, Any], storage_class: str | None) -> dict[str, Any]:
+    """`values` with Prometheus's volume claim naming `storage_class` (the cluster's default class,
+    named explicitly: EKS has none of its own)."""
+    claim = (((values.get("prometheus") or {}).get("prometheusSpec") or {}).get("storageSpec") or {}).get(
+        "volumeClaimTemplate"
+    )
+    if storage_class and isinstance(claim, dict):
+        claim["spec"] = {"storageClassName": storage_class, **(claim.get("spec") or {})}
+    return values
+
+
+def prometheus_stack_values(spec: MonitoringSpec) -> dict[str, Any]:
+    """kube-prometheus-stack values: retention and volume (`with_storage_class` names its class),
+    every monitor/rule selected, Grafana's dashboard sidecar, kube-state-metrics with aicloud's
+    node labels."""
     selected = {f"{kind}SelectorNilUsesHelmValues": False for kind in ("serviceMonitor", "podMonitor", "rule", "probe")}
     return {
         "fullnameOverride": RELEASE_NAME,
@@ -408,7 +419,6 @@ def prometheus_stack_values(spec: MonitoringSpec, storage_class: str | None = No
                 "storageSpec": {
                     "volumeClaimTemplate": {
                         "spec": {
-                            **({"storageClassName": storage_class} if storage_class else {}),
                             "accessModes": ["ReadWriteOnce"],
                             "resources": {"requests": {"storage": f"{spec.storage_gib}Gi"}},
                         }
@@ -681,7 +691,7 @@ class Monitoring(pulumi.ComponentResource):
             KUBE_PROMETHEUS_STACK_CHART,
             release_name=RELEASE_NAME,
             namespace=NAMESPACE,
-            values=prometheus_stack_values(spec, STORAGE_CLASS.get(cloud)),
+            values=with_storage_class(prometheus_stack_values(spec), STORAGE_CLASS.get(cloud)),
             opts=child_opts(self, depends_on=[ns, agents, *admin]),
         )
         after_crds = child_opts(self, depends_on=[self.stack])

@@ -26,7 +26,7 @@ from components.autoscaling import (
 )
 from components.base import DataSafety
 from components.deploy import DeploySpec, cluster_reach
-from components.monitoring import MonitoringSpec, prometheus_stack_values
+from components.monitoring import MonitoringSpec, prometheus_stack_values, with_storage_class
 from components.nodepool import NodePoolSpec
 from components.platform import RegionalPlatform, RegionSpec
 from policies.common import StackView
@@ -299,7 +299,7 @@ def test_eks_gets_the_ebs_csi_addon_with_its_own_role_and_a_default_encrypted_gp
 
 
 def test_prometheus_names_the_clusters_storage_class():
-    values = prometheus_stack_values(MonitoringSpec(), "gp3")
+    values = with_storage_class(prometheus_stack_values(MonitoringSpec()), "gp3")
     claim = values["prometheus"]["prometheusSpec"]["storageSpec"]["volumeClaimTemplate"]["spec"]
     assert claim["storageClassName"] == "gp3"
 

@@ -104,15 +104,19 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Print (or write) the policy-pack config of a stack."""
-    from stacks.config import STACKS_DIR, ConfigError, load_stack
+    from stacks.config import ConfigError, load_stack, stacks_dir
 
     parser = argparse.ArgumentParser(prog="python -m policies.config", description=main.__doc__)
     parser.add_argument("stack", help="stack name: stacks/Pulumi.<stack>.yaml")
     parser.add_argument("-o", "--output", help="file to write (default: stdout)")
-    parser.add_argument("--stacks-dir", default=str(STACKS_DIR), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--stacks-dir",
+        metavar="DIR",
+        help="where Pulumi.<stack>.yaml is (default: found from Pulumi.yaml, as `aicloud plan`)",
+    )
     args = parser.parse_args(argv)
     try:
-        _, config = load_stack(args.stack, Path(args.stacks_dir))
+        _, config = load_stack(args.stack, stacks_dir(args.stacks_dir))
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2

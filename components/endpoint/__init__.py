@@ -22,7 +22,7 @@ Every Deployment's replica count is owned by an autoscaler (HPA, or a KEDA `Scal
 tracks with a fixed size (canary, A/B variant B, blue-green standby) get an autoscaler pinned to
 min = max, so no replica count flips owner when a strategy or the active colour changes.
 
-Validation (`validate_serving`, run by the stack config before anything exists) rejects every
+Validation (`serving_problems`, run by the stack config before anything exists) rejects every
 setting that would be silently ignored (a canary without a router that can weight traffic,
 weights that do not sum to 100, a canary identical to stable, blocks of another strategy) and
 any rollout whose worst case (every track at its maximum plus `maxSurge` per Deployment) needs
@@ -91,9 +91,7 @@ from components.endpoint.spec import (
 )
 from components.endpoint.validation import (
     Problem,
-    ServingField,
     model_uris,
-    serving_field,
     serving_problems,
     validate_serving,
 )
@@ -141,7 +139,6 @@ __all__ = [
     "Resources",
     "SERVER_PORT",
     "SERVICE_PORT",
-    "ServingField",
     "ServingSpec",
     "Strategy",
     "Track",
@@ -168,7 +165,6 @@ __all__ = [
     "server_args",
     "service_account_manifest",
     "service_manifest",
-    "serving_field",
     "serving_problems",
     "uses_lake",
     "validate_serving",

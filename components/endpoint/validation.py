@@ -3,9 +3,8 @@ any resource exists: every problem is collected with its key path."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BeforeValidator, ValidationInfo
 from pydantic_core import ValidationError
 
 from components.endpoint.release import _uri_for, plan_endpoint
@@ -283,18 +282,3 @@ def validate_serving(
             ],
         )
     return spec
-
-
-def serving_field(value: Any, info: ValidationInfo) -> ServingSpec | None:
-    """Before-validator of `StackConfig.serving`: validates with the stack's regions and images
-    in view (declare the field after `regions` and `images`)."""
-    if "images" in info.data:
-        images = info.data["images"]
-        server_image: bool | None = images is not None and "server" in images.workloads
-    else:
-        server_image = None
-    return validate_serving(value, info.data.get("regions"), server_image=server_image)
-
-
-ServingField = Annotated[ServingSpec | None, BeforeValidator(serving_field)]
-"""Type of `StackConfig.serving`: the section, validated against the stack's regions and images."""

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import Field, field_validator
 
 from components.base import Spec
 from components.validation import INVALID, Problem, check, repeated
@@ -299,25 +299,6 @@ class StreamingSpec(Spec):
     """Key prefix in the raw zone bucket; ends with `/`."""
 
 
-def _zone_keys(value: Any) -> Any:
-    if isinstance(value, dict):
-        unknown = [k for k in value if k not in ZONES]
-        if unknown:
-            raise ValueError(f"unknown zone {', '.join(repr(k) for k in unknown)}; zones: {', '.join(ZONES)}")
-    return value
-
-
-def _replicable_zones(value: Any) -> Any:
-    if isinstance(value, dict):
-        unknown = [k for k in value if k not in REPLICABLE_ZONES]
-        if unknown:
-            raise ValueError(
-                f"zone {', '.join(repr(k) for k in unknown)} cannot be replicated; "
-                f"replicable zones: {', '.join(REPLICABLE_ZONES)}"
-            )
-    return value
-
-
 ReplicaTarget = str
 """A replication target: a non-primary region key of the stack (checked by `storage_problems`)."""
 
@@ -325,7 +306,7 @@ ReplicaTarget = str
 class StorageSpec(Spec):
     """The lakehouse of a stack: built in the primary region of each cloud the stack uses."""
 
-    zones: Annotated[dict[str, ZoneLifecycle], BeforeValidator(_zone_keys)] = Field(default_factory=dict)
+    zones: dict[str, ZoneLifecycle] = Field(default_factory=dict)
     """Lifecycle overrides by zone (raw, curated, features, checkpoints, models). A zone named
     here replaces its default lifecycle (`DEFAULT_LIFECYCLE`); every zone always exists."""
     aws_warm_class: Literal["STANDARD_IA", "INTELLIGENT_TIERING"] = "STANDARD_IA"
@@ -343,9 +324,7 @@ class StorageSpec(Spec):
     """The training scratch file system; none when absent."""
     streaming: StreamingSpec | None = None
     """Streaming ingestion into the raw zone; none when absent."""
-    replication: Annotated[dict[str, list[ReplicaTarget]], BeforeValidator(_replicable_zones)] = Field(
-        default_factory=dict
-    )
+    replication: dict[str, list[ReplicaTarget]] = Field(default_factory=dict)
     """Zones copied to other regions of the stack: `{models: [aws-usw2, gcp-euw4]}` (checkpoints
     and models only). Each target is a non-primary region key; it gets a replica bucket fed from
     its cloud's primary region."""
@@ -360,6 +339,27 @@ class StorageSpec(Spec):
             dupes = sorted({t for t in targets if targets.count(t) > 1})
             if dupes:
                 raise ValueError(f"{zone}: targets repeated: {', '.join(dupes)}")
+        return value
+
+    @field_validator("zones", mode="before")
+    @classmethod
+    def _zone_keys(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            unknown = [k for k in value if k not in ZONES]
+            if unknown:
+                raise ValueError(f"unknown zone {', '.join(repr(k) for k in unknown)}; zones: {', '.join(ZONES)}")
+        return value
+
+    @field_validator("replication", mode="before")
+    @classmethod
+    def _replicable_zones(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            unknown = [k for k in value if k not in REPLICABLE_ZONES]
+            if unknown:
+                raise ValueError(
+                    f"zone {', '.join(repr(k) for k in unknown)} cannot be replicated; "
+                    f"replicable zones: {', '.join(REPLICABLE_ZONES)}"
+                )
         return value
 
     def lifecycle(self, zone: str) -> ZoneLifecycle:

@@ -69,3 +69,11 @@ def test_a_bad_stack_exits_2_without_traceback_as_a_process(tmp_path: Path):
         )
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_the_readme_quotes_the_corpus_size():
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    several = sum(1 for c in CASES if len(expectations(c)[0]) >= 2)
+    not_stacks = sum(1 for c in CASES if expectations(c)[1])
+    assert f"holds {len(CASES)} stack" in readme and f"all {len(CASES)} pass" in readme
+    assert f"{len(CASES) - several - not_stacks} with one planted mistake, {several} with several" in readme

@@ -241,6 +241,19 @@ case(
     lambda c: c["aicloud:monitoring"].update(storageGib=SECURE),
 )
 
+case(
+    "unknown-cloud",
+    "prod",
+    ["regions[2](aws-euw1).cloud"],
+    lambda c: region(c, "aws-euw1").update(cloud="azure"),
+)
+case(
+    "region-list-not-a-list",
+    "dev",
+    ["regions"],
+    lambda c: c.update({"aicloud:regions": "aws-use1"}),
+)
+
 # ----------------------------------------------------------------- several mistakes at once
 case(
     "several-dev-edits",

@@ -18,7 +18,7 @@ bench:           ## every script behind the README's figures (tests/test_readme_
 	python benchmarks/stack_figures.py
 	python benchmarks/serving_figures.py
 	python benchmarks/security_scan.py
-	python benchmarks/storage_atomicity.py
+	python benchmarks/checkpoint_crash.py
 	python benchmarks/trainer_throughput.py
 	python benchmarks/trainer_streaming.py
 	python benchmarks/trainer_exit_soak.py

@@ -165,6 +165,29 @@ def is_builtin(api_version: str, kind: str, version: str) -> bool:
     return _builtin_validator(version, api_version, kind) is not None
 
 
+def resource_name(api_version: str, kind: str, version: str = "1.33") -> str:
+    """The REST resource (plural) of `kind`, as RBAC rules and API paths name it: a custom
+    resource's from its vendored upstream CRD (`spec.names.plural`); a built-in kind's by the rule
+    the API server's own types follow (apimachinery `meta.UnsafeGuessKindToResource`: `-s`,
+    `-es` after `s`, `-ies` after `y`). Raises `UnknownKind` for a kind neither knows."""
+    truth = upstream.crd(api_version, kind)
+    if truth is not None:
+        return truth.plural
+    try:
+        builtin = is_builtin(api_version, kind, version)
+    except ModuleNotFoundError:  # kubernetes-validate is a dev dependency: judge by the API group
+        group = api_version.rpartition("/")[0]
+        builtin = "." not in group or group.endswith(".k8s.io")
+    if not builtin:
+        raise UnknownKind(f"no REST resource known for {api_version} {kind}: vendor its CRD")
+    lower = kind.lower()
+    if lower.endswith("s"):
+        return f"{lower}es"
+    if lower.endswith("y"):
+        return f"{lower[:-1]}ies"
+    return f"{lower}s"
+
+
 def object_errors(obj: Mapping[str, Any], version: str) -> list[tuple[str, str, Any]]:
     """Every schema problem of one Kubernetes object for cluster `version` as
     `(json path, message, offending value)`, in path order; empty when the object is valid.

@@ -134,7 +134,9 @@ class RetrainJobSpec(Spec):
     nodes: int = Field(default=1, ge=1, le=1000)
     preset: str = Field(default="debug", pattern=r"^[a-z][a-z0-9_-]*$")
     """Trainer preset (must build the same architecture as the served model)."""
-    backend: Literal["pytorchjob", "indexed-job"] = "pytorchjob"
+    backend: Literal["trainjob", "pytorchjob", "indexed-job"] = "trainjob"
+    """As a training job's `backend`; the stack installs Kubeflow Trainer where a `trainjob` runs
+    (`pytorchjob` needs `aicloud:training.operator: preinstalled`)."""
     overrides: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
     """Trainer `--set` overrides; `data.*`, `export.*` and `out` are set by the pipeline."""
     image: str | None = None

@@ -39,6 +39,7 @@ from components.endpoint import (
     plan_endpoint,
     route_manifest,
 )
+from components.k8s_schema import resource_name
 from components.monitoring import PROMETHEUS_URL, RetrainingSpec, drift_query
 from components.nodepool import LABEL_PREFIX, NodePoolSpec
 from components.platform import RegionSpec
@@ -49,9 +50,13 @@ from components.training import (
     PoolShape,
     RunLocations,
     TrainingJobSpec,
+    TrainingOperator,
     indexed_job_manifests,
     pytorchjob_manifest,
+    runtime_name,
     sweep_trials,
+    training_runtime_manifest,
+    trainjob_manifest,
 )
 from contracts import lake
 from contracts.retrain import (
@@ -61,7 +66,6 @@ from contracts.retrain import (
     CanaryTarget,
     ObjectRef,
     Settings,
-    plural,
 )
 
 SERVICE_ACCOUNT = "aicloud-retrain"
@@ -106,6 +110,41 @@ class Lake:
         return lake.resolve(uri, {"features": self.features, "checkpoints": self.checkpoints, "models": self.models})
 
 
+def retrain_runtime(model: str) -> str:
+    """The ClusterTrainingRuntime the `trainjob` runs of `model` use (created with the pipeline)."""
+    return runtime_name(f"retrain-{model}")
+
+
+def _training_spec(spec: RetrainingSpec, model: str, image: str) -> TrainingJobSpec:
+    job = spec.job
+    return TrainingJobSpec(
+        name=placeholder(model),
+        pool=job.pool,
+        nodes=job.nodes,
+        preset=job.preset,
+        backend=job.backend,
+        image=image,
+        max_restarts=job.max_restarts,
+        allow_cpu=job.allow_cpu,
+        overrides={**job.overrides, "export.name": model, "export.version": placeholder(model)},
+    )
+
+
+def runtime_manifest(
+    spec: RetrainingSpec, model: str, *, pool: NodePoolSpec, image: Any, service_account: str
+) -> dict[str, Any] | None:
+    """The ClusterTrainingRuntime of a `trainjob` retraining job (None for other backends)."""
+    if spec.job.backend != "trainjob":
+        return None
+    return training_runtime_manifest(
+        _training_spec(spec, model, "trainer-image"),
+        name=retrain_runtime(model),
+        pool=PoolShape.of(pool),
+        image=image,
+        service_account=service_account,
+    )
+
+
 def job_manifests(
     spec: RetrainingSpec,
     model: str,
@@ -120,17 +159,7 @@ def job_manifests(
     job on the fresh data, exporting its candidate (named after the served model, versioned by
     the run) to the models zone."""
     job = spec.job
-    training = TrainingJobSpec(
-        name=placeholder(model),
-        pool=job.pool,
-        nodes=job.nodes,
-        preset=job.preset,
-        backend=job.backend,
-        image=image,
-        max_restarts=job.max_restarts,
-        allow_cpu=job.allow_cpu,
-        overrides={**job.overrides, "export.name": model, "export.version": placeholder(model)},
-    )
+    training = _training_spec(spec, model, image)
     trial = sweep_trials(training)[0]
     common: dict[str, Any] = dict(
         pool=PoolShape.of(pool),
@@ -139,6 +168,9 @@ def job_manifests(
         namespace=namespace,
         service_account=service_account,
     )
+    if job.backend == "trainjob":
+        common.pop("service_account")
+        return [trainjob_manifest(training, trial, runtime=retrain_runtime(model), **common)]
     if job.backend == "pytorchjob":
         return [pytorchjob_manifest(training, trial, **common)]
     batch_job, service = indexed_job_manifests(training, trial, **common)
@@ -197,16 +229,16 @@ def role_rules(jobs: list[dict[str, Any]], canary: CanaryTarget | None) -> tuple
     run's kinds; read and patch the canary's objects, by name."""
     training: dict[tuple[str, str], dict[str, Any]] = {}
     for m in jobs:
-        key = (_group(m["apiVersion"]), plural(m["kind"]))
+        key = (_group(m["apiVersion"]), resource_name(m["apiVersion"], m["kind"]))
         training[key] = {"apiGroups": [key[0]], "resources": [key[1]], "verbs": ["create", "get"]}
     serving: dict[tuple[str, str, str], dict[str, Any]] = {}
     if canary is not None:
         for ref in [canary.read, *(r for r, _, _ in canary.patches)]:
-            key = (_group(ref.api_version), plural(ref.kind), ref.name)
+            key = (_group(ref.api_version), resource_name(ref.api_version, ref.kind), ref.name)
             serving[key] = {"apiGroups": [key[0]], "resources": [key[1]], "resourceNames": [ref.name], "verbs": []}
         verbs: dict[tuple[str, str, str], set[str]] = {k: {"get"} for k in serving}
         for ref, _, _ in canary.patches:
-            verbs[(_group(ref.api_version), plural(ref.kind), ref.name)].add("patch")
+            verbs[(_group(ref.api_version), resource_name(ref.api_version, ref.kind), ref.name)].add("patch")
         for key, rule in serving.items():
             rule["verbs"] = sorted(verbs[key])
     return list(training.values()), list(serving.values())
@@ -431,6 +463,7 @@ class RetrainingPipeline(pulumi.ComponentResource):
         job_identity: tuple[str, str] | None = None,
         runner_identity: tuple[str, str] | None = None,
         depends_on: list[pulumi.Resource] | None = None,
+        install_operator: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(type_token("observability", "RetrainingPipeline"), name, None, opts)
@@ -450,6 +483,19 @@ class RetrainingPipeline(pulumi.ComponentResource):
         )
         rules = role_rules(shape_jobs, canary)
         deps = list(depends_on or [])
+        # The operator the run's kind needs, where the region does not have it already.
+        self.operator = TrainingOperator(f"{name}-operator", opts=child_opts(self)) if install_operator else None
+        pool = next(p for p in region.node_pools if p.name == spec.job.pool)
+        runtime = runtime_manifest(spec, model, pool=pool, image=trainer_image, service_account=job_sa)
+        if runtime is not None:
+            k8s.apiextensions.CustomResource(
+                f"{name}-runtime",
+                api_version=runtime["apiVersion"],
+                kind=runtime["kind"],
+                metadata=runtime["metadata"],
+                spec=runtime["spec"],
+                opts=child_opts(self, depends_on=[*deps, *([self.operator] if self.operator else [])]),
+            )
         opts_k8s = child_opts(self, depends_on=deps)
         rbac = rbac_manifests(
             model,
@@ -509,6 +555,7 @@ class RetrainingPipeline(pulumi.ComponentResource):
                 "canaryPercent": spec.canary_percent,
                 "cooldownHours": spec.cooldown_hours,
                 "rollout": rollout_mode(plan, region.name),
+                "operator": self.operator is not None,
                 "job": {
                     "backend": spec.job.backend,
                     "pool": spec.job.pool,

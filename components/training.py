@@ -1,11 +1,21 @@
-"""Training jobs on GPU node pools: a Kubeflow `PyTorchJob`, or an indexed Job where the training
-operator is not installed, plus hyperparameter sweeps.
+"""Training jobs on GPU node pools: a Kubeflow Trainer `TrainJob`, a Kubeflow `PyTorchJob`, or an
+indexed Job where no training operator is installed, plus hyperparameter sweeps.
 
-Both backends run the same container: `torchrun -m workloads.trainer --preset P --out URI
+Every backend runs the same container: `torchrun -m workloads.trainer --preset P --out URI
 --set k=v ...` from the trainer image (by digest), one pod per node, one process per GPU.
+- `trainjob` (trainer.kubeflow.org/v1alpha1, Kubeflow Trainer v2 on JobSet, the default): a
+  `ClusterTrainingRuntime` per job (`aicloud-<job>`, the torch ML policy and the whole pod: pool
+  placement, security, shared memory, service account) and one `TrainJob` per trial naming it,
+  with the trial's image, arguments and node count. The Trainer's torch plugin sets torchrun's
+  static rendezvous (`PET_NNODES`, `PET_NODE_RANK`, `PET_MASTER_ADDR`/`PORT`) on its container
+  `node`. Trainer 2.2 has no elastic policy (JobSet is not elastic), so an elastic job must use
+  another backend. The stack installs the Trainer from its published chart
+  (`kubeflow-trainer`, OCI, with its JobSet subchart; pinned in components/upstream/pins.yaml).
 - `pytorchjob` (kubeflow.org/v1): a Master and `nodes - 1` Workers; the training operator sets
-  torchrun's rendezvous (`PET_*`) variables. With `elastic`, torchrun's c10d rendezvous is hosted
-  by the Master's pod and the job keeps training between `minNodes` and `maxNodes` nodes.
+  torchrun's rendezvous (`PET_*`) variables. The v1 training operator publishes no Helm chart
+  (only kustomize manifests), so this backend needs `operator: preinstalled`. With `elastic`,
+  torchrun's c10d rendezvous is hosted by the Master's pod and the job keeps training between
+  `minNodes` and `maxNodes` nodes.
 - `indexed-job` (batch/v1): `completionMode: Indexed`, `parallelism = completions = nodes`, and a
   headless Service; every pod runs torchrun with c10d rendezvous hosted by pod 0 at its stable
   DNS name `<job>-0.<job>.<namespace>.svc.cluster.local`.
@@ -19,7 +29,7 @@ its serving artifact to `<models zone>/<trial>`, and reads `dataset` shards from
 
 Sweeps: the cartesian product of `sweep.grid` becomes one job per trial, `<job>-t<i>`. Only the
 first `maxConcurrent` trials are created active; the rest are created suspended (`spec.suspend`
-on a Job, `spec.runPolicy.suspend` on a PyTorchJob) and Pulumi ignores later changes to that
+on a Job or TrainJob, `spec.runPolicy.suspend` on a PyTorchJob) and Pulumi ignores later changes to that
 field, so trials are started by hand (`kubectl patch ... suspend=false`) or by a queue such as
 Kueue as earlier ones finish, without the next `pulumi up` suspending them again. Config
 validation also bounds the active nodes: every job's active trials must fit in its pool at once.
@@ -47,6 +57,7 @@ from components.helm import helm_release
 from components.identity import WORKLOADS
 from components.nodepool import GPU_RESOURCE, POOL_LABEL, NodePoolSpec, pool_taints, tolerations_for
 from components.platform import RegionSpec
+from components.upstream import chart_pin
 from components.validation import INVALID, Problem, check, repeated
 
 TRAINER = WORKLOADS["trainer"]
@@ -76,12 +87,23 @@ SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
 MAX_TRIALS = 64
 """Upper bound on the trials of one sweep (each is a Kubernetes object in the plan)."""
 
-TRAINING_OPERATOR_CHART = {
-    "chart": "training-operator",
-    "version": "1.8.1",
-    "repo": "https://kubeflow.github.io/training-operator",
-}
-"""Kubeflow training operator (v1 API: PyTorchJob) Helm chart, from kubeflow/training-operator."""
+TRAINER_OPERATOR = "kubeflow-trainer"
+"""The pinned chart of Kubeflow Trainer v2 (TrainJob, ClusterTrainingRuntime, with JobSet)."""
+TRAINING_OPERATOR_CHART = chart_pin(TRAINER_OPERATOR)
+OPERATOR_NAMESPACE = "kubeflow-system"
+"""Namespace of the Trainer's controller (the one its manifests use)."""
+OPERATOR_CHARTS: dict[str, str | None] = {"trainjob": TRAINER_OPERATOR, "pytorchjob": None, "indexed-job": None}
+"""Backend -> the pinned chart that serves its kinds (None: Kubernetes itself, or no published
+chart: the v1 training operator ships kustomize manifests only)."""
+NEEDS_OPERATOR = frozenset({"trainjob", "pytorchjob"})
+"""Backends whose kinds need a controller besides Kubernetes'."""
+TRAINER_API = "trainer.kubeflow.org/v1alpha1"
+TRAINJOB_CONTAINER = "node"
+"""The container (and replicated job) the Trainer's torch plugin configures in a runtime."""
+TRAINJOB_STEP_LABEL = "trainer.kubeflow.org/trainjob-ancestor-step"
+"""Marks the runtime's replicated job that runs the trainer (value `trainer`)."""
+TRAINJOB_PATCH_MANAGER = "aicloud.dev/training"
+"""Owner of the runtime patch each TrainJob carries (its trial's pod label)."""
 
 _KEY = r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$"
 Scalar = str | int | float | bool
@@ -152,8 +174,9 @@ class TrainingJobSpec(Spec):
     """Training shards in the lakehouse as `<zone>/<prefix>`, e.g. `features/clicks/v3` (the
     trainer reads the `curated` and `features` zones); sets `data.source=shards` and `data.uri`.
     Needs `aicloud:storage`."""
-    backend: Literal["pytorchjob", "indexed-job"] = "pytorchjob"
-    """`pytorchjob` (needs the Kubeflow training operator) or a plain indexed Job."""
+    backend: Literal["trainjob", "pytorchjob", "indexed-job"] = "trainjob"
+    """`trainjob` (Kubeflow Trainer v2, installed from its chart), `pytorchjob` (the v1 training
+    operator, which has no chart: needs `operator: preinstalled`) or a plain indexed Job."""
     elastic: ElasticSpec | None = None
     """Elastic node range; default: a fixed number of nodes."""
     max_restarts: int = Field(default=3, ge=0, le=100)
@@ -182,6 +205,11 @@ class TrainingJobSpec(Spec):
         e = self.elastic
         if e is not None and not e.min_nodes <= self.nodes <= e.max_nodes:
             problems.append(f"nodes ({self.nodes}) must lie within elastic {e.min_nodes}..{e.max_nodes}")
+        if e is not None and self.backend == "trainjob":
+            problems.append(
+                "backend trainjob cannot be elastic (Kubeflow Trainer 2.2 has no elastic policy: JobSet is "
+                "not elastic); use backend indexed-job (elastic maxNodes = nodes) or drop elastic"
+            )
         if e is not None and self.backend == "pytorchjob" and self.nodes < 2:
             problems.append("elastic pytorchjob needs nodes >= 2 (a Master and at least one Worker)")
         if e is not None and self.backend == "indexed-job" and e.max_nodes != self.nodes:
@@ -204,8 +232,9 @@ class TrainingSpec(Spec):
     """The `aicloud:training` section: training jobs and the operator they need."""
 
     operator: Literal["install", "preinstalled"] = "install"
-    """`install`: the stack installs the Kubeflow training operator (Helm) in every region that
-    runs a `pytorchjob`; `preinstalled`: the cluster already has it."""
+    """`install`: the stack installs Kubeflow Trainer (its published Helm chart) in every region
+    that runs a `trainjob`; `preinstalled`: the clusters already have the operators the jobs need
+    (the only choice for `pytorchjob`, whose v1 operator publishes no chart)."""
     jobs: list[TrainingJobSpec] = Field(min_length=1)
     """The jobs; names are unique within the stack."""
 
@@ -215,6 +244,20 @@ class TrainingSpec(Spec):
         dupes = repeated(names)
         if dupes:
             yield Problem(("jobs",), f"job names must be unique, repeated: {', '.join(dupes)}")
+
+    @check("jobs", "operator")
+    def _operator_for_backends(self) -> Iterator[Problem]:
+        if self.operator != "install":
+            return
+        for i, j in enumerate(self.jobs):
+            if j is not INVALID and j.backend == "pytorchjob":
+                yield Problem(
+                    ("jobs", i, "backend"),
+                    "pytorchjob needs the Kubeflow training operator v1, which publishes no Helm chart to install "
+                    "(only kustomize manifests); use backend trainjob (Kubeflow Trainer v2, installed from its "
+                    "chart) or indexed-job, or set operator: preinstalled on clusters that have it",
+                    j.backend,
+                )
 
 
 def _is_key(key: str) -> bool:
@@ -409,10 +452,11 @@ def pod_spec(
     ports: list[dict[str, Any]] | None = None,
     restart_policy: str | None = None,
     subdomain: str | None = None,
+    container_name: str = CONTAINER_NAME,
 ) -> dict[str, Any]:
     """The trainer pod: pinned to the pool, tolerating its taints, GPUs, shm, non-root."""
     container: dict[str, Any] = {
-        "name": CONTAINER_NAME,
+        "name": container_name,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["torchrun"],
@@ -525,6 +569,95 @@ def pytorchjob_manifest(
         "kind": "PyTorchJob",
         "metadata": {"name": trial.name, "namespace": namespace, "labels": labels, "annotations": dict(SKIP_AWAIT)},
         "spec": spec,
+    }
+
+
+def runtime_name(job: str) -> str:
+    """The ClusterTrainingRuntime of a `trainjob` job (cluster-scoped: one per job of the stack)."""
+    return f"aicloud-{job}"[:63].rstrip("-")
+
+
+def training_runtime_manifest(
+    job: TrainingJobSpec, *, name: str, pool: PoolShape, image: Any, service_account: str
+) -> dict[str, Any]:
+    """A trainer.kubeflow.org ClusterTrainingRuntime for `job`: the torch ML policy and the pod
+    of every node (pool placement, GPUs, shared memory, non-root, the trainer's service account).
+    The TrainJobs of its trials set the image, the command and arguments and the node count."""
+    labels = _labels(job.name, job.name)
+    pod = pod_spec(
+        pool=pool,
+        image=image,
+        args=[],
+        service_account=service_account,
+        share=job.node_share,
+        restart_policy="OnFailure",
+        container_name=TRAINJOB_CONTAINER,
+    )
+    return {
+        "apiVersion": TRAINER_API,
+        "kind": "ClusterTrainingRuntime",
+        "metadata": {
+            "name": name,
+            "labels": {"trainer.kubeflow.org/framework": "torch", "app.kubernetes.io/managed-by": "pulumi"},
+        },
+        "spec": {
+            "mlPolicy": {"numNodes": job.nodes, "torch": {}},
+            "template": {
+                "spec": {
+                    "replicatedJobs": [
+                        {
+                            "name": TRAINJOB_CONTAINER,
+                            "template": {
+                                "metadata": {"labels": {TRAINJOB_STEP_LABEL: "trainer"}},
+                                "spec": {
+                                    "backoffLimit": job.max_restarts,
+                                    "template": {"metadata": {"labels": labels}, "spec": pod},
+                                },
+                            },
+                        }
+                    ]
+                }
+            },
+        },
+    }
+
+
+def trainjob_manifest(
+    job: TrainingJobSpec, trial: Trial, *, runtime: str, pool: PoolShape, image: Any, run: RunLocations, namespace: str
+) -> dict[str, Any]:
+    """A trainer.kubeflow.org TrainJob of one trial on the job's runtime: the trial's image,
+    torchrun command and arguments, nodes and processes per node, and its pods' trial label."""
+    labels = _labels(job.name, trial.name)
+    pod_labels = {"metadata": {"labels": {JOB_LABEL: trial.name}}}
+    return {
+        "apiVersion": TRAINER_API,
+        "kind": "TrainJob",
+        "metadata": {"name": trial.name, "namespace": namespace, "labels": labels, "annotations": dict(SKIP_AWAIT)},
+        "spec": {
+            "runtimeRef": {"apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime", "name": runtime},
+            "suspend": not trial.active,
+            "trainer": {
+                "image": image,
+                "command": ["torchrun"],
+                "args": trainer_args(job.preset, run, trial.overrides),
+                "numNodes": job.nodes,
+                "numProcPerNode": pool.procs_per_node,
+            },
+            "runtimePatches": [
+                {
+                    "manager": TRAINJOB_PATCH_MANAGER,
+                    "trainingRuntimeSpec": {
+                        "template": {
+                            "spec": {
+                                "replicatedJobs": [
+                                    {"name": TRAINJOB_CONTAINER, "template": {"spec": {"template": pod_labels}}}
+                                ]
+                            }
+                        }
+                    },
+                }
+            ],
+        },
     }
 
 
@@ -648,6 +781,19 @@ class TrainingJob(pulumi.ComponentResource):
         self.spec = spec
         self.trials = sweep_trials(spec)
         self.objects: list[pulumi.CustomResource] = []
+        self.runtime: pulumi.CustomResource | None = None
+        if spec.backend == "trainjob":
+            runtime = training_runtime_manifest(
+                spec, name=runtime_name(spec.name), pool=shape, image=image, service_account=identity.service_account
+            )
+            self.runtime = k8s.apiextensions.CustomResource(
+                f"{name}-runtime",
+                api_version=runtime["apiVersion"],
+                kind=runtime["kind"],
+                metadata=runtime["metadata"],
+                spec=runtime["spec"],
+                opts=child_opts(self, depends_on=deps),
+            )
         for trial in self.trials:
             role = trial.name.removeprefix(f"{spec.name}-") if spec.sweep else "job"
             common: dict[str, Any] = dict(
@@ -657,6 +803,21 @@ class TrainingJob(pulumi.ComponentResource):
                 namespace=identity.namespace,
                 service_account=identity.service_account,
             )
+            if spec.backend == "trainjob":
+                assert self.runtime is not None
+                common.pop("service_account")
+                manifest = trainjob_manifest(spec, trial, runtime=runtime_name(spec.name), **common)
+                self.objects.append(
+                    k8s.apiextensions.CustomResource(
+                        f"{name}-{role}",
+                        api_version=manifest["apiVersion"],
+                        kind=manifest["kind"],
+                        metadata=manifest["metadata"],
+                        spec=manifest["spec"],
+                        opts=child_opts(self, depends_on=[*deps, self.runtime], ignore_changes=ignore),
+                    )
+                )
+                continue
             if spec.backend == "pytorchjob":
                 manifest = pytorchjob_manifest(spec, trial, **common)
                 self.objects.append(
@@ -706,18 +867,20 @@ class TrainingJob(pulumi.ComponentResource):
 
 
 class TrainingOperator(pulumi.ComponentResource):
-    """The Kubeflow training operator (PyTorchJob controller) installed with Helm."""
+    """Kubeflow Trainer v2 (the TrainJob and ClusterTrainingRuntime controller, with JobSet)
+    installed from its published chart."""
 
     def __init__(self, name: str, *, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(type_token("training", "TrainingOperator"), name, None, opts)
         self.release = helm_release(
             f"{name}-release",
-            TRAINING_OPERATOR_CHART,
-            namespace="kubeflow",
+            TRAINER_OPERATOR,
+            namespace=OPERATOR_NAMESPACE,
+            release_name=TRAINER_OPERATOR,
             create_namespace=True,
             opts=child_opts(self),
         )
-        self.register_outputs({"chart": TRAINING_OPERATOR_CHART, "namespace": "kubeflow"})
+        self.register_outputs({"chart": TRAINING_OPERATOR_CHART, "namespace": OPERATOR_NAMESPACE})
 
 
 class RegionalTraining(pulumi.ComponentResource):
@@ -752,7 +915,7 @@ class RegionalTraining(pulumi.ComponentResource):
         self.identity = identity
         self.operator: TrainingOperator | None = None
         deps: list[pulumi.Resource] = []
-        if install_operator and any(j.backend == "pytorchjob" for j in jobs):
+        if install_operator and any(j.backend == "trainjob" for j in jobs):
             self.operator = TrainingOperator(f"{name}-operator", opts=child_opts(self))
             deps.append(self.operator)
         self.jobs: dict[str, TrainingJob] = {}

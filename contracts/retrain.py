@@ -19,7 +19,6 @@ __all__ = [
     "CanaryTarget",
     "ObjectRef",
     "Settings",
-    "plural",
     "render_canary_patch",
     "render_job",
     "run_name",
@@ -181,11 +180,6 @@ class Settings:
         if self.fresh_data is not None:
             doc["freshData"] = self.fresh_data
         return doc
-
-
-def plural(kind: str) -> str:
-    """The REST resource name of a kind (the lower-case kind plus ``s``: jobs, httproutes...)."""
-    return f"{kind.lower()}s"
 
 
 def run_name(prefix: str, now: datetime) -> str:

@@ -278,6 +278,15 @@ class StackConfig(Spec):
                 ("monitoring", "retraining"),
                 "retraining needs aicloud:storage (fresh data, candidates and the decision log)",
             )
+        training = self.training
+        if spec.retraining.job.backend == "pytorchjob" and (training is None or training.operator == "install"):
+            yield Problem(
+                ("monitoring", "retraining", "job", "backend"),
+                "pytorchjob needs the Kubeflow training operator v1, which publishes no Helm chart to install; use "
+                "trainjob (the stack installs Kubeflow Trainer) or indexed-job, or set aicloud:training.operator: "
+                "preinstalled on clusters that have it",
+                "pytorchjob",
+            )
         regions = valid(self.regions)
         if len(regions) == len(self.regions):
             workloads = self._image_workloads()

@@ -31,6 +31,8 @@ class Deployment:
     """Workload images by region key, then workload name (`trainer`, `server`): pull by digest."""
     identities: dict[str, dict[str, WorkloadIdentity]] = field(default_factory=dict)
     """Workload identities by region key, then workload (`trainer`, `server`): namespace and SA."""
+    operators: dict[str, set[str]] = field(default_factory=dict)
+    """Pinned operator charts (`kubeflow-trainer`) the stack installs, by region key."""
     outputs: dict[str, Any] = field(default_factory=dict)
     """Stack outputs, exported at the end."""
 

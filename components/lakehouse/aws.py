@@ -20,9 +20,10 @@ from components.base import DataSafety, merge_tags, type_token
 from components.lakehouse.common import (
     Naming,
     catalog_record,
+    replication_targets,
     scratch_record,
     streaming_record,
-    zone_record,
+    zone_records,
 )
 from components.lakehouse.documents import (
     firehose_error_prefix,
@@ -205,18 +206,8 @@ class _AwsZoneStore:
         self, spec: StorageSpec, replicated: dict[str, list[str]] | None = None, replica_of: str | None = None
     ) -> list[dict[str, Any]]:
         """The zone records of the plan (see `zone_record`)."""
-        return [
-            zone_record(
-                spec,
-                zone,
-                "aws",
-                b.bucket.id,
-                _uri(b.bucket),
-                replicated_to=(replicated or {}).get(zone),
-                replica_of=replica_of,
-            )
-            for zone, b in self.buckets.items()
-        ]
+        buckets = {zone: (b.bucket.id, _uri(b.bucket)) for zone, b in self.buckets.items()}
+        return zone_records(spec, "aws", buckets, replicated, replica_of)
 
 
 def _uri(bucket: aws.s3.Bucket) -> pulumi.Output[str]:
@@ -477,10 +468,7 @@ class AwsLakehouse(pulumi.ComponentResource):
         """S3 replication of each replicated zone to its replicas, with a role that can read this
         bucket and write only those replicas. Returns zone -> replica region keys."""
         replicated: dict[str, list[str]] = {}
-        for zone in spec.replication:
-            targets = [r for r in replicas if zone in r.buckets]
-            if not targets:
-                continue
+        for zone, targets in replication_targets(spec, replicas):
             replicated[zone] = [r.region_key for r in targets]
             source = store.buckets[zone]
             role = aws.iam.Role(

@@ -1,10 +1,12 @@
-"""What the AWS and GCP lakehouses share: child naming with rename aliases, and the record of a
-zone that both register as component outputs (read by the plan's storage section)."""
+"""What the AWS and GCP lakehouses share: child naming with rename aliases, the record of a zone
+that both register as component outputs (read by the plan's storage section), and which replicas
+each replicated zone is copied to."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pulumi
 
@@ -69,6 +71,44 @@ def zone_record(
     if replica_of:
         record["replicaOf"] = replica_of
     return record
+
+
+def zone_records(
+    spec: StorageSpec,
+    cloud: str,
+    buckets: Mapping[str, tuple[pulumi.Input[str], pulumi.Input[str]]],
+    replicated: Mapping[str, list[str]] | None = None,
+    replica_of: str | None = None,
+) -> list[dict[str, Any]]:
+    """`zone_record` of every zone in `buckets` (zone -> (bucket id, URI)), in their order."""
+    return [
+        zone_record(
+            spec,
+            zone,
+            cloud,
+            bucket,
+            uri,
+            replicated_to=(replicated or {}).get(zone),
+            replica_of=replica_of,
+        )
+        for zone, (bucket, uri) in buckets.items()
+    ]
+
+
+class _Replica(Protocol):
+    region_key: str
+    buckets: Mapping[str, Any]
+
+
+R = TypeVar("R", bound=_Replica)
+
+
+def replication_targets(spec: StorageSpec, replicas: Sequence[R]) -> Iterator[tuple[str, list[R]]]:
+    """`(zone, replicas holding a copy of it)` for every replicated zone that has at least one."""
+    for zone in spec.replication:
+        targets = [r for r in replicas if zone in r.buckets]
+        if targets:
+            yield zone, targets
 
 
 def catalog_record(spec: StorageSpec, engine: str) -> dict[str, Any] | None:

@@ -25,9 +25,10 @@ from components.base import DataSafety, type_token
 from components.lakehouse.common import (
     Naming,
     catalog_record,
+    replication_targets,
     scratch_record,
     streaming_record,
-    zone_record,
+    zone_records,
 )
 from components.lakehouse.documents import (
     bigquery_schema,
@@ -162,18 +163,8 @@ class _GcpZoneStore:
         self, spec: StorageSpec, replicated: dict[str, list[str]] | None = None, replica_of: str | None = None
     ) -> list[dict[str, Any]]:
         """The zone records of the plan (see `zone_record`)."""
-        return [
-            zone_record(
-                spec,
-                zone,
-                "gcp",
-                b.name,
-                b.name.apply(lambda n: f"gs://{n}"),
-                replicated_to=(replicated or {}).get(zone),
-                replica_of=replica_of,
-            )
-            for zone, b in self.buckets.items()
-        ]
+        buckets = {zone: (b.name, b.name.apply(lambda n: f"gs://{n}")) for zone, b in self.buckets.items()}
+        return zone_records(spec, "gcp", buckets, replicated, replica_of)
 
 
 class GcpLakehouseReplica(pulumi.ComponentResource):
@@ -417,10 +408,7 @@ class GcpLakehouse(pulumi.ComponentResource):
                     member=member,
                     opts=naming.opts(self, f"replication-{role.split('.')[-1]}"),
                 )
-        for zone in spec.replication:
-            targets = [r for r in replicas if zone in r.buckets]
-            if not targets:
-                continue
+        for zone, targets in replication_targets(spec, replicas):
             replicated[zone] = [r.region_key for r in targets]
             source = self.buckets[zone]
             source_grant = gcp.storage.BucketIAMMember(

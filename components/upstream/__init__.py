@@ -122,6 +122,8 @@ class CrdTruth:
     """The pinned chart that installs this CRD (None: installed by something aicloud does not pin)."""
     source: str
     """`components/upstream/<file>`."""
+    plural: str = ""
+    """The REST resource name (`spec.names.plural`): `/apis/<group>/<version>/.../<plural>`."""
 
 
 @functools.cache
@@ -146,4 +148,5 @@ def crd(api_version: str, kind: str) -> CrdTruth | None:
         schema=doc["versions"][version]["openAPIV3Schema"] or {},
         installed_by=entry["installed_by"],
         source=f"components/upstream/{entry['file']}",
+        plural=doc["plural"],
     )

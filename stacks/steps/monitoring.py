@@ -6,7 +6,9 @@
    DCGM exporter on the region's GPU pools, PodMonitors, alert rules), parented to the region's
    platform with the region's Kubernetes provider;
 2. with `retraining`: a `RetrainingPipeline` in each cloud's primary region, where the lakehouse,
-   the trainer's identity and the training pools are, for the model of `aicloud:serving`.
+   the trainer's identity and the training pools are, for the model of `aicloud:serving`; it
+   installs the operator its job's kind needs (Kubeflow Trainer for `trainjob`) where the training
+   step did not.
 
 `monitoring_section` shows, per cluster, what is installed, the alert rules with their
 thresholds and the retraining trigger.
@@ -20,6 +22,7 @@ import pulumi
 
 from components.monitoring import Monitoring
 from components.retraining import RetrainingPipeline
+from components.training import OPERATOR_CHARTS
 
 if TYPE_CHECKING:
     from stacks.deployment import Deployment
@@ -61,6 +64,13 @@ def deploy_monitoring(d: Deployment) -> None:
         job_identity = identities.get("trainer")
         runner = identities.get("retrain")
         deps = [i.namespace_resource for i in (job_identity, identities.get("server")) if i is not None]
+        # Retraining only launches jobs where their operator runs: install it unless the training
+        # step did, or the stack says the clusters have it (`aicloud:training.operator: preinstalled`).
+        chart = OPERATOR_CHARTS[retraining.job.backend]
+        preinstalled = d.config.training is not None and d.config.training.operator == "preinstalled"
+        install = chart is not None and not preinstalled and chart not in d.operators.get(key, set())
+        if install:
+            d.operators.setdefault(key, set()).add(chart)  # type: ignore[arg-type]
         RetrainingPipeline(
             f"{key}-retrain",
             retraining,
@@ -72,6 +82,7 @@ def deploy_monitoring(d: Deployment) -> None:
             job_identity=(job_identity.namespace, job_identity.service_account_name) if job_identity else None,
             runner_identity=(runner.namespace, runner.service_account_name) if runner else None,
             depends_on=deps,
+            install_operator=install,
             opts=pulumi.ResourceOptions(parent=platform, providers=[platform.k8s_provider]),
         )
 

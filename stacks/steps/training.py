@@ -5,7 +5,7 @@
   digest from the registry nearest that region) for later steps (training, endpoints).
 - `deploy_training`: one `RegionalTraining` per primary region that runs jobs, under that
   region's platform and Kubernetes provider, using the trainer's workload identity from the
-  lakehouse step when there is one.
+  lakehouse step when there is one; records the operator it installs (`Deployment.operators`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 
 from components.image import ImageRegistry, WorkloadImage, registry_regions
-from components.training import RegionalTraining, TrainerIdentity, TrainingJobSpec, job_region
+from components.training import TRAINER_OPERATOR, RegionalTraining, TrainerIdentity, TrainingJobSpec, job_region
 
 if TYPE_CHECKING:
     from stacks.deployment import Deployment
@@ -74,7 +74,7 @@ def deploy_training(d: Deployment) -> None:
     for key, jobs in by_region.items():
         platform = d.regions[key]
         trainer = d.images.get(key, {}).get("trainer")
-        RegionalTraining(
+        training = RegionalTraining(
             f"{key}-training",
             jobs,
             pools={name: pool.spec for name, pool in platform.pools.items()},
@@ -84,6 +84,8 @@ def deploy_training(d: Deployment) -> None:
             region_key=key,
             opts=pulumi.ResourceOptions(parent=platform, providers=[platform.k8s_provider]),
         )
+        if training.operator is not None:
+            d.operators.setdefault(key, set()).add(TRAINER_OPERATOR)
 
 
 # --------------------------------------------------------------------------- plan sections

@@ -21,6 +21,7 @@ from components.monitoring import (
 )
 from components.nodepool import pool_taints, tolerations_for
 from components.retraining import SERVICE_ACCOUNT, RetrainingPipeline
+from components.upstream import crd
 from contracts.retrain import Settings
 from tests.monitoring.specs import TRAINER, aws_region, gcp_region, retraining, serving
 
@@ -205,7 +206,7 @@ def test_a_misspelt_field_fails_schema_validation():
 # ------------------------------------------------------------------------------ retraining
 
 
-def pipeline(strategy="canary", *, backend="deployment", runner=None):
+def pipeline(strategy="canary", *, backend="deployment", runner=None, install_operator=False):
     provider = k8s.Provider("k8s-aws-use1")
     RetrainingPipeline(
         "aws-use1-retrain",
@@ -220,6 +221,7 @@ def pipeline(strategy="canary", *, backend="deployment", runner=None):
         },
         job_identity=("aicloud-training", "aicloud-trainer"),
         runner_identity=runner,
+        install_operator=install_operator,
         opts=pulumi.ResourceOptions(providers=[provider]),
     )
 
@@ -245,7 +247,7 @@ def test_the_trigger_may_create_the_training_job_and_patch_the_canary_only(recor
         for r in regs.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
     }
     assert roles["aicloud-training"] == [
-        {"apiGroups": ["kubeflow.org"], "resources": ["pytorchjobs"], "verbs": ["create", "get"]}
+        {"apiGroups": ["trainer.kubeflow.org"], "resources": ["trainjobs"], "verbs": ["create", "get"]}
     ]
     assert sorted(roles["aicloud-serving"], key=lambda r: r["resources"]) == [
         {
@@ -311,7 +313,11 @@ def test_the_settings_configmap_is_what_the_trigger_loads(record):
     assert settings.prometheus_url == "http://prometheus-operated.monitoring.svc:9090"
     [job] = settings.jobs
     assert job["metadata"]["namespace"] == "aicloud-training"
-    assert job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["serviceAccountName"] == "aicloud-trainer"
+    assert job["kind"] == "TrainJob" and job["spec"]["runtimeRef"]["name"] == "aicloud-retrain-clf"
+    runtime = regs.one("kubernetes:trainer.kubeflow.org/v1alpha1:ClusterTrainingRuntime").inputs
+    assert runtime["metadata"]["name"] == "aicloud-retrain-clf"
+    (replicated,) = runtime["spec"]["template"]["spec"]["replicatedJobs"]
+    assert replicated["template"]["spec"]["template"]["spec"]["serviceAccountName"] == "aicloud-trainer"
     cron = regs.one("kubernetes:batch/v1:CronJob")
     volumes = cron.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["volumes"]
     assert {"name": "settings", "configMap": {"name": "retrain-clf-settings"}} in volumes
@@ -330,3 +336,27 @@ def test_the_training_job_template_passes_strict_schema_validation(record):
     settings = Settings.from_json(json.loads(settings_map.inputs["data"]["settings.json"]))
     for manifest in settings.jobs:
         assert validate_object(json.loads(json.dumps(manifest).replace("yymmddhhmm", "2611251230")), K8S_VERSION) == []
+
+
+def test_retraining_installs_the_operator_its_job_needs_only_when_asked(record):
+    regs = record(lambda: pipeline(install_operator=True))
+    (release,) = regs.of_type(RELEASE)
+    assert release.inputs["chart"] == "oci://ghcr.io/kubeflow/charts/kubeflow-trainer"
+    assert regs.one("aicloud:observability:RetrainingPipeline").outputs["operator"] is True
+    assert record(pipeline).of_type(RELEASE) == []
+
+
+def test_rbac_names_each_kinds_real_rest_resource():
+    """RBAC resources come from the vendored CRDs' spec.names.plural, not kind + "s"."""
+    from components.k8s_schema import resource_name
+    from components.upstream import crd_index
+
+    for key in crd_index():
+        group_version, kind = key.rsplit("/", 1)
+        truth = crd(group_version, kind)
+        assert resource_name(group_version, kind) == truth.plural
+    assert resource_name("gateway.networking.k8s.io/v1", "GatewayClass") == "gatewayclasses"
+    assert resource_name("karpenter.k8s.aws/v1", "EC2NodeClass") == "ec2nodeclasses"
+    assert resource_name("networking.k8s.io/v1", "NetworkPolicy") == "networkpolicies"
+    assert resource_name("networking.k8s.io/v1", "Ingress") == "ingresses"
+    assert resource_name("apps/v1", "Deployment") == "deployments"

@@ -4,6 +4,8 @@ primary region) with the monitoring section of `aicloud plan`."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from stacks.config import load_stack, parse_stack_config
@@ -63,6 +65,20 @@ def test_the_retraining_job_must_fit_every_primary_region(prod_raw):
     assert any("region 'gcp-usc1' has no node pool 'train-spot'" in e for e in found), found
     found = errors(prod_raw, lambda raw: raw["monitoring"]["retraining"]["job"].update(pool="system"))
     assert any("has no GPUs" in e for e in found), found
+
+
+def test_planted_retraining_on_an_operator_nobody_installs_is_refused(prod_raw):
+    """Retraining with PyTorchJobs where no v1 operator exists (it has no chart to install)."""
+    found = errors(prod_raw, lambda raw: raw["monitoring"]["retraining"]["job"].update(backend="pytorchjob"))
+    assert len(found) == 1 and found[0].startswith("aicloud:monitoring.retraining.job.backend: pytorchjob needs")
+
+    def preinstalled(raw):
+        raw["monitoring"]["retraining"]["job"].update(backend="pytorchjob")
+        raw["training"]["operator"] = "preinstalled"
+
+    raw = copy.deepcopy(prod_raw)
+    preinstalled(raw)
+    assert parse_stack_config(raw, "prod").monitoring.retraining.job.backend == "pytorchjob"
 
 
 def test_the_pipeline_owns_data_and_export_overrides(prod_raw):

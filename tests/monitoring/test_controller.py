@@ -23,7 +23,7 @@ from workloads.artifact import save_artifact
 from workloads.drift import compute_reference
 from workloads.models import build_model
 from workloads.retrain import __main__ as cli
-from workloads.retrain.clients import KubeClient, PrometheusClient, PrometheusError, job_state, parse_vector
+from workloads.retrain.clients import PrometheusClient, PrometheusError, job_state, parse_vector
 from workloads.retrain.controller import run_once
 from workloads.retrain.decisions import DecisionLog
 from workloads.trainer.data import synthetic
@@ -150,8 +150,8 @@ def test_drift_trains_gates_and_starts_a_canary(tmp_path, models):
     assert launched["freshData"]["drifted_features"] == [0]
     [job] = cluster.created
     run = launched["cycle"]
-    assert run == "rt-clf-2611251230" and job["kind"] == "PyTorchJob" and job["metadata"]["name"] == run
-    args = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["args"]
+    assert run == "rt-clf-2611251230" and job["kind"] == "TrainJob" and job["metadata"]["name"] == run
+    args = job["spec"]["trainer"]["args"]
     candidate = launched["candidate"]
     assert candidate == str(tmp_path / "models" / "clf" / "retrain" / run)
     assert f"export.uri={candidate}" in args
@@ -326,32 +326,6 @@ def test_job_states():
     assert job_state({"status": {"conditions": [{"type": "Succeeded", "status": "True"}]}}) == "succeeded"
     assert job_state({"status": {"conditions": [{"type": "Failed", "status": "True"}]}}) == "failed"
     assert job_state({"status": {"conditions": [{"type": "Failed", "status": "False"}]}}) == "running"
-
-
-def test_kube_client_paths_verbs_and_patch_types():
-    seen: list[httpx.Request] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(404 if request.method == "GET" else 200, json={})
-
-    kube = KubeClient("https://kube:443", token="t0k", ca_file=None, transport=httpx.MockTransport(answer))
-    job = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": {"name": "j", "namespace": "ns"}}
-    kube.create(job)
-    assert kube.get("apps/v1", "Deployment", "srv", "clf-canary") is None
-    kube.patch("apps/v1", "Deployment", "srv", "clf-canary", {"a": 1}, type="strategic")
-    kube.patch("gateway.networking.k8s.io/v1", "HTTPRoute", "srv", "clf", {"b": 2})
-    with pytest.raises(ValueError, match="patch type"):
-        kube.patch("v1", "Service", "srv", "x", {}, type="json")
-    assert [(r.method, r.url.path) for r in seen] == [
-        ("POST", "/apis/kubeflow.org/v1/namespaces/ns/pytorchjobs"),
-        ("GET", "/apis/apps/v1/namespaces/srv/deployments/clf-canary"),
-        ("PATCH", "/apis/apps/v1/namespaces/srv/deployments/clf-canary"),
-        ("PATCH", "/apis/gateway.networking.k8s.io/v1/namespaces/srv/httproutes/clf"),
-    ]
-    assert seen[2].headers["content-type"] == "application/strategic-merge-patch+json"
-    assert seen[3].headers["content-type"] == "application/merge-patch+json"
-    assert all(r.headers["authorization"] == "Bearer t0k" for r in seen)
 
 
 def test_cli_rejects_bad_settings_with_exit_code_2(tmp_path, capsys):

@@ -72,7 +72,7 @@ def only(errors: list[str], prefix: str) -> str:
 def test_good_config_validates_and_defaults_to_the_first_primary_region():
     cfg = parse_stack_config(GOOD, "t")
     (spec,) = cfg.training.jobs
-    assert spec.backend == "pytorchjob" and spec.region is None and spec.schedule == "none"
+    assert spec.backend == "trainjob" and spec.region is None and spec.schedule == "none"
     assert cfg.training.operator == "install"
     assert cfg.images.workloads["trainer"].dockerfile_path("trainer") == "workloads/trainer/Dockerfile"
 
@@ -106,7 +106,12 @@ def test_a_job_on_the_gcp_primary_uses_that_regions_pool():
 def test_nodes_and_elastic_range_must_fit_the_pool():
     err = only(errors_for(lambda r: job(r).update(nodes=5)), "aicloud:training.jobs:")
     assert "needs up to 5 nodes but pool 'train' has maxNodes 4" in err
-    err = only(errors_for(lambda r: job(r).update(elastic={"minNodes": 1, "maxNodes": 6})), "aicloud:training.jobs:")
+
+    def elastic(r):
+        r["training"]["operator"] = "preinstalled"
+        job(r).update(backend="pytorchjob", elastic={"minNodes": 1, "maxNodes": 6})
+
+    err = only(errors_for(elastic), "aicloud:training.jobs:")
     assert "needs up to 6 nodes" in err
 
 
@@ -120,11 +125,28 @@ def test_elastic_range_must_contain_nodes_and_be_ordered():
 
 
 def test_elastic_pytorchjob_needs_a_worker():
-    err = only(
-        errors_for(lambda r: job(r).update(nodes=1, elastic={"minNodes": 1, "maxNodes": 2})),
-        "aicloud:training.jobs[0](llm)",
-    )
+    def elastic(r):
+        r["training"]["operator"] = "preinstalled"
+        job(r).update(backend="pytorchjob", nodes=1, elastic={"minNodes": 1, "maxNodes": 2})
+
+    err = only(errors_for(elastic), "aicloud:training.jobs[0](llm)")
     assert "needs nodes >= 2" in err
+
+
+def test_a_trainjob_cannot_be_elastic():
+    err = only(errors_for(lambda r: job(r).update(elastic={"minNodes": 1, "maxNodes": 2})), "aicloud:training.jobs[0]")
+    assert "backend trainjob cannot be elastic" in err and "indexed-job" in err
+
+
+def test_planted_pytorchjob_with_an_operator_to_install_fails_naming_the_key():
+    """The v1 training operator has no chart: asking the stack to install it is refused at plan time."""
+    err = only(errors_for(lambda r: job(r).update(backend="pytorchjob")), "aicloud:training.jobs[0](llm).backend:")
+    assert "pytorchjob needs the Kubeflow training operator v1" in err
+    assert "no Helm chart" in err
+    raw = copy.deepcopy(GOOD)
+    raw["training"]["operator"] = "preinstalled"
+    job(raw).update(backend="pytorchjob")
+    assert parse_stack_config(raw, "t").training.jobs[0].backend == "pytorchjob"
 
 
 def test_active_jobs_in_a_pool_must_fit_it_at_once():
@@ -277,3 +299,5 @@ def test_an_elastic_indexed_job_runs_exactly_its_nodes():
 def test_jobs_are_not_checked_against_regions_that_are_themselves_invalid():
     errs = errors_for(lambda r: r["regions"][0].update(region="us-nowhere-1"))
     assert errs == [errs[0]] and errs[0].startswith("aicloud:regions[0](aws-usw2).region")
+
+

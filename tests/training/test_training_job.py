@@ -8,10 +8,12 @@ import re
 import kubernetes_validate
 import pytest
 
+from components.helm import release_record
 from components.k8s_schema import identity_problems, is_builtin, kubernetes_objects, validate_object
 from components.nodepool import NodePoolSpec, pool_taints
 from components.training import (
     CLUSTER_DOMAIN,
+    OPERATOR_NAMESPACE,
     RDZV_PORT,
     TRAINING_OPERATOR_CHART,
     RegionalTraining,
@@ -19,11 +21,14 @@ from components.training import (
     TrainingJob,
     TrainingJobSpec,
 )
+from components.upstream import chart_truth, crd
 
 K8S_VERSION = "1.33"
 DIGEST = "sha256:" + "ab" * 32
 IMAGE = f"123456789012.dkr.ecr.us-west-2.amazonaws.com/aicloud-test/trainer@{DIGEST}"
 PYTORCHJOB = "kubernetes:kubeflow.org/v1:PyTorchJob"
+TRAINJOB = "kubernetes:trainer.kubeflow.org/v1alpha1:TrainJob"
+RUNTIME = "kubernetes:trainer.kubeflow.org/v1alpha1:ClusterTrainingRuntime"
 JOB = "kubernetes:batch/v1:Job"
 SERVICE = "kubernetes:core/v1:Service"
 
@@ -42,7 +47,9 @@ def gpu_pool(**overrides) -> NodePoolSpec:
 
 
 def job_spec(**overrides) -> TrainingJobSpec:
-    return TrainingJobSpec.model_validate({"name": "llm", "pool": "train", "nodes": 3, "preset": "mlp", **overrides})
+    """A job; `pytorchjob` unless `backend` says otherwise (its rendering is what most tests read)."""
+    raw = {"name": "llm", "pool": "train", "nodes": 3, "preset": "mlp", "backend": "pytorchjob", **overrides}
+    return TrainingJobSpec.model_validate(raw)
 
 
 IDENTITY = TrainerIdentity(
@@ -281,16 +288,93 @@ def _regional(install: bool, identity: TrainerIdentity | None, backend: str = "p
     return program
 
 
-def test_operator_is_installed_with_helm_only_when_asked_and_needed(record):
-    regs = record(_regional(True, IDENTITY))
+def test_the_trainer_is_installed_from_its_pinned_oci_chart_only_when_asked_and_needed(record):
+    regs = record(_regional(True, IDENTITY, "trainjob"))
     release = regs.one("kubernetes:helm.sh/v3:Release")
-    assert release.inputs["chart"] == TRAINING_OPERATOR_CHART["chart"]
-    assert release.inputs["repositoryOpts"]["repo"] == TRAINING_OPERATOR_CHART["repo"]
+    record_ = release_record(release.inputs)
+    assert (record_.chart, record_.version, record_.repo) == (
+        "kubeflow-trainer",
+        "2.2.1",
+        TRAINING_OPERATOR_CHART["repo"],
+    )
+    assert record_.pinned and record_.repo.startswith("oci://") and record_.namespace == OPERATOR_NAMESPACE
+    truth = chart_truth("kubeflow-trainer")
+    assert record_.version in truth.published_versions
     operator = regs.one("aicloud:training:TrainingOperator")
-    job = regs.one(PYTORCHJOB)
+    job = regs.one(TRAINJOB)
     assert any(operator.urn == d or d in {r.urn for r in regs.children_of(operator)} for d in job.depends_on)
-    assert not record(_regional(False, IDENTITY)).of_type("kubernetes:helm.sh/v3:Release")
+    assert not record(_regional(False, IDENTITY, "trainjob")).of_type("kubernetes:helm.sh/v3:Release")
     assert not record(_regional(True, IDENTITY, "indexed-job")).of_type("kubernetes:helm.sh/v3:Release")
+    # The v1 operator has no chart: a preinstalled one is assumed (config refuses `install`).
+    assert not record(_regional(True, IDENTITY, "pytorchjob")).of_type("kubernetes:helm.sh/v3:Release")
+
+
+def test_every_kind_a_backend_renders_is_served_by_the_operator_installed_for_it(record):
+    """Custom resources without their controller: each rendered kind's vendored CRD names the
+    chart that installs it, and that is the chart the region gets."""
+    for backend in ("trainjob", "pytorchjob", "indexed-job"):
+        regs = record(_regional(True, IDENTITY, backend))
+        installed = {release_record(r.inputs).chart for r in regs.of_type("kubernetes:helm.sh/v3:Release")}
+        for _, obj in kubernetes_objects(regs):
+            if is_builtin(obj["apiVersion"], obj["kind"], K8S_VERSION):
+                continue
+            truth = crd(obj["apiVersion"], obj["kind"])
+            if backend == "pytorchjob":
+                assert truth.installed_by is None  # no chart: operator must be preinstalled
+            else:
+                assert truth.installed_by in installed, (backend, obj["kind"])
+
+
+def test_planted_pytorchjob_chart_that_was_never_published_is_not_pinned():
+    """What aicloud installed before: `training-operator` 1.8.1 from kubeflow.github.io."""
+    planted = {
+        "chart": "training-operator",
+        "version": "1.8.1",
+        "repositoryOpts": {"repo": "https://kubeflow.github.io/training-operator"},
+    }
+    assert not release_record(planted).pinned
+    assert chart_truth("training-operator") is None
+
+
+def test_a_trainjob_runs_the_trial_on_its_jobs_cluster_training_runtime(record):
+    regs = record(build(job_spec(backend="trainjob")))
+    runtime = regs.one(RUNTIME).inputs
+    assert runtime["metadata"]["name"] == "aicloud-llm" and "namespace" not in runtime["metadata"]
+    assert runtime["spec"]["mlPolicy"] == {"numNodes": 3, "torch": {}}
+    (replicated,) = runtime["spec"]["template"]["spec"]["replicatedJobs"]
+    assert replicated["name"] == "node"
+    assert replicated["template"]["metadata"]["labels"] == {"trainer.kubeflow.org/trainjob-ancestor-step": "trainer"}
+    pod = replicated["template"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["name"] == "node"  # the container the Trainer's torch plugin configures
+    assert pod["nodeSelector"] == {"aicloud.dev/pool": "train"} and pod["serviceAccountName"] == "aicloud-trainer"
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == 4
+    assert not any(e["name"].startswith("PET_") for e in c["env"])  # reserved for the torch plugin
+    job = regs.one(TRAINJOB).inputs
+    assert job["spec"]["runtimeRef"] == {
+        "apiGroup": "trainer.kubeflow.org",
+        "kind": "ClusterTrainingRuntime",
+        "name": "aicloud-llm",
+    }
+    trainer = job["spec"]["trainer"]
+    assert (
+        trainer["image"] == IMAGE
+        and trainer["command"] == ["torchrun"]
+        and trainer["args"][:2] == ["-m", "workloads.trainer"]
+    )
+    assert (trainer["numNodes"], trainer["numProcPerNode"]) == (3, 4)
+    (patch,) = job["spec"]["runtimePatches"]
+    (rj,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    assert rj["template"]["spec"]["template"]["metadata"]["labels"] == {"aicloud.dev/training-job": "llm"}
+
+
+def test_a_trainjob_sweep_suspends_trials_beyond_the_limit_and_ignores_later_resumes(record):
+    sweep = {"grid": {"optim.lr": [1, 2, 3]}, "maxConcurrent": 1}
+    regs = record(build(job_spec(backend="trainjob", nodes=1, sweep=sweep)))
+    jobs = by_trial(regs.of_type(TRAINJOB))
+    assert [j.inputs["spec"]["suspend"] for j in jobs] == [False, True, True]
+    assert all(j.ignore_changes == ["spec.suspend"] for j in jobs)
+    assert len(regs.of_type(RUNTIME)) == 1
 
 
 def test_without_an_identity_a_namespace_and_service_account_are_created(record):
@@ -308,12 +392,16 @@ def test_without_an_identity_a_namespace_and_service_account_are_created(record)
 # --------------------------------------------------------------------------- strict schemas
 
 
-@pytest.mark.parametrize("backend", ["pytorchjob", "indexed-job"])
+@pytest.mark.parametrize("backend", ["trainjob", "pytorchjob", "indexed-job"])
 def test_rendered_objects_pass_strict_kubernetes_schema_validation(record, backend):
     regs = record(_regional(True, None, backend))
     objects = kubernetes_objects(regs)
     kinds = sorted(obj["kind"] for _, obj in objects)
-    expected = ["PyTorchJob"] if backend == "pytorchjob" else ["Job", "Service"]
+    expected = {
+        "trainjob": ["ClusterTrainingRuntime", "TrainJob"],
+        "pytorchjob": ["PyTorchJob"],
+        "indexed-job": ["Job", "Service"],
+    }[backend]
     assert kinds == sorted(["Namespace", "ServiceAccount", *expected])
     for _, obj in objects:
         assert validate_object(obj, K8S_VERSION) == []

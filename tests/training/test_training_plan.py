@@ -3,6 +3,7 @@ regions under that region's cluster provider, and the trainer accepts the argume
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -15,7 +16,12 @@ from stacks.steps.training import training_section
 
 STACKS = ("prod",)
 """prod has both backends in both clouds; the spine's plan tests run every stack already."""
-JOB_TYPES = ("kubernetes:kubeflow.org/v1:PyTorchJob", "kubernetes:batch/v1:Job")
+JOB_TYPES = (
+    "kubernetes:kubeflow.org/v1:PyTorchJob",
+    "kubernetes:batch/v1:Job",
+    "kubernetes:trainer.kubeflow.org/v1alpha1:TrainJob",
+)
+RUNTIME = "kubernetes:trainer.kubeflow.org/v1alpha1:ClusterTrainingRuntime"
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +29,17 @@ def plans():
     return {s: run_plan(s, policies=False) for s in STACKS}
 
 
-def pod_templates(reg) -> list[dict]:
+def pod_templates(reg, plan) -> list[dict]:
+    """The pod templates a job's pods come from; a TrainJob's is its runtime's, with the trial's
+    image, command and arguments (what the Trainer puts into the runtime's `node` container)."""
     spec = reg.inputs["spec"]
+    if "runtimeRef" in spec:
+        (runtime,) = [r for r in plan.of_type(RUNTIME) if r.inputs["metadata"]["name"] == spec["runtimeRef"]["name"]]
+        (replicated,) = runtime.inputs["spec"]["template"]["spec"]["replicatedJobs"]
+        template = copy.deepcopy(replicated["template"]["spec"]["template"])
+        (container,) = template["spec"]["containers"]
+        container.update({k: spec["trainer"][k] for k in ("image", "command", "args")})
+        return [template]
     if "pytorchReplicaSpecs" in spec:
         return [r["template"] for r in spec["pytorchReplicaSpecs"].values()]
     return [spec["template"]]
@@ -33,7 +48,7 @@ def pod_templates(reg) -> list[dict]:
 def test_prod_plans_training_in_both_primary_regions(plans):
     section = build_sections(plans["prod"])["training"]
     rows = {row[1]: row for row in section["rows"]}
-    assert rows["pretrain"][:5] == ["aws-use1", "pretrain", "pytorchjob", "train", "4 (2-4) x 8 nvidia-h100"]
+    assert rows["pretrain"][:5] == ["aws-use1", "pretrain", "indexed-job", "train", "4 (2-4) x 8 nvidia-h100"]
     assert rows["pretrain-gcp"][:5] == ["gcp-usc1", "pretrain-gcp", "indexed-job", "train", "2 x 8 nvidia-h100"]
     assert all("@" in row[-1] for row in rows.values())  # images by digest
     assert "images" in build_sections(plans["prod"])
@@ -48,7 +63,7 @@ def test_the_training_section_shows_a_sweeps_waiting_trials(record):
     regs = record(lambda: TrainingJob("s", spec, pool=pool, image=image, identity=identity, region_key="aws-usw2"))
     section = training_section(Plan(stack="t", config=None, resources=list(regs)))  # type: ignore[arg-type]
     (row,) = section["rows"]
-    assert row == ["aws-usw2", "lr-sweep", "pytorchjob", "train", "1 x 4 nvidia-l40s", "debug", "6 (2 active)",
+    assert row == ["aws-usw2", "lr-sweep", "trainjob", "train", "1 x 4 nvidia-l40s", "debug", "6 (2 active)",
                    "ghcr.io/…/trainer@sha256:111111111111…"]  # fmt: skip
     assert any("4 sweep trial(s) are created suspended" in n for n in section["notes"])
 
@@ -75,7 +90,7 @@ def test_jobs_run_as_the_lakehouse_trainer_identity(plans, stack):
     }
     for job in plan.of_type(*JOB_TYPES):
         namespace = job.inputs["metadata"]["namespace"]
-        for template in pod_templates(job):
+        for template in pod_templates(job, plan):
             assert (namespace, template["spec"]["serviceAccountName"]) in identities, job.urn
 
 
@@ -84,7 +99,7 @@ def test_the_trainer_accepts_every_rendered_command_line(plans, stack, capsys):
     from workloads.trainer.cli import main  # imports torch: only this test pays for it
 
     for job in plans[stack].of_type(*JOB_TYPES):
-        container = pod_templates(job)[0]["spec"]["containers"][0]
+        container = pod_templates(job, plans[stack])[0]["spec"]["containers"][0]
         args = container["args"]
         assert container["command"] == ["torchrun"] and args[:2] == ["-m", "workloads.trainer"]
         assert main([*args[2:], "--print-config"]) == 0, capsys.readouterr().err

@@ -1,18 +1,13 @@
-"""The two services the retraining trigger talks to: Prometheus (HTTP API) and Kubernetes (in-cluster
-REST API with the pod's service account). Both are thin; the shapes they read and write are built
-and parsed by pure functions here, so they are tested without a cluster.
+"""The two services the retraining trigger talks to: Prometheus (HTTP API) and Kubernetes (the
+official `kubernetes` client with the pod's service account). Both are thin; the shapes they read
+are parsed by pure functions here, so they are tested without a cluster.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-
-from contracts.retrain import plural
 
 __all__ = [
     "JobState",
@@ -21,7 +16,6 @@ __all__ = [
     "PrometheusError",
     "job_state",
     "parse_vector",
-    "resource_path",
 ]
 
 _TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -81,57 +75,38 @@ def job_state(obj: dict[str, Any] | None) -> JobState:
     return "running"
 
 
-def resource_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
-    """REST path of a namespaced object."""
-    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-    path = f"{base}/namespaces/{namespace}/{plural(kind)}"
-    return f"{path}/{name}" if name else path
-
-
-_SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 _PATCH_TYPES = {"merge": "application/merge-patch+json", "strategic": "application/strategic-merge-patch+json"}
 
 
 class KubeClient:
-    """Create, read and merge-patch namespaced objects with the pod's service-account token."""
+    """Create, read and patch namespaced objects through the official Kubernetes client's dynamic
+    client: the REST resource of every kind (its plural) comes from the API server's discovery,
+    never from a guess. In a pod it authenticates with the pod's service account."""
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        token: str | None = None,
-        ca_file: str | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        if base_url is None:
-            host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-            base_url = f"https://{host}:{port}"
-        if token is None:
-            token = (_SA_DIR / "token").read_text().strip()
-        verify: Any = ca_file or (str(_SA_DIR / "ca.crt") if (_SA_DIR / "ca.crt").exists() else True)
-        self._client = httpx.Client(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            verify=verify,
-            timeout=_TIMEOUT,
-            transport=transport,
-        )
+    def __init__(self, api_client: Any | None = None) -> None:
+        from kubernetes import client, config, dynamic
 
-    def _check(self, response: httpx.Response, what: str) -> dict[str, Any]:
-        if response.status_code >= 400:
-            raise RuntimeError(f"{what}: HTTP {response.status_code}: {response.text[:300]}")
-        return response.json()
+        if api_client is None:
+            config.load_incluster_config()
+            api_client = client.ApiClient()
+        self._api = api_client
+        self._dynamic = dynamic.DynamicClient(api_client)
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        return self._dynamic.resources.get(api_version=api_version, kind=kind)
 
     def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
         meta = manifest["metadata"]
-        path = resource_path(manifest["apiVersion"], manifest["kind"], meta["namespace"])
-        return self._check(self._client.post(path, json=manifest), f"create {manifest['kind']} {meta['name']}")
+        resource = self._resource(manifest["apiVersion"], manifest["kind"])
+        return resource.create(body=manifest, namespace=meta["namespace"]).to_dict()
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        response = self._client.get(resource_path(api_version, kind, namespace, name))
-        if response.status_code == 404:
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        try:
+            return self._resource(api_version, kind).get(name=name, namespace=namespace).to_dict()
+        except NotFoundError:
             return None
-        return self._check(response, f"get {kind} {namespace}/{name}")
 
     def patch(
         self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any], *, type: str = "merge"
@@ -140,14 +115,9 @@ class KubeClient:
         strategic merge patch: lists of containers merge by name; built-in kinds only)."""
         if type not in _PATCH_TYPES:
             raise ValueError(f"patch type must be one of {sorted(_PATCH_TYPES)}, got {type!r}")
-        self._check(
-            self._client.patch(
-                resource_path(api_version, kind, namespace, name),
-                content=json.dumps(patch),
-                headers={"Content-Type": _PATCH_TYPES[type]},
-            ),
-            f"patch {kind} {namespace}/{name}",
+        self._resource(api_version, kind).patch(
+            body=patch, name=name, namespace=namespace, content_type=_PATCH_TYPES[type]
         )
 
     def close(self) -> None:
-        self._client.close()
+        self._api.close()

@@ -177,6 +177,14 @@ class StackConfig(Spec):
                         "set spot: false or allow spot for the stack",
                         True,
                     )
+                for k, tier in enumerate(p.capacity or [] if p is not INVALID else []):
+                    if tier is not INVALID and tier.spot is True:
+                        yield Problem(
+                            ("regions", i, "nodePools", j, "capacity", k),
+                            "spot capacity is forbidden in this stack (allowSpot: false); "
+                            "drop the spot tier from the chain or allow spot for the stack",
+                            "spot",
+                        )
 
     @check("regions", "gcp_project")
     def _gcp_project(self) -> Iterator[Problem]:

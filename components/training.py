@@ -55,6 +55,7 @@ from components.base import Spec, child_opts, type_token
 from components.catalog import MachineType
 from components.helm import helm_release
 from components.identity import WORKLOADS
+from components.k8s_security import EPHEMERAL_PORTS, Allow, from_pods, from_prometheus, secure_namespace
 from components.nodepool import GPU_RESOURCE, POOL_LABEL, NodePoolSpec, pool_taints, tolerations_for
 from components.platform import RegionSpec
 from components.upstream import chart_pin
@@ -83,6 +84,8 @@ METRICS_PORT_NAME = "metrics"
 RUN_AS = 10001
 """Non-root uid/gid the trainer runs as: the `trainer` user of `workloads/trainer/Dockerfile`."""
 JOB_LABEL = "aicloud.dev/training-job"
+TRAINER_POD_LABELS = {"app.kubernetes.io/name": "trainer"}
+"""Labels every trainer pod carries (jobs declared here and those the retraining loop launches)."""
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
 """A training job runs for hours: `pulumi up` must not wait for it to finish."""
 MAX_TRIALS = 64
@@ -484,6 +487,8 @@ def pod_spec(
     ]
     spec: dict[str, Any] = {
         "serviceAccountName": service_account,
+        # The trainer never calls the Kubernetes API (its cloud credentials come by workload identity).
+        "automountServiceAccountToken": False,
         "nodeSelector": {POOL_LABEL: pool.name},
         "tolerations": pool.tolerations(),
         "securityContext": {
@@ -511,7 +516,7 @@ def pod_spec(
 
 def _labels(job: str, trial: str) -> dict[str, str]:
     return {
-        "app.kubernetes.io/name": "trainer",
+        **TRAINER_POD_LABELS,
         "app.kubernetes.io/managed-by": "pulumi",
         "aicloud.dev/job": job,
         JOB_LABEL: trial,
@@ -897,19 +902,49 @@ class TrainingJob(pulumi.ComponentResource):
         )
 
 
+TRAINING_ALLOWS = (
+    Allow(
+        "trainer-peers",
+        "trainer pods of a job reach each other: torchrun's rendezvous (indexed Job and PyTorchJob ports) "
+        "and NCCL/gloo, whose bootstrap and data sockets bind ephemeral ports (Linux's default range)",
+        peers=[from_pods(TRAINER_POD_LABELS)],
+        ports=[(RDZV_PORT, "TCP"), (PYTORCHJOB_PORT, "TCP"), (*EPHEMERAL_PORTS, "TCP")],
+        pods=TRAINER_POD_LABELS,
+    ),
+    Allow(
+        "trainer-metrics",
+        "Prometheus scrapes the trainer's metrics port",
+        peers=[from_prometheus()],
+        ports=[(METRICS_PORT, "TCP")],
+        pods=TRAINER_POD_LABELS,
+    ),
+)
+"""Who may reach the training namespace's pods (it denies everything else; the retraining
+trigger there needs no ingress)."""
+TRAINING_OPERATOR_ALLOWS = (
+    Allow(
+        "api-server",
+        "the API server calls the admission webhooks of the Trainer and JobSet controllers; its source is the "
+        "control plane, which no selector names",
+        peers=[{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+        ports=[(9443, "TCP")],
+    ),
+)
+
+
 class TrainingOperator(pulumi.ComponentResource):
     """Kubeflow Trainer v2 (the TrainJob and ClusterTrainingRuntime controller, with JobSet)
     installed from its published chart."""
 
     def __init__(self, name: str, *, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(type_token("training", "TrainingOperator"), name, None, opts)
+        ns = secure_namespace(f"{name}-ns", OPERATOR_NAMESPACE, parent=self, allows=TRAINING_OPERATOR_ALLOWS)
         self.release = helm_release(
             f"{name}-release",
             TRAINER_OPERATOR,
             namespace=OPERATOR_NAMESPACE,
             release_name=TRAINER_OPERATOR,
-            create_namespace=True,
-            opts=child_opts(self),
+            opts=child_opts(self, depends_on=[ns]),
         )
         self.register_outputs({"chart": TRAINING_OPERATOR_CHART, "namespace": OPERATOR_NAMESPACE})
 
@@ -932,14 +967,17 @@ class RegionalTraining(pulumi.ComponentResource):
     ) -> None:
         super().__init__(type_token("training", "RegionalTraining"), name, None, opts)
         if identity is None:
-            ns = k8s.core.v1.Namespace(
+            ns = secure_namespace(
                 f"{name}-ns",
-                metadata={"name": TRAINER.namespace, "labels": {"app.kubernetes.io/managed-by": "pulumi"}},
-                opts=child_opts(self),
+                TRAINER.namespace,
+                parent=self,
+                labels={"app.kubernetes.io/managed-by": "pulumi"},
+                allows=TRAINING_ALLOWS,
             )
             sa = k8s.core.v1.ServiceAccount(
                 f"{name}-sa",
                 metadata={"name": TRAINER.service_account, "namespace": TRAINER.namespace},
+                automount_service_account_token=False,
                 opts=child_opts(self, depends_on=[ns]),
             )
             identity = TrainerIdentity(TRAINER.namespace, TRAINER.service_account, depends_on=(ns, sa))

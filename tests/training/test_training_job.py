@@ -402,6 +402,10 @@ def test_rendered_objects_pass_strict_kubernetes_schema_validation(record, backe
         "pytorchjob": ["PyTorchJob"],
         "indexed-job": ["Job", "Service"],
     }[backend]
+    # the training namespace: default-deny, trainer peers, Prometheus -> metrics
+    expected += ["NetworkPolicy"] * 3
+    if backend == "trainjob":  # the operator's namespace: default-deny, the API server -> webhooks
+        expected += ["Namespace", "NetworkPolicy", "NetworkPolicy"]
     assert kinds == sorted(["Namespace", "ServiceAccount", *expected])
     for _, obj in objects:
         assert validate_object(obj, K8S_VERSION) == []

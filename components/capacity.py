@@ -56,7 +56,9 @@ SCARCE_GPUS = frozenset({"nvidia-h100", "nvidia-h200", "nvidia-b200"})
 
 _AWS_CR_ID = re.compile(r"^cr-[0-9a-z]+$")  # the EC2NodeClass CRD's pattern for a reservation id
 _AWS_CR_ARN = re.compile(r"^arn:aws[\w-]*:ec2:(?P<region>[a-z0-9-]+):\d{12}:capacity-reservation/(?P<id>cr-[0-9a-z]+)$")
-_GCP_RESERVATION = re.compile(r"^(projects/[a-z][a-z0-9-]+/)?(zones/(?P<zone>[a-z0-9-]+)/)?(reservations/)?(?P<name>[a-z]([-a-z0-9]*[a-z0-9])?)$")
+_GCP_RESERVATION = re.compile(
+    r"^(projects/[a-z][a-z0-9-]+/)?(zones/(?P<zone>[a-z0-9-]+)/)?(reservations/)?(?P<name>[a-z]([-a-z0-9]*[a-z0-9])?)$"
+)
 _DURATION = re.compile(r"^(?P<n>[1-9]\d*)(?P<unit>[smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -156,7 +158,9 @@ class CapacityTier(Spec):
 
 def tier_name(tier: CapacityTier, index: int) -> str:
     """A short DNS-label name per tier, unique within the chain (`res0`, `block1`, `od`, `flex`, `spot`)."""
-    return {"reservation": f"res{index}", "capacity-block": f"block{index}", "on-demand": "od"}.get(tier.kind, tier.kind)
+    return {"reservation": f"res{index}", "capacity-block": f"block{index}", "on-demand": "od"}.get(
+        tier.kind, tier.kind
+    )
 
 
 def pool_problems(chain: list[Any], *, machine: MachineType | None, max_nodes: Any, spot: Any) -> Iterator[Problem]:
@@ -175,15 +179,18 @@ def pool_problems(chain: list[Any], *, machine: MachineType | None, max_nodes: A
     for j, t in enumerate(chain):
         if not is_valid(t) or t.kind == "invalid":
             continue
-        key = {"reservation": f"reservation {t.reservation}", "capacity-block": f"capacityBlock {t.capacity_block}"}.get(
-            t.kind, t.kind
-        )
+        key = {
+            "reservation": f"reservation {t.reservation}",
+            "capacity-block": f"capacityBlock {t.capacity_block}",
+        }.get(t.kind, t.kind)
         if key in seen:
             yield Problem(("capacity", j), f"{key} repeats tier {seen[key]}; each tier appears once in a chain")
         seen.setdefault(key, j)
         if t.max_nodes is not None and isinstance(max_nodes, int) and t.max_nodes > max_nodes:
             yield Problem(
-                ("capacity", j, "maxNodes"), f"a tier cannot hold more than the pool's maxNodes ({max_nodes})", t.max_nodes
+                ("capacity", j, "maxNodes"),
+                f"a tier cannot hold more than the pool's maxNodes ({max_nodes})",
+                t.max_nodes,
             )
         if t.kind == "capacity-block" and machine is not None and t.instance_type not in (None, machine.type):
             yield Problem(
@@ -211,9 +218,7 @@ def chain_problems(
             if cloud == "aws":
                 arn = _AWS_CR_ARN.match(ref)
                 if arn is None and not _AWS_CR_ID.match(ref):
-                    yield Problem(
-                        (*at, "reservation"), "an EC2 capacity reservation is an id `cr-...` or its ARN", ref
-                    )
+                    yield Problem((*at, "reservation"), "an EC2 capacity reservation is an id `cr-...` or its ARN", ref)
                 elif arn is not None and arn["region"] != region:
                     yield Problem(
                         (*at, "reservation"),
@@ -386,7 +391,10 @@ def karpenter_tier_pools(
             ref = t.reservation or t.capacity_block or ""
             arn = _AWS_CR_ARN.match(ref)
             node_class["spec"]["capacityReservationSelectorTerms"] = [{"id": arn["id"] if arn else ref}]
-            template["spec"]["nodeClassRef"] = {**template["spec"]["nodeClassRef"], "name": node_class["metadata"]["name"]}
+            template["spec"]["nodeClassRef"] = {
+                **template["spec"]["nodeClassRef"],
+                "name": node_class["metadata"]["name"],
+            }
             if t.zone:
                 reqs = [r for r in reqs if r["key"] != "topology.kubernetes.io/zone"]
                 reqs.append({"key": "topology.kubernetes.io/zone", "operator": "In", "values": [t.zone]})

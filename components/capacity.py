@@ -301,10 +301,11 @@ def tier_prices(tier: CapacityTier, *, cloud: str, on_demand: float) -> dict[str
 def chain_summary(
     chain: list[CapacityTier], *, cloud: str, price_per_node: float, max_nodes: int, gpus_per_node: int
 ) -> dict[str, Any]:
-    """The chain as the plan shows it: per tier its kind, limit, price range and whether it can
-    serve gang-scheduled training (all nodes from one tier, none lost to preemption); the pool's
-    best case (max nodes from the cheapest tiers, spot at its lowest) and worst case (from the
-    dearest, spot at on-demand-bound high)."""
+    """The chain as the plan shows it: per tier its kind, node limit, price range per node-hour and
+    whether it can serve gang-scheduled training (all of a gang from one tier, none lost to
+    preemption: every tier but spot); the best case (the pool's maxNodes from the cheapest tiers,
+    spot at its lowest) and the worst case (every tier at its limit at its highest price: Karpenter
+    and GKE limit each tier's NodePool / node pool, none shares the pool's maxNodes)."""
     tiers = []
     for j, t in enumerate(chain):
         price = tier_prices(t, cloud=cloud, on_demand=price_per_node)
@@ -314,27 +315,27 @@ def chain_summary(
                 "tier": tier_name(t, j),
                 "kind": t.kind,
                 "ref": t.reservation or t.capacity_block or (t.flex.max_run_duration if t.flex else None),
+                "zone": t.zone,
                 "maxNodes": nodes,
                 "pricePerNodeHour": [price["low"], price["high"]],
                 "priceSource": price["source"],
                 "gang": t.kind != "spot",
-                "gangNodes": nodes if t.kind != "spot" else 0,
             }
         )
-
-    def fill(key: int, reverse: bool) -> float:
-        left, total = max_nodes, 0.0
-        for t in sorted(tiers, key=lambda x: x["pricePerNodeHour"][key], reverse=reverse):
-            take = min(left, t["maxNodes"])
-            total += take * t["pricePerNodeHour"][key]
-            left -= take
-        return round(total + left * price_per_node, 4)  # beyond every tier: on-demand (never: spot/od tiers cover)
-
+    left, best = max_nodes, 0.0
+    for t in sorted(tiers, key=lambda x: x["pricePerNodeHour"][0]):
+        take = min(left, t["maxNodes"])
+        best += take * t["pricePerNodeHour"][0]
+        left -= take
+    exposure = sum(t["maxNodes"] for t in tiers)
     return {
         "tiers": tiers,
-        "bestCasePerHour": fill(0, False),
-        "worstCasePerHour": fill(1, True),
+        "bestCasePerHour": round(best, 4),
+        "bestCaseNodes": max_nodes - left,
+        "worstCasePerHour": round(sum(t["maxNodes"] * t["pricePerNodeHour"][1] for t in tiers), 4),
+        "worstCaseNodes": exposure,
         "gangTiers": [t["tier"] for t in tiers if t["gang"]],
+        "largestGang": max((t["maxNodes"] for t in tiers if t["gang"]), default=0),
         "guaranteedBeforeOnDemand": guaranteed_first(chain),
         "gpusPerNode": gpus_per_node,
     }

@@ -27,6 +27,7 @@ PLANTED = {
     "aws-eks-cluster-disallow-public-endpoint": {"aws-use1-cluster-eks"},
     "aicloud-spot-interruptible-in-prod": {"aws-use1-batch-nodepool"},
     "aicloud-deployer-reaches-cluster-api": {"aws-euw1-cluster-eks"},
+    "aicloud-gpu-capacity-guaranteed-in-prod": {"aws-use1-train-nodepool"},
     "aicloud-gpu-device-plugin-selects-pools": {"aws-use1-nvidia-device-plugin-release"},
     "aicloud-gpu-request-on-gpu-pool": {"aws-euw1-classifier-deploy-stable"},
     "gcp-container-cluster-disallow-public-endpoint": {"gcp-usc1-cluster-gke"},

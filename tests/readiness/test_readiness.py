@@ -220,6 +220,8 @@ def build(spec: dict[str, Any]) -> list[R]:
         out.append(R(type_, f"{obj['kind']}-{obj['metadata']['name']}", obj, parent=region, provider=provider))
     for role in spec["roles"]:
         out.append(R("aws:iam/role:Role", role["name"], role, parent=region))
+    for i, binding in enumerate(spec.get("bindings", [])):
+        out.append(R("gcp:serviceaccount/iAMMember:IAMMember", f"wi-{i}", binding, parent=region))
     return out
 
 
@@ -445,11 +447,16 @@ def test_shipped_stacks_report_only_the_listed_gaps(shipped):
 
 
 def test_shipped_stacks_are_checked_in_full(shipped):
-    from stacks.plan.readiness import figures
+    from components.k8s_schema import is_builtin
+    from stacks.plan.readiness import figures, readiness_report
 
     f = figures(shipped)
     assert f["helmKeysUnknown"] == 0 and f["helmKeysChecked"] > 30
-    assert f["customResourcesValidated"] >= 4
+    rep = readiness_report(shipped)
+    custom = [
+        o for c in rep.clusters.values() for o in c.objects if not is_builtin(o.props["apiVersion"], o.kind, c.version)
+    ]
+    assert f["customResourcesValidated"] == len(custom) > 0  # every custom resource, none "cannot check"
     assert f["workloadsSchedulable"] == f["workloads"] > 0
     assert f["mandatory"] == 0  # the gaps above are advisory in the stacks until issue 12 lands
 
@@ -582,3 +589,34 @@ def test_a_trainjob_whose_runtime_the_stack_does_not_render_cannot_be_checked():
         ("readiness-schedulable", "TrainJob/pretrain", "spec.runtimeRef")
     ]
     assert messages(spec, "readiness-schedulable")[0].startswith("cannot check")
+
+
+def test_helm_values_are_checked_against_the_charts_values_schema_after_merging():
+    spec = healthy()
+    spec["releases"].append({"name": "otel", "chart": "opentelemetry-collector", "version": "0.108.0",
+                             "namespace": "monitoring",
+                             "repositoryOpts": {"repo": "https://open-telemetry.github.io/opentelemetry-helm-charts"},
+                             "values": {"mode": "deployment",
+                                        "image": {"repository": "otel/opentelemetry-collector-k8s"}}})  # fmt: skip
+    assert findings(spec, "readiness-helm-values") == []
+    release(spec, "otel")["values"]["mode"] = "sidecar"
+    got = findings(spec, "readiness-helm-values")
+    assert got and all(f[1] == "HelmRelease/otel" for f in got)
+    assert any("values.schema.json" in m and "sidecar" in m for m in messages(spec, "readiness-helm-values"))
+
+
+def test_gke_workload_identity_binds_exactly_the_account_that_names_it():
+    spec = healthy()
+    spec["cloud"] = "gcp"
+    spec["pools"] = []
+    sa = obj(spec, "ServiceAccount")["metadata"]
+    sa["annotations"] = {"iam.gke.io/gcp-service-account": "server@p.iam.gserviceaccount.com"}
+    spec["roles"] = []
+    spec["bindings"] = [{"role": "roles/iam.workloadIdentityUser", "serviceAccountId": "projects/p/serviceAccounts/x",
+                         "member": "serviceAccount:p.svc.id.goog[serving/server]"}]  # fmt: skip
+    assert findings(spec, "readiness-identity") == []
+    spec["bindings"][0]["member"] = "serviceAccount:p.svc.id.goog[serving/other]"
+    assert findings(spec, "readiness-identity") == [
+        ("readiness-identity", "ServiceAccount/server", "metadata.annotations.iam.gke.io/gcp-service-account"),
+        ("readiness-identity", "IAMMember/wi-0", "trust"),
+    ]

@@ -117,14 +117,15 @@ def pool_scaling(plan: Plan) -> list[dict[str, Any]]:
         children = [r for r in plan.resources if r.parent == comp.urn]
         scaler, reach = "none", 0
         for child in children:
+            # A pool may hold several groups (one per tier of its capacity chain): their sizes add up.
             if child.type == "gcp:container/nodePool:NodePool":
                 auto = child.inputs.get("autoscaling") or {}
-                scaler, reach = "gke", _num(auto.get("totalMaxNodeCount")) or 0
+                scaler, reach = "gke", reach + (_num(auto.get("totalMaxNodeCount")) or 0)
             elif child.type == "aws:eks/nodeGroup:NodeGroup":
                 size = child.inputs.get("scalingConfig") or {}
                 top = _num(size.get("maxSize")) or 0
                 if top > (_num(size.get("minSize")) or 0) and _releases(plan, region, "cluster-autoscaler"):
-                    scaler, reach = "cluster-autoscaler", top
+                    scaler, reach = "cluster-autoscaler", reach + top
                 else:
                     reach += _num(size.get("desiredSize")) or 0
             elif child.type == KARPENTER_NODEPOOL and _releases(plan, region, "karpenter"):

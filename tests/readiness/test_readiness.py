@@ -422,11 +422,8 @@ ISSUE_12_GAPS: dict[str, dict[str, set[tuple[str, str]]]] = {
     },
     "prod": {
         # Sizing, not a missing autoscaler: pretraining at full size plus a retraining run need one
-        # node more than each train pool's maximum (the run queues until pretraining ends).
-        "readiness-capacity": {
-            ("aws-use1", "NodePool/train"),
-            ("gcp-usc1", "NodePool/gcp-usc1-train-np"),
-        },
+        # node more than the train pool's maximum (the run queues until pretraining ends).
+        "readiness-capacity": {("aws-use1", "NodePool/train")},
     },
 }
 

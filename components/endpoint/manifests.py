@@ -93,6 +93,16 @@ def lake_config_map(plan: EndpointPlan, zone_uris: Mapping[str, Any]) -> dict[st
     }
 
 
+KEEP_ALIVE_S = {"gcp": 620, "aws": 75}
+"""The server's keep-alive timeout per cloud, above the idle timeout its front door keeps on
+backend connections (GCP's global external Application Load Balancer: 600 s; an AWS ALB: 60 s by
+default), so the server never closes a connection the balancer is about to reuse (a 502)."""
+GRACEFUL_TIMEOUT_S = 30
+"""The server's bound on the slowest request after its listener closes (`--graceful-timeout-s`)."""
+DRAIN_IDLE_S = 1
+"""During the drain, the server closes a connection idle this long (`--drain-idle-s`)."""
+
+
 def server_args(plan: EndpointPlan, track: TrackPlan) -> list[str]:
     """Command-line of `python -m workloads.server` for a track."""
     return [
@@ -102,7 +112,18 @@ def server_args(plan: EndpointPlan, track: TrackPlan) -> list[str]:
         "--port", str(SERVER_PORT),
         "--device", "cuda" if plan.gpus_per_replica else "cpu",
         "--shutdown-drain-s", str(plan.spec.drain_seconds),
+        "--graceful-timeout-s", str(GRACEFUL_TIMEOUT_S),
+        "--drain-idle-s", str(DRAIN_IDLE_S),
+        "--keep-alive-timeout-s", str(KEEP_ALIVE_S.get(plan.cloud, 75)),
     ]  # fmt: skip
+
+
+def termination_grace_seconds(plan: EndpointPlan) -> int:
+    """The pod's `terminationGracePeriodSeconds`: the server exits at most drain_seconds (not
+    ready, serving with `Connection: close`) + the graceful timeout (in-flight requests; idle
+    connections close after DRAIN_IDLE_S) after SIGTERM; 15 s more for the batcher to finish and
+    the process to exit before the kubelet's SIGKILL."""
+    return plan.spec.drain_seconds + GRACEFUL_TIMEOUT_S + 15
 
 
 def pod_spec(
@@ -165,8 +186,8 @@ def pod_spec(
     return {
         "serviceAccountName": service_account,
         # Readiness turns false at SIGTERM, load balancers drain for drain_seconds, then the
-        # server finishes in-flight requests (its own graceful timeout is 30 s).
-        "terminationGracePeriodSeconds": plan.spec.drain_seconds + 45,
+        # server finishes in-flight requests (its graceful timeout, GRACEFUL_TIMEOUT_S).
+        "terminationGracePeriodSeconds": termination_grace_seconds(plan),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": RUN_AS_USER,

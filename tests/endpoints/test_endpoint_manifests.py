@@ -81,6 +81,18 @@ def test_server_arguments_parse_with_the_servers_own_cli():
     _, objs = render({}, "gcp-usc1")
     grace = by_kind(objs, "Deployment")[0]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > cfg.shutdown_drain_s + cfg.graceful_timeout_s
+    assert cfg.drain_idle_s < cfg.graceful_timeout_s  # idle connections close inside the grace period
+
+
+@pytest.mark.parametrize(("region", "front_door_idle_s"), [("gcp-usc1", 600), ("aws-use1", 60)])
+def test_server_keep_alive_outlasts_the_front_doors_idle_timeout(region: str, front_door_idle_s: int):
+    from workloads.server.config import parse_args
+
+    plan = plans({})[region]
+    cfg = parse_args(server_args(plan, plan.tracks[0]))
+    # GCP's global external Application LB keeps backend connections 600 s, an AWS ALB 60 s: a
+    # server that closes first races the balancer's reuse (502s).
+    assert cfg.keep_alive_timeout_s > front_door_idle_s
 
 
 def test_gpu_pod_lands_on_its_pool_and_holds_one_gpu():

@@ -92,6 +92,16 @@ def test_a_body_shorter_than_its_content_length_gets_408(hardened: RunningServer
     assert b"request body not received within 1 s" in answer
 
 
+def test_an_early_answer_is_the_only_answer_when_the_body_never_completes(hardened: RunningServer) -> None:
+    sock = _connect(hardened.url)
+    try:  # unknown model: 404 before the body is read; the body deadline then only closes
+        sock.sendall(b"POST /v2/models/nope/infer HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{")
+        answer = _read_until_closed(sock)
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 404 ") and answer.count(b"HTTP/1.1 ") == 1, answer
+
+
 def test_oversized_headers_get_431(hardened: RunningServer) -> None:
     sock = _connect(hardened.url)
     try:

@@ -502,18 +502,19 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         self.timeout_keep_alive_task = self.loop.call_later(self.drain_idle_s, self.timeout_keep_alive_handler)
 
     def _refuse(self, status: int, message: str) -> None:
-        """Answer ``status`` with ``Connection: close`` unless a response already started, and close."""
+        """Answer ``status`` with ``Connection: close`` and close, or only close when a response
+        is already on this connection (one answer per request, never two)."""
         self._disarm()
         if self.transport.is_closing():
             return
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
-            started = cycle.response_started
             cycle.disconnected = True  # the app's receive() sees a disconnect, its send() is dropped
             cycle.message_event.set()
-            if started:
-                self.transport.close()
-                return
+        pending = cycle is not None and not cycle.response_complete and self._phase == "headers"
+        if (self._phase == "body" and cycle is not None and cycle.response_started) or pending:
+            self._linger_close()  # the request's answer went out (or a pipelined one is pending)
+            return
         if status == 408 and self._phase == "headers" and not self._header_bytes:
             self.transport.close()  # nothing sent: close quietly, like an idle keep-alive timeout
             return

@@ -9,8 +9,10 @@ AWS (`GlobalEndpoint` with an `AwsFrontDoor`):
   equal to the ready pods of the endpoint's entry Service. (A `Service` of type LoadBalancer would leave the NLB to the
   controller, and its ARN unknown to the program.) The NLB is internal behind Global
   Accelerator and internet-facing for Route 53.
-- `accelerator` mode: a Global Accelerator with one TCP listener (80, plus 443 when every region
-  has a certificate) and one endpoint group per region holding that region's NLB, with the
+- TLS only: each NLB listens on 443 with the region's ACM certificate and nothing else (an NLB
+  cannot redirect plain HTTP, so port 80 is not served at all).
+- `accelerator` mode: a Global Accelerator with one TCP listener on 443 (TLS passes through to
+  the NLBs) and one endpoint group per region holding that region's NLB, with the
   region's traffic dial. For NLB endpoints Global Accelerator uses the load balancer's own
   health, i.e. the target group's HTTP check on `/v2/health/ready`; the endpoint group carries
   the same check for documentation and for endpoint types that use it.
@@ -56,9 +58,14 @@ HEALTH_THRESHOLD = 3
 """Consecutive failed checks before a target (and, with none left, a region) takes no traffic."""
 
 
-def nlb_listener_ports(tls: bool) -> list[int]:
-    """Ports the NLB (and Global Accelerator) listen on: 80, and 443 with a certificate."""
-    return [80, 443] if tls else [80]
+TLS_PORT = 443
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+"""TLS 1.3 and 1.2 only."""
+
+
+def nlb_listener_ports() -> list[int]:
+    """Ports the NLB (and Global Accelerator) listen on: 443 with TLS, nothing in plain text."""
+    return [TLS_PORT]
 
 
 AWS_LBC_CHART = chart_pin("aws-load-balancer-controller")
@@ -143,15 +150,18 @@ class AwsRegionalLoadBalancer(pulumi.ComponentResource):
         vpc_cidr: str,
         subnet_ids: pulumi.Input[list[str]],
         internal: bool,
-        certificate_arn: str | None = None,
+        certificate_arn: str | None,
         controller: EksAccess | None = None,
         tags: dict[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """`controller`: install the AWS Load Balancer Controller (IRSA role with `lbc_policy`,
-        Helm release) into the cluster; None when the cluster already runs one."""
+        """`certificate_arn`: the region's ACM certificate (required: the NLB listens with TLS only).
+        `controller`: install the AWS Load Balancer Controller (IRSA role with `lbc_policy`, Helm
+        release) into the cluster; None when the cluster already runs one."""
+        if not certificate_arn:
+            raise ValueError(f"{name}: the front door listens with TLS only and needs an ACM certificate")
         super().__init__(type_token("serving", "AwsRegionalLoadBalancer"), name, None, opts)
-        ports = nlb_listener_ports(certificate_arn is not None)
+        ports = nlb_listener_ports()
         sg = aws.ec2.SecurityGroup(
             f"{name}-sg",
             vpc_id=vpc_id,
@@ -210,14 +220,13 @@ class AwsRegionalLoadBalancer(pulumi.ComponentResource):
             opts=child_opts(lb),
         )
         for port in ports:
-            tls = port == 443
             aws.lb.Listener(
                 f"{name}-{port}",
                 load_balancer_arn=lb.arn,
                 port=port,
-                protocol="TLS" if tls else "TCP",
-                certificate_arn=certificate_arn if tls else None,
-                ssl_policy="ELBSecurityPolicy-TLS13-1-2-2021-06" if tls else None,
+                protocol="TLS",
+                certificate_arn=certificate_arn,
+                ssl_policy=TLS_POLICY,
                 default_actions=[{"type": "forward", "target_group_arn": tg.arn}],
                 tags=merge_tags(tags),
                 opts=child_opts(lb),
@@ -254,7 +263,7 @@ class AwsRegionalLoadBalancer(pulumi.ComponentResource):
         self.dns_name = lb.dns_name
         self.zone_id = lb.zone_id
         self.ports = ports
-        self.client_ip_preservation = certificate_arn is None
+        self.client_ip_preservation = False
         """Global Accelerator cannot preserve client IPs through an NLB with a TLS listener."""
         self.register_outputs(
             {
@@ -415,7 +424,7 @@ class GlobalEndpoint(pulumi.ComponentResource):
 
     def _accelerator(self, door: AwsFrontDoor, backends: list[RegionalBackend]) -> dict[str, Any]:
         name = self.name
-        # Listen where every region's NLB listens (443 only when all of them terminate TLS).
+        # Listen where every region's NLB listens (443, TLS).
         ports = sorted(set.intersection(*(set(b.lb.ports) for b in backends if b.lb is not None)))
         accelerator = aws.globalaccelerator.Accelerator(
             f"{name}-ga",
@@ -440,9 +449,9 @@ class GlobalEndpoint(pulumi.ComponentResource):
                 listener_arn=listener.arn,
                 endpoint_group_region=b.region,
                 traffic_dial_percentage=b.dial,
-                health_check_protocol="HTTP",
+                health_check_protocol="HTTPS",
                 health_check_path=READY_PATH,
-                health_check_port=80,
+                health_check_port=TLS_PORT,
                 health_check_interval_seconds=HEALTH_INTERVAL_S,
                 threshold_count=HEALTH_THRESHOLD,
                 endpoint_configurations=[
@@ -487,9 +496,9 @@ class GlobalEndpoint(pulumi.ComponentResource):
             assert b.lb is not None, f"AWS backend {b.region_key} needs its load balancer"
             check = aws.route53.HealthCheck(
                 f"{name}-{b.region_key}-health",
-                type="HTTP",
+                type="HTTPS",
                 fqdn=b.lb.dns_name,
-                port=80,
+                port=TLS_PORT,
                 resource_path=READY_PATH,
                 request_interval=HEALTH_INTERVAL_S,
                 failure_threshold=HEALTH_THRESHOLD,
@@ -509,7 +518,13 @@ class GlobalEndpoint(pulumi.ComponentResource):
                     opts=child_opts(check),
                 )
             regions.append({"regionKey": b.region_key, "region": b.region, "dial": b.dial, "target": b.lb.dns_name})
-        return {"mode": "route53", "address": door.domain, "domain": door.domain, "ports": [80], "regions": regions}
+        return {
+            "mode": "route53",
+            "address": door.domain,
+            "domain": door.domain,
+            "ports": [TLS_PORT],
+            "regions": regions,
+        }
 
     # ------------------------------------------------------------------ GCP
 

@@ -27,6 +27,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components.base import merge_tags, type_token
+from components.k8s_security import Allow, secure_namespace
 
 TRAINING_NAMESPACE = "aicloud-training"
 SERVING_NAMESPACE = "aicloud-serving"
@@ -43,6 +44,13 @@ class Workload:
     namespace: str
     service_account: str
 
+
+API_ACCESS = "aicloud.dev/kubernetes-api"
+"""Annotation stating why a workload's pods mount a ServiceAccount token (they call the API)."""
+API_USERS: dict[str, str] = {
+    "retrain": "launches the retraining job and patches the canary's weights (Roles of retraining.py)",
+}
+"""Workloads that call the Kubernetes API, and why; every other ServiceAccount mounts no token."""
 
 WORKLOADS: dict[str, Workload] = {
     "trainer": Workload(TRAINING_NAMESPACE, "aicloud-trainer"),
@@ -116,25 +124,27 @@ class WorkloadIdentity(pulumi.ComponentResource):
         annotations: Mapping[str, pulumi.Input[str]],
         namespace: k8s.core.v1.Namespace | None,
         spec: Workload,
+        allows: Sequence[Allow] = (),
     ) -> None:
         self.workload = workload
         self.namespace = spec.namespace
         self.service_account_name = spec.service_account
-        # Workloads that share a namespace (trainer and retrain) share its object: one creates it.
-        self.namespace_resource = namespace or k8s.core.v1.Namespace(
-            f"{name}-ns",
-            metadata={"name": spec.namespace, "labels": _labels(workload)},
-            opts=pulumi.ResourceOptions(parent=self),
+        # Workloads that share a namespace (trainer and retrain) share its object: one creates it,
+        # with Pod Security `restricted`, default-deny ingress and `allows`.
+        self.namespace_resource = namespace or secure_namespace(
+            f"{name}-ns", spec.namespace, parent=self, labels=_labels(workload), allows=allows
         )
+        api = API_USERS.get(workload)
         self.service_account = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
             metadata={
                 "name": spec.service_account,
                 "namespace": self.namespace_resource.metadata.name,
                 "labels": _labels(workload),
-                "annotations": dict(annotations),
+                "annotations": {**annotations, **({API_ACCESS: api} if api else {})},
             },
-            automount_service_account_token=True,
+            # Only workloads that call the Kubernetes API get a token in their pods.
+            automount_service_account_token=api is not None,
             opts=pulumi.ResourceOptions(parent=self),
         )
 
@@ -168,13 +178,15 @@ class EksWorkloadIdentity(WorkloadIdentity):
         tags: dict[str, str] | None = None,
         namespace: k8s.core.v1.Namespace | None = None,
         namespace_name: str | None = None,
+        allows: Sequence[Allow] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`policy` is the role's permission policy as JSON (see
         `components.lakehouse.documents.s3_workload_policy`); the step providing this component
         passes the region's Kubernetes provider in `opts.providers`. `namespace`: the workload's
-        namespace when another identity already creates it (else it is created here);
-        `namespace_name`: the workload's namespace when the stack names its own (`serving.namespace`)."""
+        namespace when another identity already creates it (else it is created here, with the
+        NetworkPolicies of `allows`); `namespace_name`: the workload's namespace when the stack
+        names its own (`serving.namespace`)."""
         super().__init__(type_token("identity", "EksWorkloadIdentity"), name, None, opts)
         spec = workload_in(workload, namespace_name)
         self.cloud = "aws"
@@ -195,7 +207,7 @@ class EksWorkloadIdentity(WorkloadIdentity):
             policy=policy,
             opts=pulumi.ResourceOptions(parent=self.role),
         )
-        self._kubernetes(name, workload, {EKS_ROLE_ANNOTATION: self.role.arn}, namespace, spec)
+        self._kubernetes(name, workload, {EKS_ROLE_ANNOTATION: self.role.arn}, namespace, spec, allows)
         self._outputs({"roleArn": self.role.arn})
 
 
@@ -215,6 +227,7 @@ class GkeWorkloadIdentity(WorkloadIdentity):
         zone_uris: Mapping[str, pulumi.Output[str]],
         namespace: k8s.core.v1.Namespace | None = None,
         namespace_name: str | None = None,
+        allows: Sequence[Allow] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`bucket_roles`: `(zone, bucket name, role)` triples (see
@@ -248,5 +261,5 @@ class GkeWorkloadIdentity(WorkloadIdentity):
                 opts=pulumi.ResourceOptions(parent=gsa),
             )
         self.gcp_service_account = gsa
-        self._kubernetes(name, workload, {GKE_SA_ANNOTATION: gsa.email}, namespace, spec)
+        self._kubernetes(name, workload, {GKE_SA_ANNOTATION: gsa.email}, namespace, spec, allows)
         self._outputs({"gcpServiceAccount": gsa.email})

@@ -233,6 +233,21 @@ def identity_problems(obj: Mapping[str, Any]) -> list[str]:
     return out
 
 
+_SECRET_SIG = ("4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270")
+"""Pulumi's wire form of a secret value: `{<sig key>: <secret sig>, "value": ...}`."""
+
+
+def _reveal(value: Any) -> Any:
+    """The manifest as the API server would get it: secret-wrapped values unwrapped."""
+    if isinstance(value, dict):
+        if value.get(_SECRET_SIG[0]) == _SECRET_SIG[1]:
+            return _reveal(value.get("value"))
+        return {k: _reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_reveal(v) for v in value]
+    return value
+
+
 def kubernetes_objects(resources: Iterable[Any]) -> list[tuple[Any, dict[str, Any]]]:
     """The Kubernetes objects among recorded registrations (`stacks.plan.mocks.Registration`):
     custom resources of a `kubernetes:*` type except Helm releases, with their manifests."""
@@ -240,5 +255,5 @@ def kubernetes_objects(resources: Iterable[Any]) -> list[tuple[Any, dict[str, An
     for reg in resources:
         if not reg.custom or not reg.type.startswith("kubernetes:") or reg.type in SKIPPED_TYPES:
             continue
-        out.append((reg, dict(reg.inputs)))
+        out.append((reg, _reveal(dict(reg.inputs))))
     return out

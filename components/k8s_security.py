@@ -38,6 +38,11 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 DEFAULT_DENY = "default-deny-ingress"
 MANAGED = {"app.kubernetes.io/managed-by": "pulumi-aicloud"}
 
+MONITORING_NAMESPACE = "monitoring"
+"""Namespace of Prometheus and Grafana (components.monitoring)."""
+PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus"}
+"""Labels the Prometheus operator puts on every Prometheus pod."""
+
 EPHEMERAL_PORTS = (32768, 60999)
 """Linux's default `net.ipv4.ip_local_port_range`: where NCCL's and gloo's bootstrap and data
 sockets listen (they bind port 0), so trainer pods must reach each other on it."""
@@ -91,6 +96,11 @@ def from_namespace(namespace: str, pods: Mapping[str, str] | None = None) -> dic
     if pods is not None:
         peer["podSelector"] = {"matchLabels": dict(pods)}
     return peer
+
+
+def from_prometheus() -> dict[str, Any]:
+    """The Prometheus pods of the monitoring namespace (the scrapers)."""
+    return from_namespace(MONITORING_NAMESPACE, PROMETHEUS_POD_LABELS)
 
 
 def from_pods(pods: Mapping[str, str]) -> dict[str, Any]:

@@ -34,11 +34,23 @@ from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 from pydantic import Field
 
 from components.base import Spec, child_opts, custom_resource, type_token
 from components.dashboards import load_dashboards, with_drift_threshold
 from components.helm import helm_release
+from components.identity import WORKLOADS
+from components.k8s_security import (
+    MONITORING_NAMESPACE,
+    PROMETHEUS_POD_LABELS,
+    Allow,
+    from_cidrs,
+    from_namespace,
+    from_pods,
+    from_prometheus,
+    secure_namespace,
+)
 from components.nodepool import (
     GPU_LABEL,
     LABEL_PREFIX,
@@ -52,8 +64,75 @@ from components.training import Scalar
 from components.upstream import chart_pin, chart_truth
 from components.validation import Problem, check
 
-NAMESPACE = "monitoring"
-"""Namespace of Prometheus, Grafana, the exporters, monitors and rules."""
+NAMESPACE = MONITORING_NAMESPACE
+"""Namespace of Prometheus, Grafana, kube-state-metrics, monitors and rules (Pod Security
+`restricted`)."""
+NODE_AGENTS_NAMESPACE = "aicloud-node-agents"
+"""Namespace of the per-node exporters (node-exporter, DCGM exporter)."""
+NODE_AGENTS_REASON = (
+    "node agents read the host: node-exporter uses hostNetwork, hostPID and hostPath mounts of /proc, /sys "
+    "and /; the DCGM exporter runs as root with SYS_ADMIN and mounts the kubelet's pod-resources socket "
+    "(hostPath). Both are forbidden by the baseline and restricted standards, so this namespace holds "
+    "nothing else."
+)
+DCGM_PORT = 9400
+NODE_EXPORTER_PORT = 9100
+GRAFANA_ADMIN_SECRET = "grafana-admin"
+"""Secret holding Grafana's generated admin login (keys `admin-user`, `admin-password`)."""
+OPERATOR_POD_LABELS = {"app": "kube-prometheus-stack-operator"}
+"""Labels of the Prometheus operator's pod (kube-prometheus-stack names it after the chart)."""
+MONITORING_ALLOWS = (
+    Allow(
+        "stack-internal",
+        "Prometheus scrapes its own stack (operator, kube-state-metrics, Alertmanager, Grafana), Grafana "
+        "queries Prometheus, Prometheus sends alerts to Alertmanager",
+        peers=[from_pods({})],
+        ports=[
+            (3000, "TCP"),
+            (8080, "TCP"),
+            (8081, "TCP"),
+            (9090, "TCP"),
+            (9093, "TCP"),
+            (9094, "TCP"),
+            (10250, "TCP"),
+        ],
+    ),
+    Allow(
+        "prometheus-queries",
+        "the retraining trigger reads drift from Prometheus; KEDA's operator reads request rates",
+        peers=[
+            from_namespace(WORKLOADS["retrain"].namespace, {"app.kubernetes.io/name": "aicloud-retrain"}),
+            from_namespace("keda"),
+        ],
+        ports=[(9090, "TCP")],
+        pods=PROMETHEUS_POD_LABELS,
+    ),
+    Allow(
+        "operator-webhook",
+        "the API server calls the operator's admission webhook (PrometheusRule validation); its source is "
+        "the control plane, which no selector names",
+        peers=from_cidrs(["0.0.0.0/0"]),
+        ports=[(10250, "TCP")],
+        pods=OPERATOR_POD_LABELS,
+    ),
+)
+"""Who may reach the monitoring namespace's pods. Grafana is not exposed: reach it with
+`kubectl port-forward` (which NetworkPolicies do not see), never through a front door."""
+OTEL_ALLOW = Allow(
+    "otlp",
+    "the model server and the trainer send traces to the OpenTelemetry collector (OTLP gRPC and HTTP)",
+    peers=[from_namespace(WORKLOADS["server"].namespace), from_namespace(WORKLOADS["trainer"].namespace)],
+    ports=[(4317, "TCP"), (4318, "TCP")],
+    pods={"app.kubernetes.io/name": "opentelemetry-collector"},
+)
+NODE_AGENTS_ALLOWS = (
+    Allow(
+        "scrape",
+        "Prometheus scrapes the DCGM exporter and node-exporter",
+        peers=[from_prometheus()],
+        ports=[(DCGM_PORT, "TCP"), (NODE_EXPORTER_PORT, "TCP")],
+    ),
+)
 PROMETHEUS_URL = f"http://prometheus-operated.{NAMESPACE}.svc:9090"
 """Prometheus inside the cluster (the operator's governing Service of every Prometheus)."""
 RELEASE_NAME = "kps"
@@ -345,6 +424,8 @@ def prometheus_stack_values(spec: MonitoringSpec) -> dict[str, Any]:
         },
         "grafana": {
             "enabled": spec.dashboards,
+            # A generated login (Monitoring creates the Secret), never the chart's default admin/admin.
+            "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
             "sidecar": {
                 "dashboards": {
                     "enabled": True,
@@ -355,6 +436,8 @@ def prometheus_stack_values(spec: MonitoringSpec) -> dict[str, Any]:
             },
         },
         "kube-state-metrics": {"metricLabelsAllowlist": [f"nodes=[{','.join(NODE_LABELS_ALLOWED)}]"]},
+        # node-exporter needs the host (privileged): it runs in the node agents' namespace.
+        "prometheus-node-exporter": {"namespaceOverride": NODE_AGENTS_NAMESPACE},
     }
 
 
@@ -442,13 +525,13 @@ def critical_pods_quota_manifest(namespace: str, priority_class: str, pods: int)
 
 
 def dcgm_quota(cloud: str, pools: list[NodePoolSpec], values: dict[str, Any]) -> dict[str, Any] | None:
-    """On GKE, the quota the exporter's critical priority class needs in `NAMESPACE` (one pod per
+    """On GKE, the quota the exporter's critical priority class needs in `NODE_AGENTS_NAMESPACE` (one pod per
     GPU node at the pools' `maxNodes`, doubled for a rolling update); None where none is needed."""
     priority = dcgm_priority_class(values)
     if cloud != "gcp" or priority not in CRITICAL_PRIORITY_CLASSES:
         return None
     nodes = sum(p.max_nodes for p in gpu_pools(pools))
-    return critical_pods_quota_manifest(NAMESPACE, priority, max(2 * nodes, 2))
+    return critical_pods_quota_manifest(NODE_AGENTS_NAMESPACE, priority, max(2 * nodes, 2))
 
 
 def otel_values(otel: OtelSpec) -> dict[str, Any]:
@@ -472,9 +555,10 @@ def otel_values(otel: OtelSpec) -> dict[str, Any]:
 
 
 def pod_monitor_manifest(
-    name: str, selector: dict[str, Any], port: str, path: str, relabel: dict[str, str]
+    name: str, selector: dict[str, Any], port: str | int, path: str, relabel: dict[str, str]
 ) -> dict[str, Any]:
-    """A PodMonitor in every namespace for pods matching `selector`; `relabel` copies pod labels
+    """A PodMonitor in every namespace for pods matching `selector`, scraping the named `port` (or
+    the port number, for pods that cannot declare it); `relabel` copies pod labels
     (`__meta_kubernetes_pod_label_*`) onto the series."""
     return {
         "apiVersion": "monitoring.coreos.com/v1",
@@ -485,7 +569,7 @@ def pod_monitor_manifest(
             "selector": selector,
             "podMetricsEndpoints": [
                 {
-                    "port": port,
+                    **({"portNumber": port} if isinstance(port, int) else {"port": port}),
                     "path": path,
                     "interval": "15s",
                     "relabelings": [
@@ -500,14 +584,16 @@ def pod_monitor_manifest(
 
 def monitor_manifests() -> list[dict[str, Any]]:
     """PodMonitors for the model server and the trainer, selecting the labels their components set."""
-    from components.endpoint import APP, METRICS_PATH, PORT_NAME
+    from components.endpoint import APP, METRICS_PATH
     from components.training import JOB_LABEL, METRICS_PORT_NAME
+    from contracts.serving import METRICS_PORT
 
     return [
+        # By number: serverless KServe pods may declare only their inference port.
         pod_monitor_manifest(
             "model-server",
             {"matchLabels": {"app.kubernetes.io/name": APP}},
-            PORT_NAME,
+            METRICS_PORT,
             METRICS_PATH,
             {"__meta_kubernetes_pod_label_aicloud_dev_track": "track"},
         ),
@@ -563,18 +649,37 @@ class Monitoring(pulumi.ComponentResource):
     ) -> None:
         super().__init__(type_token("observability", "Monitoring"), name, None, opts)
         self.spec = spec
-        ns = k8s.core.v1.Namespace(
-            f"{name}-ns",
-            metadata={"name": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "aicloud"}},
-            opts=child_opts(self),
-        )
+        ns = secure_namespace(
+            f"{name}-ns", NAMESPACE, parent=self, labels={"app.kubernetes.io/part-of": "aicloud"},
+            allows=[*MONITORING_ALLOWS, *([OTEL_ALLOW] if spec.otel.enabled else [])],
+        )  # fmt: skip
+        agents = secure_namespace(
+            f"{name}-agents-ns", NODE_AGENTS_NAMESPACE, parent=self, level="privileged", reason=NODE_AGENTS_REASON,
+            labels={"app.kubernetes.io/part-of": "aicloud"}, allows=NODE_AGENTS_ALLOWS,
+        )  # fmt: skip
+        admin: list[pulumi.Resource] = []
+        if spec.dashboards:
+            password = random.RandomPassword(f"{name}-grafana-admin", length=32, special=False, opts=child_opts(self))
+            admin.append(
+                k8s.core.v1.Secret(
+                    f"{name}-grafana-admin",
+                    metadata={
+                        "name": GRAFANA_ADMIN_SECRET,
+                        "namespace": NAMESPACE,
+                        "labels": {"app.kubernetes.io/part-of": "aicloud"},
+                    },
+                    type="Opaque",
+                    string_data={"admin-user": "admin", "admin-password": password.result},
+                    opts=child_opts(password, depends_on=[ns]),
+                )
+            )
         self.stack = helm_release(
             f"{name}-kps",
             KUBE_PROMETHEUS_STACK_CHART,
             release_name=RELEASE_NAME,
             namespace=NAMESPACE,
             values=prometheus_stack_values(spec),
-            opts=child_opts(self, depends_on=[ns]),
+            opts=child_opts(self, depends_on=[ns, agents, *admin]),
         )
         after_crds = child_opts(self, depends_on=[self.stack])
         gpus = gpu_pools(pools)
@@ -589,14 +694,14 @@ class Monitoring(pulumi.ComponentResource):
                     f"{name}-dcgm-quota",
                     metadata=quota["metadata"],
                     spec=quota["spec"],
-                    opts=child_opts(self, depends_on=[ns]),
+                    opts=child_opts(self, depends_on=[agents]),
                 )
                 dcgm_deps.append(self.dcgm_quota)
             self.dcgm = helm_release(
                 f"{name}-dcgm",
                 DCGM_EXPORTER_CHART,
                 release_name="dcgm-exporter",
-                namespace=NAMESPACE,
+                namespace=NODE_AGENTS_NAMESPACE,
                 values=dcgm,
                 opts=child_opts(self, depends_on=dcgm_deps),
             )
@@ -628,6 +733,8 @@ class Monitoring(pulumi.ComponentResource):
                 "region": region_key,
                 "cloud": cloud,
                 "namespace": NAMESPACE,
+                "nodeAgentsNamespace": NODE_AGENTS_NAMESPACE,
+                "grafanaAdminSecret": GRAFANA_ADMIN_SECRET if spec.dashboards else None,
                 "prometheus": {"retention": spec.retention, "storageGib": spec.storage_gib, "url": PROMETHEUS_URL},
                 "charts": {
                     "kube-prometheus-stack": KUBE_PROMETHEUS_STACK_CHART["version"],

@@ -20,6 +20,8 @@ import pulumi_gcp as gcp
 from pydantic import Field
 
 from components.base import Spec, child_opts, gcp_labels, merge_tags, type_token
+from components.capacity import CapacityTier, chain_summary
+from components.capacity import pool_problems as capacity_problems
 from components.catalog import MachineType, load_catalog
 from components.validation import Problem, check
 
@@ -80,6 +82,15 @@ class NodePoolSpec(Spec):
     """Extra node labels (merged over aicloud's own)."""
     taints: list[Taint] = Field(default_factory=list)
     """Extra taints; GPU pools always carry `nvidia.com/gpu=present:NoSchedule` as well."""
+    capacity: list[CapacityTier] | None = None
+    """Ordered capacity chain (GPU pools): reservation / capacityBlock / on-demand / flex / spot
+    tiers with per-tier limits (see components/capacity.py). Conflicts with `spot`: put spot in the
+    chain. Default: one tier, on-demand or spot per `spot`."""
+
+    @check("capacity", "machine_type", "max_nodes", "spot")
+    def _capacity(self) -> Iterator[Problem]:
+        if self.capacity is not None:
+            yield from capacity_problems(self.capacity, machine=_machine(self.machine_type), max_nodes=self.max_nodes, spot=self.spot)
 
     @check("machine_type", "role")
     def _role_needs_gpu(self) -> Iterator[Problem]:
@@ -264,6 +275,13 @@ def pool_capacity(spec: NodePoolSpec, *, cloud: str, region: str) -> dict[str, A
         "costPerHourMax": round(price * high * spec.max_nodes, 4),
         "costPerHourMinLow": round(price * low * spec.min_nodes, 4),
         "costPerHourMaxLow": round(price * low * spec.max_nodes, 4),
+        "capacity": (
+            chain_summary(
+                spec.capacity, cloud=cloud, price_per_node=price, max_nodes=spec.max_nodes, gpus_per_node=machine.gpus
+            )
+            if spec.capacity
+            else None
+        ),
     }
 
 

@@ -15,6 +15,7 @@ import pulumi_kubernetes as k8s
 from pydantic import Field, field_validator
 
 from components.base import DataSafety, Spec, child_opts, type_token
+from components.capacity import chain_problems
 from components.catalog import load_catalog
 from components.cluster import ClusterSpec, EksCluster, GkeCluster
 from components.helm import helm_release
@@ -135,6 +136,12 @@ class RegionSpec(Spec):
                 )
             if region_known:
                 yield from self._pool_placement(i, p, machine, network_zones)
+                if p.capacity and is_valid(p.zones):
+                    zones_used = list(p.zones) if p.zones else (network_zones and machine.zones_in(self.region, network_zones))
+                    for q in chain_problems(
+                        p.capacity, cloud=self.cloud, region=self.region, machine=machine, pool_zones=zones_used
+                    ):
+                        yield Problem(("nodePools", i, *q.loc), q.message, q.got)
         pools = self.node_pools
         if all(is_valid(p) for p in pools) and not any(
             p.role == "general" and not pool_taints(p) and p.min_nodes >= 1 for p in pools

@@ -39,6 +39,7 @@ from components.endpoint import (
     plan_endpoint,
     route_manifest,
 )
+from components.identity import API_ACCESS, API_USERS
 from components.k8s_schema import resource_name
 from components.monitoring import PROMETHEUS_URL, RetrainingSpec, drift_query
 from components.nodepool import LABEL_PREFIX, NodePoolSpec
@@ -251,7 +252,12 @@ def cron_job_manifest(
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": {"name": f"retrain-{model}"[:52], "namespace": namespace, "labels": _labels(model)},
+        "metadata": {
+            "name": f"retrain-{model}"[:52],
+            "namespace": namespace,
+            "labels": _labels(model),
+            "annotations": {API_ACCESS: API_USERS["retrain"]},
+        },
         "spec": {
             "schedule": spec.schedule,
             "timeZone": "Etc/UTC",
@@ -269,6 +275,8 @@ def cron_job_manifest(
                         "metadata": {"labels": _labels(model)},
                         "spec": {
                             "serviceAccountName": service_account,
+                            # The trigger calls the Kubernetes API (the only workload that does).
+                            "automountServiceAccountToken": True,
                             "restartPolicy": "Never",
                             "nodeSelector": {f"{LABEL_PREFIX}/role": "general"},
                             "securityContext": {
@@ -341,7 +349,13 @@ def rbac_manifests(
             {
                 "apiVersion": "v1",
                 "kind": "ServiceAccount",
-                "metadata": {"name": service_account, "namespace": namespace, "labels": _labels(model)},
+                "metadata": {
+                    "name": service_account,
+                    "namespace": namespace,
+                    "labels": _labels(model),
+                    "annotations": {API_ACCESS: API_USERS["retrain"]},
+                },
+                "automountServiceAccountToken": True,
             }
         )
     by_namespace: dict[str, list[dict]] = {namespace: list(rules[0])}
@@ -367,7 +381,12 @@ def rbac_manifests(
 def _create(logical: str, m: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
     """Create one of the trigger's RBAC objects as its typed resource."""
     if m["kind"] == "ServiceAccount":
-        return k8s.core.v1.ServiceAccount(logical, metadata=m["metadata"], opts=opts)
+        return k8s.core.v1.ServiceAccount(
+            logical,
+            metadata=m["metadata"],
+            automount_service_account_token=m.get("automountServiceAccountToken"),
+            opts=opts,
+        )
     if m["kind"] == "Role":
         return k8s.rbac.v1.Role(logical, metadata=m["metadata"], rules=m["rules"], opts=opts)
     return k8s.rbac.v1.RoleBinding(

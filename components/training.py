@@ -55,10 +55,12 @@ from components.base import Spec, child_opts, custom_resource, type_token
 from components.catalog import MachineType
 from components.helm import helm_release
 from components.identity import WORKLOADS
+from components.k8s_security import EPHEMERAL_PORTS, Allow, from_pods, from_prometheus, secure_namespace
 from components.nodepool import GPU_RESOURCE, POOL_LABEL, NodePoolSpec, pool_taints, tolerations_for
 from components.platform import RegionSpec
 from components.upstream import chart_pin
 from components.validation import INVALID, Problem, check, repeated
+from contracts.trainer import EXIT_PREEMPTED, LAUNCH
 
 TRAINER = WORKLOADS["trainer"]
 """The trainer's namespace and service account, the same names as its workload identity's: used
@@ -82,6 +84,8 @@ METRICS_PORT_NAME = "metrics"
 RUN_AS = 10001
 """Non-root uid/gid the trainer runs as: the `trainer` user of `workloads/trainer/Dockerfile`."""
 JOB_LABEL = "aicloud.dev/training-job"
+TRAINER_POD_LABELS = {"app.kubernetes.io/name": "trainer"}
+"""Labels every trainer pod carries (jobs declared here and those the retraining loop launches)."""
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
 """A training job runs for hours: `pulumi up` must not wait for it to finish."""
 MAX_TRIALS = 64
@@ -459,7 +463,7 @@ def pod_spec(
         "name": container_name,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["torchrun"],
+        "command": list(LAUNCH),
         "args": args,
         "env": [
             {"name": "HOME", "value": "/tmp"},
@@ -483,6 +487,8 @@ def pod_spec(
     ]
     spec: dict[str, Any] = {
         "serviceAccountName": service_account,
+        # The trainer never calls the Kubernetes API (its cloud credentials come by workload identity).
+        "automountServiceAccountToken": False,
         "nodeSelector": {POOL_LABEL: pool.name},
         "tolerations": pool.tolerations(),
         "securityContext": {
@@ -510,7 +516,7 @@ def pod_spec(
 
 def _labels(job: str, trial: str) -> dict[str, str]:
     return {
-        "app.kubernetes.io/name": "trainer",
+        **TRAINER_POD_LABELS,
         "app.kubernetes.io/managed-by": "pulumi",
         "aicloud.dev/job": job,
         JOB_LABEL: trial,
@@ -540,9 +546,11 @@ def pytorchjob_manifest(
             ports=[{"name": "pytorchjob-port", "containerPort": PYTORCHJOB_PORT, "protocol": "TCP"}],
         ),
     }
-    replicas: dict[str, Any] = {"Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template}}
+    # ExitCode: the operator retries pods that exit 128-255 (a preempted trainer exits 143) and
+    # fails the job on 1-127 (a bug or bad config, which a retry would only repeat).
+    replicas: dict[str, Any] = {"Master": {"replicas": 1, "restartPolicy": "ExitCode", "template": template}}
     if job.nodes > 1:
-        replicas["Worker"] = {"replicas": job.nodes - 1, "restartPolicy": "OnFailure", "template": template}
+        replicas["Worker"] = {"replicas": job.nodes - 1, "restartPolicy": "ExitCode", "template": template}
     spec: dict[str, Any] = {
         "nprocPerNode": str(pool.procs_per_node),
         "runPolicy": {
@@ -572,6 +580,16 @@ def pytorchjob_manifest(
     }
 
 
+def preemption_rules(container: str, action: str) -> list[dict[str, Any]]:
+    """Job `podFailurePolicy` rules for a preempted trainer pod: its container exited
+    `EXIT_PREEMPTED` (checkpointed after SIGTERM), or the pod was disrupted (`DisruptionTarget`:
+    eviction, node drain, spot reclaim)."""
+    return [
+        {"action": action, "onExitCodes": {"containerName": container, "operator": "In", "values": [EXIT_PREEMPTED]}},
+        {"action": action, "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+    ]
+
+
 def runtime_name(job: str) -> str:
     """The ClusterTrainingRuntime of a `trainjob` job (cluster-scoped: one per job of the stack)."""
     return f"aicloud-{job}"[:63].rstrip("-")
@@ -590,7 +608,7 @@ def training_runtime_manifest(
         args=[],
         service_account=service_account,
         share=job.node_share,
-        restart_policy="OnFailure",
+        restart_policy="Never",
         container_name=TRAINJOB_CONTAINER,
     )
     return {
@@ -604,18 +622,33 @@ def training_runtime_manifest(
             "mlPolicy": {"numNodes": job.nodes, "torch": {}},
             "template": {
                 "spec": {
+                    # A preempted node (podFailurePolicy above) restarts the JobSet without using
+                    # up `maxRestarts`; any other failure uses one.
+                    "failurePolicy": {
+                        "maxRestarts": job.max_restarts,
+                        "rules": [
+                            {
+                                "name": "preempted",
+                                "action": "RestartJobSetAndIgnoreMaxRestarts",
+                                "onJobFailureReasons": ["PodFailurePolicy"],
+                            }
+                        ],
+                    },
                     "replicatedJobs": [
                         {
                             "name": TRAINJOB_CONTAINER,
                             "template": {
                                 "metadata": {"labels": {TRAINJOB_STEP_LABEL: "trainer"}},
                                 "spec": {
-                                    "backoffLimit": job.max_restarts,
+                                    # Any failed pod fails its Job: torchrun's static rendezvous
+                                    # needs every node to restart together (the JobSet does that).
+                                    "backoffLimit": 0,
+                                    "podFailurePolicy": {"rules": preemption_rules(TRAINJOB_CONTAINER, "FailJob")},
                                     "template": {"metadata": {"labels": labels}, "spec": pod},
                                 },
                             },
                         }
-                    ]
+                    ],
                 }
             },
         },
@@ -638,7 +671,7 @@ def trainjob_manifest(
             "suspend": not trial.active,
             "trainer": {
                 "image": image,
-                "command": ["torchrun"],
+                "command": list(LAUNCH),
                 "args": trainer_args(job.preset, run, trial.overrides),
                 "numNodes": job.nodes,
                 "numProcPerNode": pool.procs_per_node,
@@ -695,7 +728,7 @@ def indexed_job_manifests(
         share=job.node_share,
         env=env,
         ports=[{"name": "rdzv", "containerPort": RDZV_PORT, "protocol": "TCP"}],
-        restart_policy="OnFailure",
+        restart_policy="Never",
         subdomain=trial.name,
     )
     batch_job = {
@@ -707,6 +740,9 @@ def indexed_job_manifests(
             "completions": job.nodes,
             "parallelism": job.nodes,
             "backoffLimit": job.max_restarts * job.nodes,
+            # A preempted pod (exit 143, or evicted by a node drain or spot reclaim) is replaced
+            # without counting against backoffLimit; torchrun's elastic rendezvous takes it back.
+            "podFailurePolicy": {"rules": preemption_rules(CONTAINER_NAME, "Ignore")},
             "suspend": not trial.active,
             "template": {"metadata": {"labels": labels}, "spec": pod},
         },
@@ -851,19 +887,49 @@ class TrainingJob(pulumi.ComponentResource):
         )
 
 
+TRAINING_ALLOWS = (
+    Allow(
+        "trainer-peers",
+        "trainer pods of a job reach each other: torchrun's rendezvous (indexed Job and PyTorchJob ports) "
+        "and NCCL/gloo, whose bootstrap and data sockets bind ephemeral ports (Linux's default range)",
+        peers=[from_pods(TRAINER_POD_LABELS)],
+        ports=[(RDZV_PORT, "TCP"), (PYTORCHJOB_PORT, "TCP"), (*EPHEMERAL_PORTS, "TCP")],
+        pods=TRAINER_POD_LABELS,
+    ),
+    Allow(
+        "trainer-metrics",
+        "Prometheus scrapes the trainer's metrics port",
+        peers=[from_prometheus()],
+        ports=[(METRICS_PORT, "TCP")],
+        pods=TRAINER_POD_LABELS,
+    ),
+)
+"""Who may reach the training namespace's pods (it denies everything else; the retraining
+trigger there needs no ingress)."""
+TRAINING_OPERATOR_ALLOWS = (
+    Allow(
+        "api-server",
+        "the API server calls the admission webhooks of the Trainer and JobSet controllers; its source is the "
+        "control plane, which no selector names",
+        peers=[{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+        ports=[(9443, "TCP")],
+    ),
+)
+
+
 class TrainingOperator(pulumi.ComponentResource):
     """Kubeflow Trainer v2 (the TrainJob and ClusterTrainingRuntime controller, with JobSet)
     installed from its published chart."""
 
     def __init__(self, name: str, *, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(type_token("training", "TrainingOperator"), name, None, opts)
+        ns = secure_namespace(f"{name}-ns", OPERATOR_NAMESPACE, parent=self, allows=TRAINING_OPERATOR_ALLOWS)
         self.release = helm_release(
             f"{name}-release",
             TRAINER_OPERATOR,
             namespace=OPERATOR_NAMESPACE,
             release_name=TRAINER_OPERATOR,
-            create_namespace=True,
-            opts=child_opts(self),
+            opts=child_opts(self, depends_on=[ns]),
         )
         self.register_outputs({"chart": TRAINING_OPERATOR_CHART, "namespace": OPERATOR_NAMESPACE})
 
@@ -886,14 +952,17 @@ class RegionalTraining(pulumi.ComponentResource):
     ) -> None:
         super().__init__(type_token("training", "RegionalTraining"), name, None, opts)
         if identity is None:
-            ns = k8s.core.v1.Namespace(
+            ns = secure_namespace(
                 f"{name}-ns",
-                metadata={"name": TRAINER.namespace, "labels": {"app.kubernetes.io/managed-by": "pulumi"}},
-                opts=child_opts(self),
+                TRAINER.namespace,
+                parent=self,
+                labels={"app.kubernetes.io/managed-by": "pulumi"},
+                allows=TRAINING_ALLOWS,
             )
             sa = k8s.core.v1.ServiceAccount(
                 f"{name}-sa",
                 metadata={"name": TRAINER.service_account, "namespace": TRAINER.namespace},
+                automount_service_account_token=False,
                 opts=child_opts(self, depends_on=[ns]),
             )
             identity = TrainerIdentity(TRAINER.namespace, TRAINER.service_account, depends_on=(ns, sa))

@@ -14,6 +14,11 @@ draining. Readiness and startup probes and every load balancer health check use 
 LIVE_PATH = "/v2/health/live"
 """Open Inference Protocol v2 liveness: 200 while the process runs."""
 METRICS_PATH = "/metrics"
+METRICS_PORT = 9464
+"""The server's metrics port in a cluster (`--metrics-port`): only Prometheus may reach it, and no
+Service a load balancer targets exposes it (not 9090/9091: Knative's queue-proxy, the sidecar of
+serverless KServe pods, listens there)."""
+METRICS_PORT_NAME = "metrics"
 REQUESTS_METRIC = "aicloud_server_requests_total"
 """The server's request counter (`workloads.server.metrics.REQUESTS`), the KEDA trigger's input."""
 SERVICE_PORT = 80

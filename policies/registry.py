@@ -4,13 +4,14 @@ offline plan (`stacks/plan/policy.py`) both take their rules from here."""
 from __future__ import annotations
 
 from contracts.guardrails import RULE_NAMES
-from policies import availability, data_safety, gpu, placement, readiness, security
+from policies import availability, data_safety, gpu, placement, readiness, security, zero_trust
 from policies.common import Rule
 
 PACK_NAME = "aicloud-guardrails"
 
 RULES: list[Rule] = [
     *security.RULES,
+    *zero_trust.RULES,
     *data_safety.RULES,
     *gpu.RULES,
     *placement.RULES,

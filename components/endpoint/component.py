@@ -15,6 +15,7 @@ from components.endpoint.manifests import neg_annotation
 from components.endpoint.release import EndpointPlan
 from components.endpoint.render import render_endpoint
 from components.helm import helm_release
+from components.k8s_security import Allow, from_cidrs, from_pods, secure_namespace
 from components.upstream import chart_pin
 from contracts.serving import (
     LIVE_PATH,
@@ -26,9 +27,27 @@ from contracts.serving import (
 
 KEDA_CHART = chart_pin("keda")
 """KEDA (Helm), installed per serving cluster for `autoscaling.mode: keda` unless `installKeda: false`."""
+KEDA_NAMESPACE = "keda"
+KEDA_ALLOWS = (
+    Allow(
+        "api-server",
+        "the API server calls KEDA's metrics API (aggregation, 6443) and admission webhooks (9443); its "
+        "source is the control plane, which no selector names",
+        peers=from_cidrs(["0.0.0.0/0"]),
+        ports=[(6443, "TCP"), (9443, "TCP")],
+    ),
+    Allow(
+        "keda-internal",
+        "the metrics API server asks the operator over gRPC",
+        peers=[from_pods({})],
+        ports=[(9666, "TCP")],
+    ),
+)
+"""Who may reach KEDA's pods (its namespace denies everything else)."""
 
 _TYPED: dict[tuple[str, str], tuple[str, str]] = {
     ("v1", "Namespace"): ("core.v1", "Namespace"),
+    ("networking.k8s.io/v1", "NetworkPolicy"): ("networking.v1", "NetworkPolicy"),
     ("v1", "ServiceAccount"): ("core.v1", "ServiceAccount"),
     ("v1", "ConfigMap"): ("core.v1", "ConfigMap"),
     ("v1", "Service"): ("core.v1", "Service"),
@@ -40,6 +59,7 @@ _TYPED: dict[tuple[str, str], tuple[str, str]] = {
 looked up on use, so reading the config does not import the Kubernetes SDK's modules."""
 _SHORT = {
     "Namespace": "ns",
+    "NetworkPolicy": "netpol",
     "ServiceAccount": "sa",
     "ConfigMap": "cm",
     "Service": "svc",
@@ -61,6 +81,8 @@ def create_object(logical: str, manifest: Mapping[str, Any], opts: pulumi.Resour
     module, name = typed
     cls = getattr(importlib.import_module(f"pulumi_kubernetes.{module}"), name)
     kwargs = {k: manifest[k] for k in ("metadata", "spec", "data") if k in manifest}
+    if "automountServiceAccountToken" in manifest:
+        kwargs["automount_service_account_token"] = manifest["automountServiceAccountToken"]
     return cls(logical, **kwargs, opts=opts)
 
 
@@ -80,11 +102,13 @@ class InferenceEndpoint(pulumi.ComponentResource):
         *,
         identity: Any = None,
         neg: bool = False,
+        front_door_cidrs: list[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`identity`: the server's workload identity (`.service_account_name`, `.namespace`),
         or None to create the namespace and a plain service account. `neg`: annotate the entry
-        for GKE standalone NEGs (`plan.neg_name`) so a global load balancer can reach it."""
+        for GKE standalone NEGs (`plan.neg_name`) so a global load balancer can reach it.
+        `front_door_cidrs`: where that load balancer connects from (its NetworkPolicy peers)."""
         super().__init__(type_token("serving", "InferenceEndpoint"), name, None, opts)
         if identity is not None and identity.namespace != plan.namespace:
             raise ValueError(
@@ -98,6 +122,7 @@ class InferenceEndpoint(pulumi.ComponentResource):
             create_identity=identity is None,
             entry_annotations=neg_annotation(plan.neg_name) if neg else None,
             zone_uris=getattr(identity, "zone_uris", None),
+            front_door_cidrs=front_door_cidrs,
         )
         deps = [identity] if isinstance(identity, pulumi.Resource) else []
         self.plan = plan
@@ -105,13 +130,16 @@ class InferenceEndpoint(pulumi.ComponentResource):
         self.keda: k8s.helm.v3.Release | None = None
         auto = plan.spec.autoscaling
         if plan.spec.backend == "deployment" and auto.mode == "keda" and auto.install_keda:
+            keda_ns = secure_namespace(
+                f"{name}-keda-ns", KEDA_NAMESPACE, parent=self, labels={"app.kubernetes.io/part-of": "aicloud"},
+                allows=KEDA_ALLOWS,
+            )  # fmt: skip
             self.keda = helm_release(
                 f"{name}-keda",
                 KEDA_CHART,
                 release_name="keda",
-                namespace="keda",
-                create_namespace=True,
-                opts=child_opts(self),
+                namespace=KEDA_NAMESPACE,
+                opts=child_opts(self, depends_on=[keda_ns]),
             )
         first: list[pulumi.Resource] = []
         for m in manifests:

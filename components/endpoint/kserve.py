@@ -6,6 +6,7 @@ from typing import Any
 
 from components.endpoint.manifests import _meta, _scrape_annotations, pod_spec
 from components.endpoint.release import EndpointPlan
+from contracts.serving import METRICS_PORT
 
 
 def inference_service_manifest(plan: EndpointPlan, service_account: str) -> dict[str, Any]:
@@ -14,8 +15,10 @@ def inference_service_manifest(plan: EndpointPlan, service_account: str) -> dict
     track = plan.tracks[-1]
     pod = pod_spec(plan, track, service_account, container_name="kserve-container")
     container = pod["containers"][0]
-    # Knative allows a single port and no startup probe; the readiness probe gates traffic.
+    # Knative allows a single port and no startup probe; the readiness probe gates traffic. The
+    # metrics port is still served (--metrics-port) and scraped by annotation, just not declared.
     container.pop("startupProbe")
+    container["ports"] = [p for p in container["ports"] if p["containerPort"] != METRICS_PORT]
     container["readinessProbe"]["initialDelaySeconds"] = 5
     a = plan.spec.autoscaling
     predictor: dict[str, Any] = {

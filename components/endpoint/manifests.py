@@ -1,5 +1,6 @@
 """Kubernetes manifests (plain dicts) of an endpoint: namespace, Deployments, Services, Gateway and
-HTTPRoute, autoscalers, disruption budget."""
+HTTPRoute, autoscalers, disruption budget, and the NetworkPolicies that let exactly the front door
+(or gateway, or Knative) reach the inference port and Prometheus the metrics port."""
 
 from __future__ import annotations
 
@@ -9,11 +10,22 @@ from typing import Any
 
 from components.endpoint.release import EndpointPlan, TrackPlan
 from components.endpoint.spec import APP, LAKE_CONFIG_MAP
+from components.k8s_security import (
+    Allow,
+    allow_ingress,
+    from_cidrs,
+    from_namespace,
+    from_pods,
+    from_prometheus,
+    namespace_manifests,
+)
 from components.nodepool import GPU_RESOURCE, POOL_LABEL
 from contracts.lake import lake_env, split_lake
 from contracts.serving import (
     LIVE_PATH,
     METRICS_PATH,
+    METRICS_PORT,
+    METRICS_PORT_NAME,
     PORT_NAME,
     READY_PATH,
     REQUESTS_METRIC,
@@ -57,25 +69,93 @@ def deployment_name(plan: EndpointPlan, track: str) -> str:
     return f"{plan.model}-{track}"
 
 
-def namespace_manifest(plan: EndpointPlan) -> dict[str, Any]:
-    """The serving namespace, enforcing the `restricted` Pod Security Standard."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {
-            "name": plan.namespace,
-            "labels": {
-                "app.kubernetes.io/part-of": "aicloud",
-                "pod-security.kubernetes.io/enforce": "restricted",
-                "pod-security.kubernetes.io/enforce-version": "latest",
-            },
-        },
-    }
+def namespace_manifest(plan: EndpointPlan) -> list[dict[str, Any]]:
+    """The serving namespace (Pod Security `restricted`) and its default-deny ingress policy."""
+    return namespace_manifests(plan.namespace, labels={"app.kubernetes.io/part-of": "aicloud"})
 
 
 def service_account_manifest(plan: EndpointPlan, name: str) -> dict[str, Any]:
-    """A plain service account (used when the stack has no workload identity for the server)."""
-    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(plan, name)}
+    """A plain service account (used when the stack has no workload identity for the server); the
+    server never calls the Kubernetes API, so no token is mounted."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(plan, name),
+        "automountServiceAccountToken": False,
+    }
+
+
+KNATIVE_NAMESPACES = ("knative-serving", "istio-system")
+"""Where serverless KServe traffic comes from: Knative's activator and the ingress gateway."""
+QUEUE_PROXY_PORTS = (8012, 8013)
+"""Knative queue-proxy (the sidecar in front of a serverless KServe container): http1 and h2c."""
+GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+"""Label Gateway API implementations (Istio, ...) put on the data-plane pods of a Gateway."""
+
+
+def network_policy_manifests(plan: EndpointPlan, front_door_cidrs: list[str] | None) -> list[dict[str, Any]]:
+    """Who may reach the endpoint's pods (the namespace denies everything else):
+
+    - Prometheus, on the metrics port only;
+    - the front door's load balancer (`front_door_cidrs`: where its connections come from), on
+      the inference port of the servers, or of the gateway's data plane when there is one;
+    - the gateway's data plane, on the servers' inference port;
+    - on KServe, Knative's activator and ingress gateway, on the queue-proxy ports.
+    """
+    ns = plan.namespace
+    kserve = plan.spec.backend == "kserve"
+    pods = {"serving.kserve.io/inferenceservice": plan.model} if kserve else _selector(plan)
+    allows = [
+        Allow(
+            f"{plan.model}-metrics",
+            "Prometheus scrapes the model server's metrics port (not routed by any front door)",
+            peers=[from_prometheus()],
+            ports=[(METRICS_PORT, "TCP")],
+            pods=pods,
+        )
+    ]
+    if kserve:
+        allows.append(
+            Allow(
+                f"{plan.model}-knative",
+                "serverless KServe: the Knative activator and ingress gateway reach the queue-proxy",
+                peers=[from_namespace(n) for n in KNATIVE_NAMESPACES],
+                ports=[(p, "TCP") for p in QUEUE_PROXY_PORTS],
+                pods=pods,
+            )
+        )
+    elif plan.spec.gateway is not None:
+        gateway_pods = {GATEWAY_NAME_LABEL: plan.gateway_name}
+        allows.append(
+            Allow(
+                f"{plan.model}-gateway",
+                "the Gateway's data plane routes requests to the servers",
+                peers=[from_pods(gateway_pods)],
+                ports=[(SERVER_PORT, "TCP")],
+                pods=pods,
+            )
+        )
+        if front_door_cidrs:
+            allows.append(
+                Allow(
+                    f"{plan.gateway_name}-front-door",
+                    "the regional load balancer of the front door reaches the Gateway's data plane",
+                    peers=from_cidrs(front_door_cidrs),
+                    ports=[(SERVICE_PORT, "TCP")],
+                    pods=gateway_pods,
+                )
+            )
+    elif front_door_cidrs:
+        allows.append(
+            Allow(
+                f"{plan.model}-front-door",
+                "the regional load balancer of the front door reaches the servers' inference port",
+                peers=from_cidrs(front_door_cidrs),
+                ports=[(SERVER_PORT, "TCP")],
+                pods=pods,
+            )
+        )
+    return [allow_ingress(ns, a) for a in allows]
 
 
 def uses_lake(uri: str) -> bool:
@@ -110,6 +190,7 @@ def server_args(plan: EndpointPlan, track: TrackPlan) -> list[str]:
         "--name", plan.model,
         "--host", "0.0.0.0",
         "--port", str(SERVER_PORT),
+        "--metrics-port", str(METRICS_PORT),
         "--device", "cuda" if plan.gpus_per_replica else "cpu",
         "--shutdown-drain-s", str(plan.spec.drain_seconds),
         "--graceful-timeout-s", str(GRACEFUL_TIMEOUT_S),
@@ -147,7 +228,10 @@ def pod_spec(
         "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-m", "workloads.server"],
         "args": server_args(plan, track),
-        "ports": [{"name": PORT_NAME, "containerPort": SERVER_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": PORT_NAME, "containerPort": SERVER_PORT, "protocol": "TCP"},
+            {"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
         "env": [
             {"name": "HOME", "value": "/tmp"},
             {"name": "AICLOUD_TRACK", "value": track.name},
@@ -185,6 +269,8 @@ def pod_spec(
     }
     return {
         "serviceAccountName": service_account,
+        # The server never calls the Kubernetes API.
+        "automountServiceAccountToken": False,
         # Readiness turns false at SIGTERM, load balancers drain for drain_seconds, then the
         # server finishes in-flight requests (its graceful timeout, GRACEFUL_TIMEOUT_S).
         "terminationGracePeriodSeconds": termination_grace_seconds(plan),
@@ -212,7 +298,7 @@ def pod_spec(
 
 
 def _scrape_annotations() -> dict[str, str]:
-    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(SERVER_PORT), "prometheus.io/path": METRICS_PATH}
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT), "prometheus.io/path": METRICS_PATH}
 
 
 def deployment_manifest(plan: EndpointPlan, track: TrackPlan, service_account: str) -> dict[str, Any]:

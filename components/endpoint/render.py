@@ -12,6 +12,7 @@ from components.endpoint.manifests import (
     gateway_manifest,
     lake_config_map,
     namespace_manifest,
+    network_policy_manifests,
     pdb_manifest,
     route_manifest,
     service_account_manifest,
@@ -28,6 +29,7 @@ def render_endpoint(
     create_identity: bool,
     entry_annotations: Mapping[str, str] | None = None,
     zone_uris: Mapping[str, Any] | None = None,
+    front_door_cidrs: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Every Kubernetes object of the endpoint in one region, in creation order.
 
@@ -35,12 +37,14 @@ def render_endpoint(
     has no workload identity for the server). `entry_annotations` go on the entry Service (or
     the Gateway's data plane) the regional load balancer targets. `zone_uris`: the lakehouse
     zones the server identity may read (zone -> URI), required when a track serves a
-    `lake://models/...` URI.
+    `lake://models/...` URI. `front_door_cidrs`: where the front door's load balancer connects
+    from (None: no front door, nothing outside the namespace reaches the inference port).
     """
     ann = dict(entry_annotations or {})
     out: list[dict[str, Any]] = []
     if create_identity:
-        out += [namespace_manifest(plan), service_account_manifest(plan, service_account)]
+        out += [*namespace_manifest(plan), service_account_manifest(plan, service_account)]
+    out += network_policy_manifests(plan, front_door_cidrs)
     lake = sorted({t.model_uri for t in plan.tracks if uses_lake(t.model_uri)})
     if lake:
         if not zone_uris or "models" not in zone_uris:

@@ -240,7 +240,8 @@ class AwsFrontDoor(Spec):
     hosted_zone_id: str | None = Field(default=None, pattern=r"^Z[A-Z0-9]{1,31}$")
     """Route 53 hosted zone of `domain`; required with `domain`."""
     certificate_arns: dict[str, str] = Field(default_factory=dict)
-    """ACM certificate per AWS serving region key for a TLS listener on 443; all or none."""
+    """ACM certificate per AWS serving region key (required for each): the front door listens only
+    on 443 with TLS (an NLB cannot redirect plain HTTP, so port 80 is not served)."""
     install_controller: bool = True
     """Install the AWS Load Balancer Controller in each AWS serving cluster (false when the
     platform already runs one: it must then reconcile `TargetGroupBinding`s)."""

@@ -154,11 +154,12 @@ def serving_problems(spec: ServingSpec, regions: list[RegionSpec] | None, *, com
     aws_door = spec.front_door.aws
     if aws_door is not None:
         aws_keys = sorted(r.name for r in serving if r.cloud == "aws")
-        if aws_door.certificate_arns and set(aws_door.certificate_arns) != set(aws_keys):
+        if set(aws_door.certificate_arns) != set(aws_keys):
             out.append(
                 (
                     ("global", "aws", "certificateArns"),
-                    f"needs one certificate for each AWS serving region ({', '.join(aws_keys)})",
+                    f"needs one certificate for each AWS serving region ({', '.join(aws_keys)}): the front door "
+                    "listens with TLS only",
                     sorted(aws_door.certificate_arns),
                 )
             )

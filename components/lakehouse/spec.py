@@ -410,6 +410,9 @@ def storage_problems(spec: StorageSpec, regions: list[Any]) -> Iterator[Problem]
             problems.append(p)
         if problems:
             yield Problem(("scratch", "sizeGib"), "; ".join(problems), size)
+    # GCS refuses none of these transitions: its minimum storage durations (Nearline 30, Coldline
+    # 90, Archive 365 days; Cloud Storage docs, "Storage classes") are billed, not enforced, and
+    # the 30-day warm minimum above already applies to both clouds.
     zones = spec.zones
     if "aws" in clouds and zones is not INVALID:
         for zone in ZONES:

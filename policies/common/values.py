@@ -27,6 +27,9 @@ UNKNOWN: Any = _Unknown()
 """Marker for a prop that is computed at apply time."""
 
 _PLACEHOLDER = re.compile(r"^\$\{[^}]+\}$")
+_SECRET = ("4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270")
+"""Pulumi's wire form of a secret value, `{<sig key>: <secret sig>, "value": ...}` (as the offline
+plan records a secret input): rules see the value, as the object the API server gets holds it."""
 
 # Labels and taints aicloud's node pools carry (components/nodepool.py).
 POOL_LABEL = "aicloud.dev/pool"
@@ -51,6 +54,8 @@ def plain(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)  # the engine sends every number as a double: 2.0 nodes are 2 nodes
     if isinstance(value, Mapping):
+        if value.get(_SECRET[0]) == _SECRET[1]:
+            return plain(value.get("value"))
         out = {}
         for key in list(value):
             try:

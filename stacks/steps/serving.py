@@ -26,7 +26,13 @@ import pulumi_gcp as gcp
 
 from components.base import child_opts, gcp_labels
 from components.endpoint import SERVER_PORT, SERVICE_PORT, InferenceEndpoint, plan_endpoint
-from components.global_endpoint import AwsRegionalLoadBalancer, EksAccess, GlobalEndpoint, RegionalBackend
+from components.global_endpoint import (
+    GCP_HEALTH_CHECK_RANGES,
+    AwsRegionalLoadBalancer,
+    EksAccess,
+    GlobalEndpoint,
+    RegionalBackend,
+)
 
 if TYPE_CHECKING:
     from stacks.deployment import Deployment
@@ -51,10 +57,16 @@ def deploy_serving(d: Deployment) -> None:
         plan = plan_endpoint(spec, region, default_image=image.ref if image is not None else None)
         door = getattr(spec.front_door, region.cloud)
         identity = getattr(d, "identities", {}).get(key, {}).get("server")
+        # Where the front door's load balancer connects from: the NLB's addresses in the VPC (IP
+        # targets, client addresses not preserved), or Google's front ends.
+        cidrs = None
+        if door is not None:
+            cidrs = [region.network.cidr] if region.cloud == "aws" else list(GCP_HEALTH_CHECK_RANGES)
         endpoint = InferenceEndpoint(
             f"{key}-{spec.model}",
             plan,
             identity=identity,
+            front_door_cidrs=cidrs,
             neg=door is not None and region.cloud == "gcp",
             opts=pulumi.ResourceOptions(parent=platform, providers=[platform.k8s_provider]),
         )

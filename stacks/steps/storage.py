@@ -38,6 +38,7 @@ from components.lakehouse import (
     StorageSpec,
 )
 from components.lakehouse.documents import ZONE_ACCESS, gcs_workload_bindings, s3_workload_policy
+from components.training import TRAINING_ALLOWS
 
 if TYPE_CHECKING:
     from stacks.deployment import Deployment
@@ -51,6 +52,10 @@ DATA_HOLDING_TYPES = tuple(DATA_HOLDING)
 
 Lakehouse = AwsLakehouse | GcpLakehouse
 Replica = AwsLakehouseReplica | GcpLakehouseReplica
+
+NAMESPACE_ALLOWS = {"trainer": TRAINING_ALLOWS}
+"""The NetworkPolicies an identity's namespace is created with (the serving namespace's come with
+the endpoint, which knows its front door)."""
 
 
 def deploy_storage(d: Deployment) -> None:
@@ -201,6 +206,7 @@ def _identity(
             tags=d.tags,
             namespace=namespace,
             namespace_name=namespace_name,
+            allows=NAMESPACE_ALLOWS.get(workload, ()),
             opts=opts,
         )
     roles = [(b["zone"], buckets[b["zone"]].name, b["role"]) for b in gcs_workload_bindings(workload)]
@@ -213,6 +219,7 @@ def _identity(
         zone_uris=uris,
         namespace=namespace,
         namespace_name=namespace_name,
+        allows=NAMESPACE_ALLOWS.get(workload, ()),
         opts=opts,
     )
 

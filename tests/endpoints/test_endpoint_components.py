@@ -26,7 +26,7 @@ EG = "aws:globalaccelerator/endpointGroup:EndpointGroup"
 CERT = "arn:aws:acm:us-east-1:123456789012:certificate/abc"
 
 
-def aws_regions(program_dials: dict[str, int], *, internal: bool, certs: bool = False, controller: bool = False):
+def aws_regions(program_dials: dict[str, int], *, internal: bool, controller: bool = False):
     """Three AWS regional load balancers (fake network inputs) as front-door backends."""
     backends = []
     for key, region in (("aws-use1", "us-east-1"), ("aws-usw2", "us-west-2"), ("aws-euw1", "eu-west-1")):
@@ -40,7 +40,7 @@ def aws_regions(program_dials: dict[str, int], *, internal: bool, certs: bool = 
             vpc_cidr="10.0.0.0/16",
             subnet_ids=[f"subnet-{key}-a", f"subnet-{key}-b"],
             internal=internal,
-            certificate_arn=CERT if certs else None,
+            certificate_arn=CERT,
             controller=EksAccess(f"{key}-eks", region, f"arn:oidc-{key}", f"https://oidc.{key}/id/X")
             if controller
             else None,
@@ -73,6 +73,10 @@ def test_inference_endpoint_uses_the_region_k8s_provider(record):
         ("HorizontalPodAutoscaler", "clf-canary"),
         ("HorizontalPodAutoscaler", "clf-stable"),
         ("Namespace", "aicloud-serving"),
+        # deny by default; the gateway's data plane reaches the servers, Prometheus the metrics port
+        ("NetworkPolicy", "allow-clf-gateway"),
+        ("NetworkPolicy", "allow-clf-metrics"),
+        ("NetworkPolicy", "default-deny-ingress"),
         ("PodDisruptionBudget", "clf"),
         ("Service", "clf"),
         ("Service", "clf-canary"),
@@ -106,7 +110,7 @@ def test_existing_workload_identity_is_used(record):
 
 def test_accelerator_has_one_endpoint_group_per_region(record):
     def program():
-        backends = aws_regions({"aws-euw1": 20}, internal=True, certs=True)
+        backends = aws_regions({"aws-euw1": 20}, internal=True)
         ga_provider = aws.Provider("aws-global", region="us-west-2")
         door = AwsFrontDoor(mode="accelerator", domain="clf.example.com", hosted_zone_id="Z123")
         GlobalEndpoint("clf-aws", door, backends, model="clf", opts=pulumi.ResourceOptions(providers=[ga_provider]))
@@ -118,7 +122,7 @@ def test_accelerator_has_one_endpoint_group_per_region(record):
     assert ga_provider.inputs["region"] == "us-west-2"
     for region, g in groups.items():
         # Failover: a region whose readiness check fails stops receiving traffic.
-        assert g.inputs["healthCheckPath"] == READY_PATH and g.inputs["healthCheckProtocol"] == "HTTP"
+        assert g.inputs["healthCheckPath"] == READY_PATH and g.inputs["healthCheckProtocol"] == "HTTPS"
         assert g.inputs["thresholdCount"] == HEALTH_THRESHOLD
         assert g.inputs["trafficDialPercentage"] == (20 if region == "eu-west-1" else 100)
         (endpoint,) = g.inputs["endpointConfigurations"]
@@ -127,7 +131,8 @@ def test_accelerator_has_one_endpoint_group_per_region(record):
         assert endpoint["clientIpPreservationEnabled"] is False  # TLS listeners forbid it
         assert g.provider == ga_provider.urn
     listener = regs.one("aws:globalaccelerator/listener:Listener")
-    assert listener.inputs["portRanges"] == [{"fromPort": 80, "toPort": 80}, {"fromPort": 443, "toPort": 443}]
+    # TLS only: nothing is served in plain text.
+    assert listener.inputs["portRanges"] == [{"fromPort": 443, "toPort": 443}]
     # The NLBs the groups point at check the same readiness path.
     for tg in regs.of_type("aws:lb/targetGroup:TargetGroup"):
         assert tg.inputs["healthCheck"]["path"] == READY_PATH and tg.inputs["targetType"] == "ip"
@@ -136,8 +141,11 @@ def test_accelerator_has_one_endpoint_group_per_region(record):
         assert lb.provider.endswith(f"::aws-{lb.name.split('-clf')[0]}")
     dns = regs.one("aws:route53/record:Record")
     assert dns.inputs["aliases"][0]["name"] == "${clf-aws-ga.dnsName}"
-    tls = [r for r in regs.of_type("aws:lb/listener:Listener") if r.inputs["port"] == 443]
-    assert len(tls) == 3 and all(r.inputs["certificateArn"] == CERT for r in tls)
+    listeners = regs.of_type("aws:lb/listener:Listener")
+    assert len(listeners) == 3
+    assert all(
+        (r.inputs["port"], r.inputs["protocol"], r.inputs["certificateArn"]) == (443, "TLS", CERT) for r in listeners
+    )
 
 
 def test_target_group_binding_registers_the_entry_service(record):

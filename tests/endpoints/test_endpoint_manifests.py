@@ -67,7 +67,11 @@ def test_probe_paths_are_the_servers_routes():
     assert container["readinessProbe"]["httpGet"] == {"path": READY_PATH, "port": "http", "scheme": "HTTP"}
     assert container["startupProbe"]["httpGet"]["path"] == READY_PATH
     assert container["livenessProbe"]["httpGet"]["path"] == LIVE_PATH
-    assert container["ports"] == [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"},
+        # metrics on their own port, which no front door reaches
+        {"name": "metrics", "containerPort": 9464, "protocol": "TCP"},
+    ]
 
 
 def test_server_arguments_parse_with_the_servers_own_cli():

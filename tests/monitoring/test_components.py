@@ -160,14 +160,16 @@ def test_alert_rules_carry_the_configured_thresholds(record):
 
 
 def test_pod_monitors_select_the_server_and_trainer_pods_by_their_components_labels(record):
-    from components.endpoint import APP, PORT_NAME
+    from components.endpoint import APP
     from components.training import JOB_LABEL, METRICS_PORT_NAME
+    from contracts.serving import METRICS_PORT
 
     regs = record(lambda: monitoring(aws_region()))
     monitors = {m.inputs["metadata"]["name"]: m.inputs["spec"] for m in regs.of_type(POD_MONITOR)}
     server = monitors["model-server"]
     assert server["selector"] == {"matchLabels": {"app.kubernetes.io/name": APP}}
-    assert server["podMetricsEndpoints"][0]["port"] == PORT_NAME
+    # the server's own metrics port (not the inference port the front doors reach), by number
+    assert server["podMetricsEndpoints"][0]["portNumber"] == METRICS_PORT
     assert server["namespaceSelector"] == {"any": True}
     trainer = monitors["trainer"]
     assert trainer["selector"] == {"matchExpressions": [{"key": JOB_LABEL, "operator": "Exists"}]}

@@ -15,7 +15,7 @@ from components.monitoring import (
     CRITICAL_PRIORITY_CLASSES,
     DCGM_EXPORTER_CHART,
     GPU_WORKLOAD_POD,
-    NAMESPACE,
+    NODE_AGENTS_NAMESPACE,
     AlertsSpec,
     alert_rules,
     dcgm_priority_class,
@@ -24,6 +24,9 @@ from components.monitoring import (
 )
 from components.upstream import chart_truth
 from tests.monitoring.specs import aws_region, gcp_region
+
+DCGM_NAMESPACE = NODE_AGENTS_NAMESPACE
+"""Where the exporter runs (the node agents' namespace, Pod Security `privileged`)."""
 
 # --------------------------------------------------------------------------- Helm and the API server
 
@@ -63,9 +66,9 @@ def admission_problems(cloud: str, values: dict[str, Any], quotas: list[dict[str
     merged = helm_merge(truth.values, values)
     problems = security_context_problems(merged.get("securityContext") or {})
     priority = merged.get("priorityClassName")
-    if cloud == "gcp" and priority in CRITICAL_PRIORITY_CLASSES and NAMESPACE != "kube-system":
+    if cloud == "gcp" and priority in CRITICAL_PRIORITY_CLASSES and DCGM_NAMESPACE != "kube-system":
         covered = any(
-            q["metadata"]["namespace"] == NAMESPACE
+            q["metadata"]["namespace"] == DCGM_NAMESPACE
             and any(
                 e["scopeName"] == "PriorityClass" and e["operator"] == "In" and priority in e["values"]
                 for e in q["spec"].get("scopeSelector", {}).get("matchExpressions", [])
@@ -73,7 +76,9 @@ def admission_problems(cloud: str, values: dict[str, Any], quotas: list[dict[str
             for q in quotas
         )
         if not covered:
-            problems.append(f"pods with priority class {priority} are not allowed in {NAMESPACE}: no ResourceQuota")
+            problems.append(
+                f"pods with priority class {priority} are not allowed in {DCGM_NAMESPACE}: no ResourceQuota"
+            )
     return problems
 
 
@@ -113,7 +118,7 @@ def test_on_gke_a_quota_admits_the_critical_priority_class_for_every_gpu_node():
     values = dcgm_values("gcp", list(spec.node_pools))
     quota = dcgm_quota("gcp", list(spec.node_pools), values)
     assert dcgm_priority_class(values) == "system-node-critical"
-    assert quota["metadata"]["namespace"] == NAMESPACE
+    assert quota["metadata"]["namespace"] == DCGM_NAMESPACE
     gpu_nodes = sum(p.max_nodes for p in spec.node_pools if p.machine.is_gpu)
     assert int(quota["spec"]["hard"]["pods"]) >= gpu_nodes
 
@@ -122,7 +127,7 @@ def test_planted_missing_quota_on_gke_is_reported():
     spec = gcp_region()
     values = dcgm_values("gcp", list(spec.node_pools))
     assert admission_problems("gcp", values, []) == [
-        "pods with priority class system-node-critical are not allowed in monitoring: no ResourceQuota"
+        "pods with priority class system-node-critical are not allowed in aicloud-node-agents: no ResourceQuota"
     ]
 
 
@@ -176,7 +181,7 @@ def scraped_gpus() -> list[dict[str, str]]:
     truth = chart_truth(DCGM_EXPORTER_CHART["chart"])
     values = helm_merge(truth.values, dcgm_values("aws", list(aws_region().node_pools)))
     honor = bool(values["serviceMonitor"].get("honorLabels"))
-    target = {"namespace": NAMESPACE, "pod": "dcgm-exporter-x7k2p", "node": "ip-10-0-1-5"}
+    target = {"namespace": DCGM_NAMESPACE, "pod": "dcgm-exporter-x7k2p", "node": "ip-10-0-1-5"}
     used = {"gpu": "0", "pod": "trainer-0", "namespace": "training"}
     idle = {"gpu": "1", "pod": "", "namespace": ""}
     return [stored_labels(used, target, honor), stored_labels(idle, target, honor)]
@@ -222,5 +227,5 @@ def test_planted_grouping_by_pod_is_reported():
     shipped = 'max by (namespace, pod) (DCGM_FI_DEV_GPU_UTIL{pod!=""})'
     assert gpu_problems(shipped) == [
         "selects 2 GPUs, but only one is allocated to a pod",
-        "groups by ['dcgm-exporter-x7k2p', 'monitoring'], not the workload's pod",
+        "groups by ['aicloud-node-agents', 'dcgm-exporter-x7k2p'], not the workload's pod",
     ]

@@ -62,8 +62,8 @@ def test_two_agents_run_the_rendered_pod_command_to_completion(tmp_path):
     env["PET_RDZV_ENDPOINT"] = f"127.0.0.1:{free_port()}"
     args = list(container["args"])
     args[args.index("--metrics-port") + 1] = str(free_port())
-    command = [sys.executable, "-m", "torch.distributed.run", *args]  # `torchrun` = this module
-    assert container["command"] == ["torchrun"]
+    assert container["command"] == ["python", "-m", "workloads.trainer.launch"]
+    command = [sys.executable, *container["command"][1:], *args]  # the image's python = this one
     base = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     agents = [
         subprocess.Popen(

@@ -299,5 +299,3 @@ def test_an_elastic_indexed_job_runs_exactly_its_nodes():
 def test_jobs_are_not_checked_against_regions_that_are_themselves_invalid():
     errs = errors_for(lambda r: r["regions"][0].update(region="us-nowhere-1"))
     assert errs == [errs[0]] and errs[0].startswith("aicloud:regions[0](aws-usw2).region")
-
-

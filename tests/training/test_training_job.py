@@ -102,7 +102,7 @@ def test_pytorchjob_has_a_master_and_nodes_minus_one_workers(record):
     replicas = job.inputs["spec"]["pytorchReplicaSpecs"]
     assert replicas["Master"]["replicas"] == 1
     assert replicas["Worker"]["replicas"] == 2
-    assert {r["restartPolicy"] for r in replicas.values()} == {"OnFailure"}
+    assert {r["restartPolicy"] for r in replicas.values()} == {"ExitCode"}
     assert job.inputs["metadata"] == {
         "name": "llm",
         "namespace": "aicloud-training",
@@ -155,7 +155,7 @@ def test_the_container_runs_torchrun_on_the_trainer_image_by_digest(record):
     c = container(templates(job)["Master"])
     assert c["name"] == "pytorch"  # the operator's required container name
     assert re.fullmatch(r"[^@\s]+@sha256:[0-9a-f]{64}", c["image"]) and c["image"] == IMAGE
-    assert c["command"] == ["torchrun"]
+    assert c["command"] == ["python", "-m", "workloads.trainer.launch"]
     assert c["args"][:4] == ["-m", "workloads.trainer", "--preset", "mlp"]
     assert set_args(c)["train.steps"] == "500" and set_args(c)["optim.lr"] == "0.0003"
     # Rank 0 serves Prometheus metrics on the port the trainer PodMonitor scrapes by name.
@@ -359,7 +359,7 @@ def test_a_trainjob_runs_the_trial_on_its_jobs_cluster_training_runtime(record):
     trainer = job["spec"]["trainer"]
     assert (
         trainer["image"] == IMAGE
-        and trainer["command"] == ["torchrun"]
+        and trainer["command"] == ["python", "-m", "workloads.trainer.launch"]
         and trainer["args"][:2] == ["-m", "workloads.trainer"]
     )
     assert (trainer["numNodes"], trainer["numProcPerNode"]) == (3, 4)
@@ -402,6 +402,10 @@ def test_rendered_objects_pass_strict_kubernetes_schema_validation(record, backe
         "pytorchjob": ["PyTorchJob"],
         "indexed-job": ["Job", "Service"],
     }[backend]
+    # the training namespace: default-deny, trainer peers, Prometheus -> metrics
+    expected += ["NetworkPolicy"] * 3
+    if backend == "trainjob":  # the operator's namespace: default-deny, the API server -> webhooks
+        expected += ["Namespace", "NetworkPolicy", "NetworkPolicy"]
     assert kinds == sorted(["Namespace", "ServiceAccount", *expected])
     for _, obj in objects:
         assert validate_object(obj, K8S_VERSION) == []
@@ -420,3 +424,33 @@ def test_strict_validation_catches_a_misplaced_field(record):
     bad = {**job, "spec": {**job["spec"], "template": {**job["spec"]["template"]}}}
     bad["spec"]["template"]["spec"] = {**job["spec"]["template"]["spec"], "gpus": 4}
     assert any("gpus" in p for p in validate_object(bad, K8S_VERSION))
+
+
+# --------------------------------------------------------------------------- preemption is retried
+
+
+def test_a_preempted_trainer_is_retried_by_every_backend(record):
+    """The trainer exits 143 after checkpointing on SIGTERM (`workloads.trainer.launch`); each job
+    controller must retry that, not count it as the job's failure."""
+    indexed = record(build(job_spec(backend="indexed-job"))).one(JOB).inputs["spec"]
+    assert indexed["template"]["spec"]["restartPolicy"] == "Never"  # podFailurePolicy requires it
+    rules = indexed["podFailurePolicy"]["rules"]
+    assert rules[0] == {
+        "action": "Ignore",
+        "onExitCodes": {"containerName": "pytorch", "operator": "In", "values": [143]},
+    }
+    assert rules[1]["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
+    pytorchjob = record(build(job_spec())).one(PYTORCHJOB).inputs["spec"]
+    assert {r["restartPolicy"] for r in pytorchjob["pytorchReplicaSpecs"].values()} == {"ExitCode"}
+    runtime = record(build(job_spec(backend="trainjob"))).one(RUNTIME).inputs["spec"]["template"]["spec"]
+    (replicated,) = runtime["replicatedJobs"]
+    job = replicated["template"]["spec"]
+    assert job["template"]["spec"]["restartPolicy"] == "Never" and job["backoffLimit"] == 0
+    assert job["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [143]
+    assert runtime["failurePolicy"]["rules"] == [
+        {
+            "name": "preempted",
+            "action": "RestartJobSetAndIgnoreMaxRestarts",
+            "onJobFailureReasons": ["PodFailurePolicy"],
+        }
+    ]

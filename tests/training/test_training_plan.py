@@ -101,7 +101,10 @@ def test_the_trainer_accepts_every_rendered_command_line(plans, stack, capsys):
     for job in plans[stack].of_type(*JOB_TYPES):
         container = pod_templates(job, plans[stack])[0]["spec"]["containers"][0]
         args = container["args"]
-        assert container["command"] == ["torchrun"] and args[:2] == ["-m", "workloads.trainer"]
+        assert container["command"] == ["python", "-m", "workloads.trainer.launch"] and args[:2] == [
+            "-m",
+            "workloads.trainer",
+        ]
         assert main([*args[2:], "--print-config"]) == 0, capsys.readouterr().err
         config = json.loads(capsys.readouterr().out)
         assert config["out"] == args[args.index("--out") + 1]

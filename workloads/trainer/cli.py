@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+import contracts.trainer as contract
 from workloads import storage
 from workloads.models import FactoryError
 from workloads.trainer import distributed
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-EXIT_PREEMPTED = 143
+EXIT_PREEMPTED = contract.EXIT_PREEMPTED
 """128 + SIGTERM: checkpointed and stopped on SIGTERM. Job controllers retry it: Kubeflow's
 ``restartPolicy: ExitCode`` treats 128-255 as retryable, and a Job's ``podFailurePolicy`` can
 match it; torchrun reports it as the worker's exit code."""

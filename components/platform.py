@@ -137,7 +137,9 @@ class RegionSpec(Spec):
             if region_known:
                 yield from self._pool_placement(i, p, machine, network_zones)
                 if p.capacity and is_valid(p.zones):
-                    zones_used = list(p.zones) if p.zones else (network_zones and machine.zones_in(self.region, network_zones))
+                    zones_used = (
+                        list(p.zones) if p.zones else (network_zones and machine.zones_in(self.region, network_zones))
+                    )
                     for q in chain_problems(
                         p.capacity, cloud=self.cloud, region=self.region, machine=machine, pool_zones=zones_used
                     ):

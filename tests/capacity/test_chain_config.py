@@ -149,7 +149,7 @@ GCP = "aicloud:regions[1](gcp-usc1).nodePools[1](train)"
         ),
         (
             lambda r: chain(r, 0)[0].update(spot=True),
-            f"{AWS}.capacity[0]: a capacity tier names exactly one of reservation, capacityBlock, on-demand, flex, spot",
+            f"{AWS}.capacity[0]: a capacity tier names exactly one of reservation, capacityBlock, on-demand, flex",
         ),
         (
             lambda r: chain(r, 0)[0].update(reservation="my-odcr"),

@@ -107,6 +107,21 @@ def data_opts(parent: pulumi.Resource, safety: DataSafety, **kwargs: Any) -> pul
     )
 
 
+def custom_resource(logical: str, manifest: Mapping[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+    """A rendered custom-resource manifest (`apiVersion`, `kind`, `metadata`, `spec`) created as a
+    `kubernetes.apiextensions.CustomResource` named `logical`."""
+    import pulumi_kubernetes as k8s
+
+    return k8s.apiextensions.CustomResource(
+        logical,
+        api_version=manifest["apiVersion"],
+        kind=manifest["kind"],
+        metadata=manifest["metadata"],
+        spec=manifest.get("spec"),
+        opts=opts,
+    )
+
+
 def merge_tags(*layers: Mapping[str, str] | None, name: str | None = None) -> dict[str, str]:
     """Merge tag layers left to right; `name` becomes the `Name` tag (AWS console display)."""
     merged: dict[str, str] = {}

@@ -218,6 +218,18 @@ def time_slicing_config_name(replicas: int) -> str:
     return f"time-slicing-{replicas}"
 
 
+def gpu_nodes_only() -> dict[str, Any]:
+    """Pod affinity that schedules only on GPU nodes (`aicloud.dev/gpu=true`): the device plugin and
+    the DCGM exporter, which have nothing to do on a CPU node."""
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": GPU_LABEL, "operator": "In", "values": ["true"]}]}]
+            }
+        }
+    }
+
+
 def tolerations_for(taints: list[Taint] | list[dict[str, str]]) -> list[dict[str, str]]:
     """Kubernetes tolerations that match `taints` exactly (key, value, effect), deduplicated."""
     out: list[dict[str, str]] = []
@@ -523,15 +535,7 @@ def device_plugin_values(pools: list[NodePoolSpec]) -> dict[str, Any]:
             )
     return {
         "tolerations": tolerations_for(taints),
-        "affinity": {
-            "nodeAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": {
-                    "nodeSelectorTerms": [
-                        {"matchExpressions": [{"key": GPU_LABEL, "operator": "In", "values": ["true"]}]}
-                    ]
-                }
-            }
-        },
+        "affinity": gpu_nodes_only(),
         "config": {"map": configs, "default": "default"},
         "priorityClassName": "system-node-critical",
     }

@@ -107,6 +107,21 @@ def data_opts(parent: pulumi.Resource, safety: DataSafety, **kwargs: Any) -> pul
     )
 
 
+def custom_resource(logical: str, manifest: Mapping[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+    """A rendered custom-resource manifest (`apiVersion`, `kind`, `metadata`, `spec`) created as a
+    `kubernetes.apiextensions.CustomResource` named `logical`."""
+    import pulumi_kubernetes as k8s
+
+    return k8s.apiextensions.CustomResource(
+        logical,
+        api_version=manifest["apiVersion"],
+        kind=manifest["kind"],
+        metadata=manifest["metadata"],
+        spec=manifest.get("spec"),
+        opts=opts,
+    )
+
+
 def merge_tags(*layers: Mapping[str, str] | None, name: str | None = None) -> dict[str, str]:
     """Merge tag layers left to right; `name` becomes the `Name` tag (AWS console display)."""
     merged: dict[str, str] = {}
@@ -135,3 +150,28 @@ def gcp_labels(tags: Mapping[str, str]) -> dict[str, str]:
 def type_token(module: str, name: str) -> str:
     """The `aicloud:<module>:<Type>` token of a component."""
     return f"{PACKAGE}:{module}:{name}"
+
+
+def renamed(name: str, renames: Mapping[str, str]) -> str | None:
+    """`name` as it was before the region-key renames `{new key: old key}`: every `-`-delimited
+    occurrence of a new key replaced by its old one; None when the name carries no renamed key."""
+    out = name
+    for new, old in renames.items():
+        out = re.sub(rf"(?<![a-z0-9]){re.escape(new)}(?![a-z0-9])", old, out)
+    return out if out != name else None
+
+
+def rename_transformation(renames: Mapping[str, str]) -> Any:
+    """A stack transformation giving every resource whose name carries a renamed region key an
+    alias to its previous name (same parent type chain: the URN differs only by name)."""
+
+    def transform(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
+        previous = renamed(args.name, renames)
+        if previous is None:
+            return None
+        extra = pulumi.ResourceOptions(aliases=[pulumi.Alias(name=previous)])
+        return pulumi.ResourceTransformationResult(
+            props=args.props, opts=pulumi.ResourceOptions.merge(args.opts, extra)
+        )
+
+    return transform

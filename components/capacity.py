@@ -56,7 +56,9 @@ SCARCE_GPUS = frozenset({"nvidia-h100", "nvidia-h200", "nvidia-b200"})
 
 _AWS_CR_ID = re.compile(r"^cr-[0-9a-z]+$")  # the EC2NodeClass CRD's pattern for a reservation id
 _AWS_CR_ARN = re.compile(r"^arn:aws[\w-]*:ec2:(?P<region>[a-z0-9-]+):\d{12}:capacity-reservation/(?P<id>cr-[0-9a-z]+)$")
-_GCP_RESERVATION = re.compile(r"^(projects/[a-z][a-z0-9-]+/)?(zones/(?P<zone>[a-z0-9-]+)/)?(reservations/)?(?P<name>[a-z]([-a-z0-9]*[a-z0-9])?)$")
+_GCP_RESERVATION = re.compile(
+    r"^(projects/[a-z][a-z0-9-]+/)?(zones/(?P<zone>[a-z0-9-]+)/)?(reservations/)?(?P<name>[a-z]([-a-z0-9]*[a-z0-9])?)$"
+)
 _DURATION = re.compile(r"^(?P<n>[1-9]\d*)(?P<unit>[smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -156,7 +158,9 @@ class CapacityTier(Spec):
 
 def tier_name(tier: CapacityTier, index: int) -> str:
     """A short DNS-label name per tier, unique within the chain (`res0`, `block1`, `od`, `flex`, `spot`)."""
-    return {"reservation": f"res{index}", "capacity-block": f"block{index}", "on-demand": "od"}.get(tier.kind, tier.kind)
+    return {"reservation": f"res{index}", "capacity-block": f"block{index}", "on-demand": "od"}.get(
+        tier.kind, tier.kind
+    )
 
 
 def pool_problems(chain: list[Any], *, machine: MachineType | None, max_nodes: Any, spot: Any) -> Iterator[Problem]:
@@ -175,15 +179,18 @@ def pool_problems(chain: list[Any], *, machine: MachineType | None, max_nodes: A
     for j, t in enumerate(chain):
         if not is_valid(t) or t.kind == "invalid":
             continue
-        key = {"reservation": f"reservation {t.reservation}", "capacity-block": f"capacityBlock {t.capacity_block}"}.get(
-            t.kind, t.kind
-        )
+        key = {
+            "reservation": f"reservation {t.reservation}",
+            "capacity-block": f"capacityBlock {t.capacity_block}",
+        }.get(t.kind, t.kind)
         if key in seen:
             yield Problem(("capacity", j), f"{key} repeats tier {seen[key]}; each tier appears once in a chain")
         seen.setdefault(key, j)
         if t.max_nodes is not None and isinstance(max_nodes, int) and t.max_nodes > max_nodes:
             yield Problem(
-                ("capacity", j, "maxNodes"), f"a tier cannot hold more than the pool's maxNodes ({max_nodes})", t.max_nodes
+                ("capacity", j, "maxNodes"),
+                f"a tier cannot hold more than the pool's maxNodes ({max_nodes})",
+                t.max_nodes,
             )
         if t.kind == "capacity-block" and machine is not None and t.instance_type not in (None, machine.type):
             yield Problem(
@@ -211,9 +218,7 @@ def chain_problems(
             if cloud == "aws":
                 arn = _AWS_CR_ARN.match(ref)
                 if arn is None and not _AWS_CR_ID.match(ref):
-                    yield Problem(
-                        (*at, "reservation"), "an EC2 capacity reservation is an id `cr-...` or its ARN", ref
-                    )
+                    yield Problem((*at, "reservation"), "an EC2 capacity reservation is an id `cr-...` or its ARN", ref)
                 elif arn is not None and arn["region"] != region:
                     yield Problem(
                         (*at, "reservation"),
@@ -296,10 +301,11 @@ def tier_prices(tier: CapacityTier, *, cloud: str, on_demand: float) -> dict[str
 def chain_summary(
     chain: list[CapacityTier], *, cloud: str, price_per_node: float, max_nodes: int, gpus_per_node: int
 ) -> dict[str, Any]:
-    """The chain as the plan shows it: per tier its kind, limit, price range and whether it can
-    serve gang-scheduled training (all nodes from one tier, none lost to preemption); the pool's
-    best case (max nodes from the cheapest tiers, spot at its lowest) and worst case (from the
-    dearest, spot at on-demand-bound high)."""
+    """The chain as the plan shows it: per tier its kind, node limit, price range per node-hour and
+    whether it can serve gang-scheduled training (all of a gang from one tier, none lost to
+    preemption: every tier but spot); the best case (the pool's maxNodes from the cheapest tiers,
+    spot at its lowest) and the worst case (every tier at its limit at its highest price: Karpenter
+    and GKE limit each tier's NodePool / node pool, none shares the pool's maxNodes)."""
     tiers = []
     for j, t in enumerate(chain):
         price = tier_prices(t, cloud=cloud, on_demand=price_per_node)
@@ -309,27 +315,27 @@ def chain_summary(
                 "tier": tier_name(t, j),
                 "kind": t.kind,
                 "ref": t.reservation or t.capacity_block or (t.flex.max_run_duration if t.flex else None),
+                "zone": t.zone,
                 "maxNodes": nodes,
                 "pricePerNodeHour": [price["low"], price["high"]],
                 "priceSource": price["source"],
                 "gang": t.kind != "spot",
-                "gangNodes": nodes if t.kind != "spot" else 0,
             }
         )
-
-    def fill(key: int, reverse: bool) -> float:
-        left, total = max_nodes, 0.0
-        for t in sorted(tiers, key=lambda x: x["pricePerNodeHour"][key], reverse=reverse):
-            take = min(left, t["maxNodes"])
-            total += take * t["pricePerNodeHour"][key]
-            left -= take
-        return round(total + left * price_per_node, 4)  # beyond every tier: on-demand (never: spot/od tiers cover)
-
+    left, best = max_nodes, 0.0
+    for t in sorted(tiers, key=lambda x: x["pricePerNodeHour"][0]):
+        take = min(left, t["maxNodes"])
+        best += take * t["pricePerNodeHour"][0]
+        left -= take
+    exposure = sum(t["maxNodes"] for t in tiers)
     return {
         "tiers": tiers,
-        "bestCasePerHour": fill(0, False),
-        "worstCasePerHour": fill(1, True),
+        "bestCasePerHour": round(best, 4),
+        "bestCaseNodes": max_nodes - left,
+        "worstCasePerHour": round(sum(t["maxNodes"] * t["pricePerNodeHour"][1] for t in tiers), 4),
+        "worstCaseNodes": exposure,
         "gangTiers": [t["tier"] for t in tiers if t["gang"]],
+        "largestGang": max((t["maxNodes"] for t in tiers if t["gang"]), default=0),
         "guaranteedBeforeOnDemand": guaranteed_first(chain),
         "gpusPerNode": gpus_per_node,
     }
@@ -386,7 +392,10 @@ def karpenter_tier_pools(
             ref = t.reservation or t.capacity_block or ""
             arn = _AWS_CR_ARN.match(ref)
             node_class["spec"]["capacityReservationSelectorTerms"] = [{"id": arn["id"] if arn else ref}]
-            template["spec"]["nodeClassRef"] = {**template["spec"]["nodeClassRef"], "name": node_class["metadata"]["name"]}
+            template["spec"]["nodeClassRef"] = {
+                **template["spec"]["nodeClassRef"],
+                "name": node_class["metadata"]["name"],
+            }
             if t.zone:
                 reqs = [r for r in reqs if r["key"] != "topology.kubernetes.io/zone"]
                 reqs.append({"key": "topology.kubernetes.io/zone", "operator": "In", "values": [t.zone]})

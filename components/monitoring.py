@@ -37,7 +37,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 from pydantic import Field
 
-from components.base import Spec, child_opts, type_token
+from components.base import Spec, child_opts, custom_resource, type_token
 from components.dashboards import load_dashboards, with_drift_threshold
 from components.helm import helm_release
 from components.identity import WORKLOADS
@@ -51,7 +51,15 @@ from components.k8s_security import (
     from_prometheus,
     secure_namespace,
 )
-from components.nodepool import GPU_LABEL, LABEL_PREFIX, POOL_LABEL, NodePoolSpec, pool_taints, tolerations_for
+from components.nodepool import (
+    GPU_LABEL,
+    LABEL_PREFIX,
+    POOL_LABEL,
+    NodePoolSpec,
+    gpu_nodes_only,
+    pool_taints,
+    tolerations_for,
+)
 from components.training import Scalar
 from components.upstream import chart_pin, chart_truth
 from components.validation import Problem, check
@@ -458,15 +466,7 @@ def dcgm_values(cloud: str, pools: list[NodePoolSpec]) -> dict[str, Any]:
         "arguments": ["-f", "/etc/dcgm-exporter/default-counters.csv"],
         "customMetrics": metrics_csv,
         "tolerations": tolerations_for(taints),
-        "affinity": {
-            "nodeAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": {
-                    "nodeSelectorTerms": [
-                        {"matchExpressions": [{"key": GPU_LABEL, "operator": "In", "values": ["true"]}]}
-                    ]
-                }
-            }
-        },
+        "affinity": gpu_nodes_only(),
         "serviceMonitor": {
             "enabled": True,
             "interval": "15s",
@@ -707,23 +707,9 @@ class Monitoring(pulumi.ComponentResource):
             )
         monitors = monitor_manifests()
         for manifest in monitors:
-            k8s.apiextensions.CustomResource(
-                f"{name}-{manifest['metadata']['name']}-monitor",
-                api_version=manifest["apiVersion"],
-                kind=manifest["kind"],
-                metadata=manifest["metadata"],
-                spec=manifest["spec"],
-                opts=after_crds,
-            )
+            custom_resource(f"{name}-{manifest['metadata']['name']}-monitor", manifest, after_crds)
         rule = prometheus_rule_manifest("aicloud-alerts", spec.alerts)
-        k8s.apiextensions.CustomResource(
-            f"{name}-alerts",
-            api_version=rule["apiVersion"],
-            kind=rule["kind"],
-            metadata=rule["metadata"],
-            spec=rule["spec"],
-            opts=after_crds,
-        )
+        custom_resource(f"{name}-alerts", rule, after_crds)
         dashboards = dashboard_config_maps(spec.alerts.drift_psi) if spec.dashboards else []
         for cm in dashboards:
             k8s.core.v1.ConfigMap(

@@ -20,7 +20,7 @@ import pulumi_gcp as gcp
 from pydantic import Field
 
 from components.base import Spec, child_opts, gcp_labels, merge_tags, type_token
-from components.capacity import CapacityTier, chain_summary
+from components.capacity import CapacityTier, chain_summary, gke_tier_args, tier_name
 from components.capacity import pool_problems as capacity_problems
 from components.catalog import MachineType, load_catalog
 from components.validation import Problem, check
@@ -85,12 +85,16 @@ class NodePoolSpec(Spec):
     capacity: list[CapacityTier] | None = None
     """Ordered capacity chain (GPU pools): reservation / capacityBlock / on-demand / flex / spot
     tiers with per-tier limits (see components/capacity.py). Conflicts with `spot`: put spot in the
-    chain. Default: one tier, on-demand or spot per `spot`."""
+    chain. Default: one tier, on-demand or spot per `spot`. Each tier renders with its own limit
+    (`maxNodes` of the tier, else the pool's): Karpenter and GKE limit per NodePool / node pool, so
+    the worst case is every tier at its limit."""
 
     @check("capacity", "machine_type", "max_nodes", "spot")
     def _capacity(self) -> Iterator[Problem]:
         if self.capacity is not None:
-            yield from capacity_problems(self.capacity, machine=_machine(self.machine_type), max_nodes=self.max_nodes, spot=self.spot)
+            yield from capacity_problems(
+                self.capacity, machine=_machine(self.machine_type), max_nodes=self.max_nodes, spot=self.spot
+            )
 
     @check("machine_type", "role")
     def _role_needs_gpu(self) -> Iterator[Problem]:
@@ -212,6 +216,18 @@ def pool_labels(spec: NodePoolSpec, cloud: str) -> dict[str, str]:
 def time_slicing_config_name(replicas: int) -> str:
     """Name of the device-plugin config that shares each GPU between `replicas` pods."""
     return f"time-slicing-{replicas}"
+
+
+def gpu_nodes_only() -> dict[str, Any]:
+    """Pod affinity that schedules only on GPU nodes (`aicloud.dev/gpu=true`): the device plugin and
+    the DCGM exporter, which have nothing to do on a CPU node."""
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": GPU_LABEL, "operator": "In", "values": ["true"]}]}]
+            }
+        }
+    }
 
 
 def tolerations_for(taints: list[Taint] | list[dict[str, str]]) -> list[dict[str, str]]:
@@ -430,36 +446,69 @@ class GkeGpuNodePool(GpuNodePool):
             if spec.gpu_sharing == "mig":
                 guest["gpu_partition_size"] = spec.mig_profile
             accelerators.append(guest)
-        pool = gcp.container.NodePool(
-            f"{name}-np",
-            cluster=cluster,
-            location=region,
-            node_locations=node_zones,
-            # initialNodeCount is per zone; the autoscaler limits below are totals.
-            initial_node_count=math.ceil(spec.initial_nodes / len(node_zones)),
-            autoscaling={
-                "total_min_node_count": spec.min_nodes,
-                "total_max_node_count": spec.max_nodes,
-                "location_policy": "ANY" if spec.spot else "BALANCED",
-            },
-            management={"auto_repair": True, "auto_upgrade": True},
-            node_config={
-                "machine_type": machine.type,
-                "disk_size_gb": spec.disk_size_gb,
-                "disk_type": "pd-balanced",
-                "spot": spec.spot,
-                "guest_accelerators": accelerators,
-                "labels": pool_labels(spec, "gcp"),
-                "taints": _cloud_taints(pool_taints(spec)),
-                "resource_labels": gcp_labels(merge_tags(tags, {"aicloud-pool": spec.name})),
-                "service_account": node_service_account,
-                "oauth_scopes": ["https://www.googleapis.com/auth/cloud-platform"],
-                "workload_metadata_config": {"mode": "GKE_METADATA"},
-                "shielded_instance_config": {"enable_secure_boot": True},
-                "metadata": {"disable-legacy-endpoints": "true"},
-            },
-            opts=child_opts(self, ignore_changes=["initialNodeCount", "nodeCount"]),
-        )
+        # One node pool per capacity tier (components/capacity.py); without a chain, one pool of the
+        # spec's capacity type. GKE does not order node pools by itself: the tier label lets a
+        # workload require a tier (a ComputeClass would order them; no upstream CRD to validate).
+        tiers: list[tuple[str, Any, int, int]] = [("", None, spec.min_nodes, spec.max_nodes)]
+        if spec.capacity:
+            tiers = [
+                (
+                    f"-{tier_name(t, j)}",
+                    t,
+                    spec.min_nodes if j == 0 else 0,
+                    min(t.max_nodes or spec.max_nodes, spec.max_nodes),
+                )
+                for j, t in enumerate(spec.capacity)
+            ]
+        pools = []
+        for suffix, tier, low, high in tiers:
+            extra = (
+                gke_tier_args(tier, training=spec.role == "training")
+                if tier is not None
+                else {"node_config": {}, "pool": {}}
+            )
+            tier_node = dict(extra["node_config"])
+            labels = {**pool_labels(spec, "gcp"), **tier_node.pop("labels", {})}
+            if tier is not None:
+                labels[f"{LABEL_PREFIX}/capacity"] = "spot" if tier.kind == "spot" else "on-demand"
+            spot = tier.kind == "spot" if tier is not None else spec.spot
+            initial = math.ceil(spec.initial_nodes / len(node_zones)) if low else 0
+            pools.append(
+                gcp.container.NodePool(
+                    f"{name}{suffix}-np",
+                    cluster=cluster,
+                    location=region,
+                    node_locations=[tier.zone] if tier is not None and tier.zone else node_zones,
+                    # initialNodeCount is per zone; the autoscaler limits below are totals.
+                    initial_node_count=initial,
+                    autoscaling={
+                        "total_min_node_count": low,
+                        "total_max_node_count": high,
+                        "location_policy": "ANY" if spot or "queued_provisioning" in extra["pool"] else "BALANCED",
+                    },
+                    management={"auto_repair": True, "auto_upgrade": True},
+                    node_config={
+                        "machine_type": machine.type,
+                        "disk_size_gb": spec.disk_size_gb,
+                        "disk_type": "pd-balanced",
+                        "spot": spot,
+                        "guest_accelerators": accelerators,
+                        "labels": labels,
+                        "taints": _cloud_taints(pool_taints(spec)),
+                        "resource_labels": gcp_labels(merge_tags(tags, {"aicloud-pool": spec.name})),
+                        "service_account": node_service_account,
+                        "oauth_scopes": ["https://www.googleapis.com/auth/cloud-platform"],
+                        "workload_metadata_config": {"mode": "GKE_METADATA"},
+                        "shielded_instance_config": {"enable_secure_boot": True},
+                        "metadata": {"disable-legacy-endpoints": "true"},
+                        **tier_node,
+                    },
+                    **extra["pool"],
+                    opts=child_opts(self, ignore_changes=["initialNodeCount", "nodeCount"]),
+                )
+            )
+        pool = pools[0]
+        self.tier_pools = pools
         self.node_pool = pool
         self._register(spec, "gcp", region, pool.name)
 
@@ -486,15 +535,7 @@ def device_plugin_values(pools: list[NodePoolSpec]) -> dict[str, Any]:
             )
     return {
         "tolerations": tolerations_for(taints),
-        "affinity": {
-            "nodeAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": {
-                    "nodeSelectorTerms": [
-                        {"matchExpressions": [{"key": GPU_LABEL, "operator": "In", "values": ["true"]}]}
-                    ]
-                }
-            }
-        },
+        "affinity": gpu_nodes_only(),
         "config": {"map": configs, "default": "default"},
         "priorityClassName": "system-node-critical",
     }

@@ -54,6 +54,10 @@ class RegionSpec(Spec):
     """The VPC: CIDR (must not overlap another region's), zones (at most the region's; at least 2
     on EKS), NAT."""
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
+    renamed_from: str | None = Field(default=None, pattern=r"^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")
+    """The region's previous key when it is renamed: every resource whose name carries the key
+    (all of the region's, and its registry repositories) gets an alias to its old name, so the
+    rename moves them instead of replacing them (`components.base.renamed`)."""
     gke_master_cidr: str = "172.16.0.0/28"
     """GKE only: the /28 range of the control plane's private endpoint."""
     node_pools: list[NodePoolSpec] = Field(min_length=1)
@@ -137,7 +141,9 @@ class RegionSpec(Spec):
             if region_known:
                 yield from self._pool_placement(i, p, machine, network_zones)
                 if p.capacity and is_valid(p.zones):
-                    zones_used = list(p.zones) if p.zones else (network_zones and machine.zones_in(self.region, network_zones))
+                    zones_used = (
+                        list(p.zones) if p.zones else (network_zones and machine.zones_in(self.region, network_zones))
+                    )
                     for q in chain_problems(
                         p.capacity, cloud=self.cloud, region=self.region, machine=machine, pool_zones=zones_used
                     ):

@@ -30,7 +30,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.base import child_opts, type_token
+from components.base import child_opts, custom_resource, type_token
 from components.endpoint import (
     EndpointPlan,
     ServingSpec,
@@ -507,13 +507,10 @@ class RetrainingPipeline(pulumi.ComponentResource):
         pool = next(p for p in region.node_pools if p.name == spec.job.pool)
         runtime = runtime_manifest(spec, model, pool=pool, image=trainer_image, service_account=job_sa)
         if runtime is not None:
-            k8s.apiextensions.CustomResource(
+            custom_resource(
                 f"{name}-runtime",
-                api_version=runtime["apiVersion"],
-                kind=runtime["kind"],
-                metadata=runtime["metadata"],
-                spec=runtime["spec"],
-                opts=child_opts(self, depends_on=[*deps, *([self.operator] if self.operator else [])]),
+                runtime,
+                child_opts(self, depends_on=[*deps, *([self.operator] if self.operator else [])]),
             )
         opts_k8s = child_opts(self, depends_on=deps)
         rbac = rbac_manifests(

@@ -51,7 +51,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import Field, field_validator
 
-from components.base import Spec, child_opts, type_token
+from components.base import Spec, child_opts, custom_resource, type_token
 from components.catalog import MachineType
 from components.helm import helm_release
 from components.identity import WORKLOADS
@@ -822,14 +822,7 @@ class TrainingJob(pulumi.ComponentResource):
             runtime = training_runtime_manifest(
                 spec, name=runtime_name(spec.name), pool=shape, image=image, service_account=identity.service_account
             )
-            self.runtime = k8s.apiextensions.CustomResource(
-                f"{name}-runtime",
-                api_version=runtime["apiVersion"],
-                kind=runtime["kind"],
-                metadata=runtime["metadata"],
-                spec=runtime["spec"],
-                opts=child_opts(self, depends_on=deps),
-            )
+            self.runtime = custom_resource(f"{name}-runtime", runtime, child_opts(self, depends_on=deps))
         for trial in self.trials:
             role = trial.name.removeprefix(f"{spec.name}-") if spec.sweep else "job"
             common: dict[str, Any] = dict(
@@ -844,26 +837,18 @@ class TrainingJob(pulumi.ComponentResource):
                 common.pop("service_account")
                 manifest = trainjob_manifest(spec, trial, runtime=runtime_name(spec.name), **common)
                 self.objects.append(
-                    k8s.apiextensions.CustomResource(
+                    custom_resource(
                         f"{name}-{role}",
-                        api_version=manifest["apiVersion"],
-                        kind=manifest["kind"],
-                        metadata=manifest["metadata"],
-                        spec=manifest["spec"],
-                        opts=child_opts(self, depends_on=[*deps, self.runtime], ignore_changes=ignore),
+                        manifest,
+                        child_opts(self, depends_on=[*deps, self.runtime], ignore_changes=ignore),
                     )
                 )
                 continue
             if spec.backend == "pytorchjob":
                 manifest = pytorchjob_manifest(spec, trial, **common)
                 self.objects.append(
-                    k8s.apiextensions.CustomResource(
-                        f"{name}-{role}",
-                        api_version=manifest["apiVersion"],
-                        kind=manifest["kind"],
-                        metadata=manifest["metadata"],
-                        spec=manifest["spec"],
-                        opts=child_opts(self, depends_on=deps, ignore_changes=ignore),
+                    custom_resource(
+                        f"{name}-{role}", manifest, child_opts(self, depends_on=deps, ignore_changes=ignore)
                     )
                 )
                 continue

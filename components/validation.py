@@ -20,6 +20,11 @@ field is wrong. Problems become pydantic errors (type `aicloud_check`), so the e
 stack names every problem at its full key path, in one format:
 
     aicloud:<key path>: <what is wrong and what is allowed> (got <value>)
+
+Adding a key: declare the field with its type, default and docstring; put a single-value rule in
+the type or a `field_validator`; put anything that reads a second field (or another section:
+`StackConfig`'s checks in `stacks/config.py`) in a `@check` naming every field it reads, and let
+it skip values that read as `INVALID`. Cloud rules cite their source in a comment beside them.
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ RULE_NAMES: tuple[str, ...] = (
     "aicloud-gpu-device-plugin-gpu-nodes-only",
     "aicloud-region-allowed",
     "aicloud-spot-interruptible-in-prod",
+    "aicloud-gpu-capacity-guaranteed-in-prod",
     "aicloud-gpu-cost-ceiling",
     "aicloud-gpus-per-pool-ceiling",
     "aicloud-inference-min-replicas",

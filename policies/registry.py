@@ -4,7 +4,7 @@ offline plan (`stacks/plan/policy.py`) both take their rules from here."""
 from __future__ import annotations
 
 from contracts.guardrails import RULE_NAMES
-from policies import availability, data_safety, gpu, placement, readiness, security, zero_trust
+from policies import availability, capacity, data_safety, gpu, placement, readiness, security, zero_trust
 from policies.common import Rule
 
 PACK_NAME = "aicloud-guardrails"
@@ -15,6 +15,7 @@ RULES: list[Rule] = [
     *data_safety.RULES,
     *gpu.RULES,
     *placement.RULES,
+    *capacity.RULES,
     *availability.RULES,
     *readiness.RULES,
 ]

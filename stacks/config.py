@@ -102,7 +102,8 @@ class StackConfig(Spec):
     gcp_project: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
     """GCP project id; required when any region is on GCP."""
     tags: dict[str, str] = Field(default_factory=dict)
-    """Extra tags (AWS) / labels (GCP) for every resource."""
+    """Extra tags (AWS) / labels (GCP) for every resource; keys and values must be valid for every
+    cloud the stack uses (`tag_problems`: no `aws:` prefix; GCP label characters and length)."""
     data_safety: DataSafetySpec = Field(default_factory=DataSafetySpec)
     regions: list[RegionSpec] = Field(min_length=1)
     """The regions of the stack, each with its network, cluster and node pools."""

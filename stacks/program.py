@@ -14,7 +14,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
 
-from components.base import gcp_labels
+from components.base import gcp_labels, rename_transformation
 from components.platform import RegionalPlatform
 from stacks.config import StackConfig
 from stacks.deployment import Deployment
@@ -76,6 +76,9 @@ STEPS: list[Step] = [
 def deploy(stack: str, config: StackConfig) -> Deployment:
     """Build the whole stack and export its outputs."""
     d = Deployment(stack=stack, config=config)
+    renames = {r.name: r.renamed_from for r in config.regions if r.renamed_from}
+    if renames:
+        pulumi.runtime.register_stack_transformation(rename_transformation(renames))
     for step in STEPS:
         step(d)
     for key, value in d.outputs.items():

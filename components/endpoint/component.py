@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.base import child_opts, type_token
+from components.base import child_opts, custom_resource, type_token
 from components.endpoint.manifests import neg_annotation
 from components.endpoint.release import EndpointPlan
 from components.endpoint.render import render_endpoint
@@ -77,14 +77,7 @@ def create_object(logical: str, manifest: Mapping[str, Any], opts: pulumi.Resour
     """Create a manifest as its typed Kubernetes resource, or a `CustomResource` for CRDs."""
     typed = _TYPED.get((manifest["apiVersion"], manifest["kind"]))
     if typed is None:
-        return k8s.apiextensions.CustomResource(
-            logical,
-            api_version=manifest["apiVersion"],
-            kind=manifest["kind"],
-            metadata=manifest["metadata"],
-            spec=manifest.get("spec"),
-            opts=opts,
-        )
+        return custom_resource(logical, manifest, opts)
     module, name = typed
     cls = getattr(importlib.import_module(f"pulumi_kubernetes.{module}"), name)
     kwargs = {k: manifest[k] for k in ("metadata", "spec", "data") if k in manifest}

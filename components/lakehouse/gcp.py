@@ -36,9 +36,17 @@ from components.lakehouse.documents import (
     gcs_log_lifecycle_rules,
     gcs_rules_to_pulumi,
 )
+from components.lakehouse.gcs_roles import roles_for
 from components.lakehouse.spec import ZONES, StorageSpec
 
 KMS_ROLE = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+
+
+def _short(role: str) -> str:
+    """`roles/storage.legacyBucketReader` -> `legacybucketreader` (a resource name suffix)."""
+    return role.rsplit(".", 1)[-1].lower()
+
+
 USAGE_LOG_WRITER = "group:cloud-storage-analytics@google.com"
 """The Google group that writes GCS usage and storage logs into a log bucket."""
 
@@ -288,15 +296,18 @@ class GcpLakehouse(pulumi.ComponentResource):
             opts=naming.opts(dataset, "biglake"),
         )
         member = connection.cloud_resource.apply(lambda c: f"serviceAccount:{c.service_account_id}")
+        # Bucket read (including storage.buckets.get) and object read/write, as roles computed
+        # from their permission lists (components.lakehouse.gcs_roles).
         grants = [
             gcp.storage.BucketIAMMember(
-                naming(f"biglake-{zone}"),
+                naming(f"biglake-{zone}-{_short(role)}"),
                 bucket=self.buckets[zone].name,
-                role="roles/storage.objectUser",
+                role=role,
                 member=member,
-                opts=naming.opts(connection, f"biglake-{zone}"),
+                opts=naming.opts(connection, f"biglake-{zone}-{_short(role)}"),
             )
             for zone in sorted({t.zone for t in catalog.tables})
+            for role in roles_for("biglake")
         ]
         for table in catalog.tables:
             role = f"table-{table.name.replace('_', '-')}"
@@ -392,9 +403,10 @@ class GcpLakehouse(pulumi.ComponentResource):
         replicas: Sequence[GcpLakehouseReplica],
     ) -> dict[str, list[str]]:
         """One Storage Transfer cross-bucket replication job per (zone, replica); the transfer
-        service agent gets the roles the Cloud console grants for it (legacy bucket owner on
-        the source, legacy bucket writer on the replica) and, as the cross-bucket replication
-        guide asks, the Pub/Sub roles for change notifications. Returns zone -> replica keys."""
+        service agent gets the roles that grant what it needs on the source and the replica
+        (`gcs_roles.REQUIRED`: object get and list on both, write on the replica) and, as the
+        cross-bucket replication guide asks, the Pub/Sub roles for change notifications.
+        Returns zone -> replica keys."""
         replicated: dict[str, list[str]] = {}
         agent = store.agents["transfer"]
         if any(zone in r.buckets for zone in spec.replication for r in replicas):
@@ -411,22 +423,28 @@ class GcpLakehouse(pulumi.ComponentResource):
         for zone, targets in replication_targets(spec, replicas):
             replicated[zone] = [r.region_key for r in targets]
             source = self.buckets[zone]
-            source_grant = gcp.storage.BucketIAMMember(
-                naming(f"{zone}-transfer-source"),
-                bucket=source.name,
-                role="roles/storage.legacyBucketOwner",
-                member=agent,
-                opts=naming.opts(source, f"{zone}-transfer-source"),
-            )
+            source_grants = [
+                gcp.storage.BucketIAMMember(
+                    naming(f"{zone}-transfer-source-{_short(r)}"),
+                    bucket=source.name,
+                    role=r,
+                    member=agent,
+                    opts=naming.opts(source, f"{zone}-transfer-source-{_short(r)}"),
+                )
+                for r in roles_for("transfer-source")
+            ]
             for replica in targets:
                 role = f"{zone}-to-{replica.region_key}"
-                sink_grant = gcp.storage.BucketIAMMember(
-                    naming(f"{role}-sink"),
-                    bucket=replica.buckets[zone].name,
-                    role="roles/storage.legacyBucketWriter",
-                    member=agent,
-                    opts=naming.opts(source, f"{role}-sink"),
-                )
+                sink_grants = [
+                    gcp.storage.BucketIAMMember(
+                        naming(f"{role}-sink-{_short(r)}"),
+                        bucket=replica.buckets[zone].name,
+                        role=r,
+                        member=agent,
+                        opts=naming.opts(source, f"{role}-sink-{_short(r)}"),
+                    )
+                    for r in roles_for("transfer-sink")
+                ]
                 gcp.storage.TransferJob(
                     naming(role),
                     project=self.project,
@@ -436,6 +454,6 @@ class GcpLakehouse(pulumi.ComponentResource):
                         "gcs_data_sink": {"bucket_name": replica.buckets[zone].name},
                         "transfer_options": {"delete_objects_unique_in_sink": False, "overwrite_when": "DIFFERENT"},
                     },
-                    opts=naming.opts(source, role, depends_on=[source_grant, sink_grant]),
+                    opts=naming.opts(source, role, depends_on=[*source_grants, *sink_grants]),
                 )
         return replicated

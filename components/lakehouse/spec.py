@@ -329,8 +329,8 @@ class StorageSpec(Spec):
     and models only). Each target is a non-primary region key; it gets a replica bucket fed from
     its cloud's primary region."""
     renamed_from: dict[str, str] = Field(default_factory=dict)
-    """Previous lakehouse component names by primary region key, so a rename keeps every
-    resource (aliases) instead of replacing it."""
+    """Previous component names of the lakehouse (primary region key) or of a replica (its
+    region key), so a rename keeps every resource (aliases) instead of replacing it."""
 
     @field_validator("replication")
     @classmethod
@@ -394,11 +394,14 @@ def storage_problems(spec: StorageSpec, regions: list[Any]) -> Iterator[Problem]
                     target,
                 )
     primaries = [r.name for r in regions if r.primary]
-    bad = [k for k in spec.renamed_from or {} if k not in primaries]
+    targets = sorted({t for ts in (spec.replication or {}).values() for t in ts})
+    holders = [*primaries, *targets]
+    bad = [k for k in spec.renamed_from or {} if k not in holders]
     if bad:
         yield Problem(
             ("renamedFrom",),
-            f"{', '.join(repr(k) for k in bad)}: not a primary region (lakehouses live in: {', '.join(primaries)})",
+            f"{', '.join(repr(k) for k in bad)}: holds no lakehouse or replica (lakehouses live in: "
+            f"{', '.join(primaries)}; replicas in: {', '.join(targets) or 'none'})",
         )
     scratch = spec.scratch
     if scratch and scratch.size_gib and scratch.filestore_tier:
@@ -410,6 +413,9 @@ def storage_problems(spec: StorageSpec, regions: list[Any]) -> Iterator[Problem]
             problems.append(p)
         if problems:
             yield Problem(("scratch", "sizeGib"), "; ".join(problems), size)
+    # GCS refuses none of these transitions: its minimum storage durations (Nearline 30, Coldline
+    # 90, Archive 365 days; Cloud Storage docs, "Storage classes") are billed, not enforced, and
+    # the 30-day warm minimum above already applies to both clouds.
     zones = spec.zones
     if "aws" in clouds and zones is not INVALID:
         for zone in ZONES:

@@ -491,7 +491,11 @@ def check_releases(c: Cluster, report: Report) -> None:
         if t.values_schema is not None and rel.merged is not None:
             import jsonschema
 
-            validator = jsonschema.validators.validator_for(t.values_schema)(t.values_schema)
+            # A chart's `$schema` may name no draft ("http://json-schema.org/schema#"): Helm 3 then
+            # validates as draft 7.
+            named = "draft" in str(t.values_schema.get("$schema", ""))
+            cls = jsonschema.validators.validator_for(t.values_schema) if named else jsonschema.Draft7Validator
+            validator = cls(t.values_schema)
             for err in list(validator.iter_errors(rel.merged))[:5]:
                 where = ".".join(str(p) for p in err.absolute_path)
                 report.findings.append(

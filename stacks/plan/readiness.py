@@ -71,6 +71,7 @@ def clusters_section(plan: Plan) -> dict[str, Any] | None:
             "templates fit a node pool. Truth: components/upstream (pins.yaml)."
         ],
         "compact": [f"_Readiness: {len(rows)} cluster(s); every installed chart and API is in the JSON plan._"],
+        "figures": f,
     }
 
 

@@ -56,7 +56,9 @@ def pools_section(plan: Plan) -> Section:
             p["machineType"],
             f"{p['gpusPerNode']} x {p['gpu']}" if p["gpu"] else "-",
             f"{p['minNodes']}-{p['maxNodes']}",
-            "spot" if p["spot"] else "on-demand",
+            " > ".join(t["tier"] for t in p["capacity"]["tiers"])
+            if p.get("capacity")
+            else ("spot" if p["spot"] else "on-demand"),
             f"{p['gpusMin']}-{p['gpusMax']}",
             _money(p["costPerHourMin"]),
             _money(p["costPerHourMax"]),
@@ -85,11 +87,73 @@ def pools_section(plan: Plan) -> Section:
     }
 
 
+def capacity_section(plan: Plan) -> Section:
+    """Every GPU pool's capacity chain: each tier's limit, price per node-hour and whether it can
+    serve a gang; the pool's best and worst case per hour. Pools without a chain show their one tier."""
+    rows = []
+    gpu_pools = [p for p in plan.pools if p["gpu"]]
+    held = 0
+    for p in gpu_pools:
+        chain = p.get("capacity")
+        if chain is None:
+            price = p["pricePerNodeHour"]
+            low, high = p.get("spotFactor") or (1.0, 1.0)
+            tier = "spot" if p["spot"] else "on-demand"
+            rows.append(
+                [
+                    p["regionKey"],
+                    p["pool"],
+                    p["machineType"],
+                    f"1. {tier}",
+                    p["maxNodes"],
+                    f"{_money(price * low)}-{_money(price * high)}" if p["spot"] else _money(price),
+                    "no" if p["spot"] else f"up to {p['maxNodes']}",
+                    f"{_money(p['costPerHourMaxLow'])} / {_money(p['costPerHourMax'])}",
+                ]
+            )
+            continue
+        held += any(t["kind"] in ("reservation", "capacity-block", "flex") for t in chain["tiers"])
+        for j, t in enumerate(chain["tiers"]):
+            low, high = t["pricePerNodeHour"]
+            ref = f" {t['ref']}" if t.get("ref") else ""
+            rows.append(
+                [
+                    p["regionKey"] if j == 0 else "",
+                    p["pool"] if j == 0 else "",
+                    p["machineType"] if j == 0 else "",
+                    f"{j + 1}. {t['kind']}{ref}" + (f" ({t['zone']})" if t.get("zone") else ""),
+                    t["maxNodes"],
+                    _money(low) if low == high else f"{_money(low)}-{_money(high)}",
+                    f"up to {t['maxNodes']}" if t["gang"] else "no",
+                    (
+                        f"{_money(chain['bestCasePerHour'])} ({chain['bestCaseNodes']} nodes) / "
+                        f"{_money(chain['worstCasePerHour'])} ({chain['worstCaseNodes']} nodes)"
+                    )
+                    if j == 0
+                    else "",
+                ]
+            )
+    return {
+        "title": "Capacity chains",
+        "columns": ["region", "pool", "machine", "tier", "max nodes", "$/node-h", "gang", "best / worst $/h"],
+        "rows": rows,
+        "notes": [
+            f"{held} of {len(gpu_pools)} GPU pools hold a reserved, Capacity Block or flex-start tier.",
+            "Tiers are tried in order (EKS: Karpenter NodePool weights; GKE: one node pool per tier, selectable by "
+            "the aicloud.dev/capacity-tier label). Gang: the most nodes of one gang one tier can hold (spot: none, "
+            "a preemption breaks the gang). Best case: the pool's maxNodes from the cheapest tiers, spot at its "
+            "lowest; worst case: every tier at its limit at its highest price (limits are per tier). Reservation "
+            "and flex tiers are priced at on-demand unless the tier sets pricePerHour.",
+        ],
+    }
+
+
 # Report sections in display order; capabilities add their builder here.
 SECTIONS: list[tuple[str, SectionBuilder]] = REPORT_SECTIONS
 SECTIONS += [
     ("regions", regions_section),
     ("pools", pools_section),
+    ("capacity", capacity_section),
     ("storage", storage_section),
     ("images", images_section),
     ("training", training_section),

@@ -109,6 +109,7 @@ def _replicas(d: Deployment, spec: StorageSpec) -> dict[str, Replica]:
             region=region.region,
             source_region_key=source.name,
             safety=d.config.safety,
+            previous_name=spec.renamed_from.get(key),
             opts=pulumi.ResourceOptions(parent=d.regions[key]),
         )
         if region.cloud == "aws":

@@ -110,8 +110,11 @@ GCP = "aicloud:regions[1](gcp-usc1).nodePools[1](train)"
             f"{AWS}.capacity[1].instanceType: the Capacity Block is for p5e.48xlarge, the pool runs p5.48xlarge",
         ),
         (
-            lambda r: r["regions"][0]["nodePools"][1].update(machineType="g6e.xlarge", role="inference", capacity=[
-                {"capacityBlock": "cr-0a1b2c3d4e5f60718"}, "on-demand"]),
+            lambda r: r["regions"][0]["nodePools"][1].update(
+                machineType="g6e.xlarge",
+                role="inference",
+                capacity=[{"capacityBlock": "cr-0a1b2c3d4e5f60718"}, "on-demand"],
+            ),
             f"{AWS}.capacity[0].capacityBlock: EC2 sells Capacity Blocks for ",
         ),
         (
@@ -165,13 +168,8 @@ def test_planted_misconfiguration_names_the_key(mutate, expected):
 
 def test_shipped_prod_stack_uses_chains_for_its_h100_training_pools():
     _, cfg = load_stack("prod")
-    chains = {
-        (r.name, p.name): [t.kind for t in p.capacity]
-        for r in cfg.regions
-        for p in r.node_pools
-        if p.capacity
-    }
+    chains = {(r.name, p.name): [t.kind for t in p.capacity] for r in cfg.regions for p in r.node_pools if p.capacity}
     assert chains == {
         ("aws-use1", "train"): ["capacity-block", "reservation", "on-demand"],
-        ("gcp-usc1", "train"): ["reservation", "flex", "on-demand"],
+        ("gcp-usc1", "train"): ["reservation", "flex"],
     }

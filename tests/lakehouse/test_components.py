@@ -24,6 +24,7 @@ from components.lakehouse import (
     StorageSpec,
 )
 from components.lakehouse.documents import gcs_workload_bindings, s3_lifecycle_configuration, to_pulumi_args
+from components.lakehouse.gcs_roles import REQUIRED, missing
 from components.lakehouse.spec import ZONES
 from stacks.plan import record as record_program
 from stacks.steps.storage import DATA_HOLDING_TYPES
@@ -320,8 +321,23 @@ def test_bigquery_biglake_iceberg_tables_and_connection_grants(gcp_regs):
         "tableFormat": "ICEBERG",
     }
     assert [f["type"] for f in json.loads(table.inputs["schema"])] == ["STRING", "TIMESTAMP", "INT64", "NUMERIC"]
-    grant = gcp_regs.named("lake-biglake-curated")
-    assert grant.inputs["member"] == "serviceAccount:${lake-biglake.serviceAccountId}"
+    grants = [r for r in gcp_regs.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+              if r.inputs["member"] == "serviceAccount:${lake-biglake.serviceAccountId}"]  # fmt: skip
+    assert grants and {g.inputs["bucket"] for g in grants} == {"${lake-curated.name}"}
+    # Bucket read including storage.buckets.get, object read and write (BigQuery Iceberg tables).
+    assert missing([g.inputs["role"] for g in grants], REQUIRED["biglake"]) == set()
+
+
+def test_the_transfer_agent_can_read_the_source_and_write_the_replica(gcp_regs):
+    agent = "serviceAccount:project-${project.number}@storage-transfer-service.iam.gserviceaccount.com"
+    by_bucket: dict[str, list[str]] = {}
+    for r in gcp_regs.of_type("gcp:storage/bucketIAMMember:BucketIAMMember"):
+        if "storage-transfer-service" in str(r.inputs["member"]):
+            by_bucket.setdefault(r.inputs["bucket"], []).append(r.inputs["role"])
+    assert missing(by_bucket["${lake-models.name}"], REQUIRED["transfer-source"]) == set()
+    assert missing(by_bucket["${lake-replica-models.name}"], REQUIRED["transfer-sink"]) == set()
+    assert "roles/storage.legacyBucketOwner" not in {r for roles in by_bucket.values() for r in roles}
+    assert agent  # the member the component names (project number of the stack's project)
 
 
 def test_filestore_pubsub_and_transfer_replication(gcp_regs):

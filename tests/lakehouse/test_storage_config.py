@@ -139,8 +139,9 @@ CASES = [
     ),
     (
         "rename-of-a-region-without-lakehouse",
-        lambda s: s.update(renamedFrom={"aws-usw2": "old-lake"}),
-        "aicloud:storage.renamedFrom: 'aws-usw2': not a primary region (lakehouses live in: aws-use1, gcp-usc1)",
+        lambda s: s.update(replication={}, renamedFrom={"aws-usw2": "old-lake"}),
+        "aicloud:storage.renamedFrom: 'aws-usw2': holds no lakehouse or replica (lakehouses live in: aws-use1, "
+        "gcp-usc1; replicas in: none)",
     ),
     (
         "streaming-buffer-too-long",
@@ -200,3 +201,10 @@ def test_shipped_stacks_size_storage_per_environment():
     assert staging is not None and staging.streaming is not None and staging.scratch is None
     assert prod is not None and prod.scratch is not None and prod.streaming is not None
     assert prod.replication["models"] == ["aws-usw2", "aws-euw1", "gcp-euw4"]
+
+
+def test_a_replica_may_be_renamed_too():
+    """`renamedFrom` used to work for primary regions only: a replica's rename replaced its buckets."""
+    raw = copy.deepcopy(GOOD)
+    raw["storage"]["renamedFrom"] = {"aws-usw2": "old-lake-replica", "aws-use1": "old-lake"}
+    assert parse_stack_config(raw, "t").storage.renamed_from["aws-usw2"] == "old-lake-replica"

@@ -25,6 +25,7 @@ PLANTED = {
     "aicloud-gpus-per-pool-ceiling": {"aws-use1-train-ng"},
     "aws-eks-cluster-disallow-public-endpoint": {"aws-use1-cluster-eks"},
     "aicloud-spot-interruptible-in-prod": {"aws-use1-batch-ng"},
+    "aicloud-gpu-capacity-guaranteed-in-prod": {"aws-use1-train-ng"},
     "aicloud-gpu-device-plugin-selects-pools": {"aws-use1-nvidia-device-plugin-release"},
     "aicloud-gpu-request-on-gpu-pool": {"aws-euw1-classifier-deploy-stable"},
     "gcp-container-cluster-disallow-public-endpoint": {"gcp-usc1-cluster-gke"},

@@ -27,7 +27,7 @@ def test_every_vendored_file_is_named_in_a_sources_file():
             named.add((sources.parent / Path(entry["file"]).name).resolve())
     vendored = {
         p.resolve()
-        for top in ("charts", "crds", "LICENSES")
+        for top in ("charts", "crds", "LICENSES", "gcp-roles")
         for p in (HERE / top).rglob("*")
         if p.is_file() and p.name not in ("SOURCES.yaml", "INDEX.json")
     }

@@ -31,7 +31,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.base import child_opts, merge_tags, type_token
+from components.base import child_opts, custom_resource, merge_tags, type_token
 from components.helm import helm_release
 from components.identity import irsa_trust_policy
 from components.nodepool import POOL_LABEL, EksGpuNodePool, NodePoolSpec, pool_labels, pool_taints
@@ -145,7 +145,11 @@ def node_pool_manifest(spec: NodePoolSpec, *, zones: list[str]) -> dict[str, Any
             "template": {
                 "metadata": {"labels": pool_labels(spec, "aws")},
                 "spec": {
-                    "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": node_class_name(spec)},
+                    "nodeClassRef": {
+                        "group": "karpenter.k8s.aws",
+                        "kind": "EC2NodeClass",
+                        "name": node_class_name(spec),
+                    },
                     "taints": [t.model_dump() for t in pool_taints(spec)],
                     "requirements": [
                         {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": [machine.type]},
@@ -240,7 +244,9 @@ def karpenter_controller_policy(
                     "StringEquals": owned,
                     "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
                     "StringEqualsIfExists": {"aws:RequestTag/eks:eks-cluster-name": cluster_name},
-                    "ForAllValues:StringEquals": {"aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]},
+                    "ForAllValues:StringEquals": {
+                        "aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]
+                    },
                 },
             },
             {
@@ -379,9 +385,7 @@ def cluster_autoscaler_policy(cluster_name: str) -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"],
                 "Resource": "*",
-                "Condition": {
-                    "StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"}
-                },
+                "Condition": {"StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"}},
             },
         ],
     }
@@ -403,7 +407,11 @@ def cluster_autoscaler_values(
                 "annotations": {"eks.amazonaws.com/role-arn": role_arn},
             }
         },
-        "extraArgs": {"balance-similar-node-groups": True, "skip-nodes-with-system-pods": False, "expander": "least-waste"},
+        "extraArgs": {
+            "balance-similar-node-groups": True,
+            "skip-nodes-with-system-pods": False,
+            "expander": "least-waste",
+        },
         "nodeSelector": {POOL_LABEL: system_pool},
     }
 
@@ -570,9 +578,7 @@ class ClusterAutoscaler(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(type_token("compute", "ClusterAutoscaler"), name, None, opts)
-        role = _irsa_role(
-            f"{name}-role", self, cluster, KARPENTER_NAMESPACE, CLUSTER_AUTOSCALER_SERVICE_ACCOUNT, tags
-        )
+        role = _irsa_role(f"{name}-role", self, cluster, KARPENTER_NAMESPACE, CLUSTER_AUTOSCALER_SERVICE_ACCOUNT, tags)
         aws.iam.RolePolicy(
             f"{name}-policy",
             role=role.id,
@@ -620,20 +626,18 @@ def add_karpenter_nodes(pool: EksGpuNodePool, spec: NodePoolSpec, nodes: Karpent
             spec, cluster_name=a[0], instance_profile=a[1], subnet_ids=list(a[2]), security_group_ids=[a[3]], tags=tags
         )
     )
-    nc = k8s.apiextensions.CustomResource(
+    nc = custom_resource(
         f"{name}-nodeclass",
-        api_version=NODECLASS_API,
-        kind="EC2NodeClass",
-        metadata={"name": node_class_name(spec)},
-        spec=node_class.apply(lambda m: m["spec"]),
-        opts=child_opts(pool, provider=nodes.k8s_provider, depends_on=[nodes.controller.release]),
+        {
+            "apiVersion": NODECLASS_API,
+            "kind": "EC2NodeClass",
+            "metadata": {"name": node_class_name(spec)},
+            "spec": node_class.apply(lambda m: m["spec"]),
+        },
+        child_opts(pool, provider=nodes.k8s_provider, depends_on=[nodes.controller.release]),
     )
-    manifest = node_pool_manifest(spec, zones=nodes.zones)
-    return k8s.apiextensions.CustomResource(
+    return custom_resource(
         f"{name}-nodepool",
-        api_version=manifest["apiVersion"],
-        kind=manifest["kind"],
-        metadata=manifest["metadata"],
-        spec=manifest["spec"],
-        opts=child_opts(pool, provider=nodes.k8s_provider, depends_on=[nodes.controller.release, nc]),
+        node_pool_manifest(spec, zones=nodes.zones),
+        child_opts(pool, provider=nodes.k8s_provider, depends_on=[nodes.controller.release, nc]),
     )

@@ -228,7 +228,8 @@ class RegionSpec(Spec):
 
     def cluster_for(self, deploy: DeploySpec) -> ClusterSpec:
         """The cluster spec with the deployer's egress added to its public endpoint's allow-list."""
-        cidrs = effective_public_cidrs(self.cluster.public_endpoint, self.cluster.public_access_cidrs, self.name, deploy)
+        cluster = self.cluster
+        cidrs = effective_public_cidrs(cluster.public_endpoint, cluster.public_access_cidrs, self.name, deploy)
         return self.cluster.model_copy(update={"public_endpoint": bool(cidrs), "public_access_cidrs": cidrs})
 
 
@@ -316,7 +317,8 @@ class RegionalPlatform(pulumi.ComponentResource):
             }
             # The controllers run on the system pool's managed nodes, so they wait for them (the
             # node group itself: the pool component also holds the NodePool that waits for Karpenter).
-            system = [g for g in [pools[spec.system_pool.name].node_group] if g is not None]  # type: ignore[attr-defined]
+            floor = pools[spec.system_pool.name].node_group  # type: ignore[attr-defined]
+            system = [floor] if floor is not None else []
             if spec.autoscaler == "karpenter":
                 karpenter = Karpenter(
                     f"{name}-karpenter",

@@ -38,7 +38,6 @@ from components import upstream
 from components.capacity import TIER_LABEL
 from components.k8s_schema import UnknownKind, is_builtin, object_errors
 from policies.common import (
-    GPU_RESOURCE,
     UNKNOWN,
     PodTemplate,
     Pool,
@@ -48,17 +47,16 @@ from policies.common import (
     as_dict,
     as_list,
     dig,
+    karpenter_pool,
     machine,
     pod_templates,
     policy_json,
-    karpenter_pool,
     pool_of,
     schedulable_on,
-    taint,
     tolerates,
 )
 from policies.readiness.helm import check_keys, dicts_named, merged_values
-from policies.readiness.schedule import RESOURCE_NAMES, allocatable, pod_requests, pods_per_node, quantity, surge
+from policies.readiness.schedule import RESOURCE_NAMES, allocatable, pod_requests, pods_per_node, surge
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 KARPENTER_NODEPOOL = "kubernetes:karpenter.sh/v1:NodePool"

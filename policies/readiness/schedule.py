@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from policies.common import GPU_RESOURCE, UNKNOWN, as_dict, as_list, containers, dig, quantity
+from policies.common import GPU_RESOURCE, as_dict, as_list, containers, dig, quantity
 
 Resources = dict[str, float]
 """`cpu` (cores), `memory` (bytes), `nvidia.com/gpu` (devices)."""

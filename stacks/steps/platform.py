@@ -27,8 +27,8 @@ from components.foundations import GKE_BUILTIN_CLASSES
 
 if TYPE_CHECKING:
     from stacks.deployment import Deployment
-    from stacks.plan.model import Plan
     from stacks.plan.mocks import Registration
+    from stacks.plan.model import Plan
 
 POOL_TYPES = ("aicloud:compute:EksGpuNodePool", "aicloud:compute:GkeGpuNodePool")
 KARPENTER_NODEPOOL = "kubernetes:karpenter.sh/v1:NodePool"

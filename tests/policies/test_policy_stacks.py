@@ -120,7 +120,8 @@ def test_rule_names_are_unique_described_and_documented():
     readme = (HERE.parents[1] / "policies" / "README.md").read_text()
     for rule in RULES:
         assert rule.description.endswith("."), rule.name
-        assert rule.area in {"security", "data-safety", "gpu", "placement", "cost", "availability", "readiness", "platform"}
+        areas = {"security", "data-safety", "gpu", "placement", "cost", "availability", "readiness", "platform"}
+        assert rule.area in areas
         assert f"| `{rule.name}` |" in readme, f"{rule.name} is missing from policies/README.md"
 
 

@@ -189,9 +189,11 @@ def test_eks_installs_karpenter_with_its_role_queue_and_rules(record):
     patterns = [json.loads(r.inputs["eventPattern"]) for r in regs.of_type("aws:cloudwatch/eventRule:EventRule")]
     assert sorted(p["detail-type"][0] for p in patterns) == sorted(d for _, d in INTERRUPTION_EVENTS.values())
     assert {"EC2 Spot Instance Interruption Warning", "EC2 Instance Rebalance Recommendation",
-            "EC2 Instance State-change Notification", "AWS Health Event"} <= {p["detail-type"][0] for p in patterns}  # fmt: skip
+            "EC2 Instance State-change Notification", "AWS Health Event"} <= {p["detail-type"][0] for p in patterns}  # fmt: skip  # noqa: E501
     targets = regs.of_type("aws:cloudwatch/eventTarget:EventTarget")
-    assert len(targets) == len(patterns) and {t.inputs["arn"] for t in targets} == {"${aws-usw2-karpenter-interruption.arn}"}
+    assert len(targets) == len(patterns) and {t.inputs["arn"] for t in targets} == {
+        "${aws-usw2-karpenter-interruption.arn}"
+    }
     entry = regs.one("aws:eks/accessEntry:AccessEntry", "aws-usw2-karpenter-node-access")
     assert entry.inputs["type"] == "EC2_LINUX"
     assert regs.one("aws:iam/instanceProfile:InstanceProfile").inputs["role"] == "${aws-usw2-karpenter-node-role.name}"
@@ -230,7 +232,9 @@ def test_cluster_autoscaler_where_a_stack_asks_for_it(record):
     assert values["image"]["tag"] == "v1.33.0" and values["awsRegion"] == "us-west-2"
     sa = values["rbac"]["serviceAccount"]
     assert sa["name"] == "cluster-autoscaler" and sa["annotations"]["eks.amazonaws.com/role-arn"].startswith("${")
-    policy = json.loads(regs.one("aws:iam/rolePolicy:RolePolicy", "aws-usw2-cluster-autoscaler-policy").inputs["policy"])
+    policy = json.loads(
+        regs.one("aws:iam/rolePolicy:RolePolicy", "aws-usw2-cluster-autoscaler-policy").inputs["policy"]
+    )
     resize = policy["Statement"][1]
     assert resize["Condition"]["StringEquals"] == {
         "aws:ResourceTag/k8s.io/cluster-autoscaler/${aws-usw2-cluster-eks.name}": "owned"
@@ -361,13 +365,13 @@ def test_without_a_deploy_identity_the_creator_keeps_its_bootstrap_entry(record)
 @pytest.mark.parametrize(
     ("kwargs", "route"),
     [
-        ({"public": False, "public_cidrs": [], "runner": "github-hosted", "egress_cidrs": [], "network": None}, "unreachable"),
-        ({"public": False, "public_cidrs": [], "runner": "self-hosted", "egress_cidrs": ["203.0.113.7/32"], "network": None}, "unreachable"),
-        ({"public": False, "public_cidrs": [], "runner": "self-hosted", "egress_cidrs": [], "network": "r1"}, "private"),
-        ({"public": True, "public_cidrs": ["203.0.113.0/24"], "runner": "self-hosted", "egress_cidrs": ["203.0.113.7/32"], "network": None}, "allow-listed"),
-        ({"public": True, "public_cidrs": ["198.51.100.0/24"], "runner": "self-hosted", "egress_cidrs": ["203.0.113.7/32"], "network": None}, "unreachable"),
-        ({"public": True, "public_cidrs": ["203.0.113.7/32"], "runner": "github-hosted", "egress_cidrs": [], "network": None}, "unreachable"),
-        ({"public": False, "public_cidrs": [], "runner": "self-hosted", "egress_cidrs": [], "network": "r2"}, "unreachable"),
+        ({"public": False, "public_cidrs": [], "runner": "github-hosted", "egress_cidrs": [], "network": None}, "unreachable"),  # noqa: E501
+        ({"public": False, "public_cidrs": [], "runner": "self-hosted", "egress_cidrs": ["203.0.113.7/32"], "network": None}, "unreachable"),  # noqa: E501
+        ({"public": False, "public_cidrs": [], "runner": "self-hosted", "egress_cidrs": [], "network": "r1"}, "private"),  # noqa: E501
+        ({"public": True, "public_cidrs": ["203.0.113.0/24"], "runner": "self-hosted", "egress_cidrs": ["203.0.113.7/32"], "network": None}, "allow-listed"),  # noqa: E501
+        ({"public": True, "public_cidrs": ["198.51.100.0/24"], "runner": "self-hosted", "egress_cidrs": ["203.0.113.7/32"], "network": None}, "unreachable"),  # noqa: E501
+        ({"public": True, "public_cidrs": ["203.0.113.7/32"], "runner": "github-hosted", "egress_cidrs": [], "network": None}, "unreachable"),  # noqa: E501
+        ({"public": False, "public_cidrs": [], "runner": "self-hosted", "egress_cidrs": [], "network": "r2"}, "unreachable"),  # noqa: E501
     ],
 )  # fmt: skip
 def test_cluster_reach(kwargs, route):
@@ -493,4 +497,3 @@ def test_the_plan_shows_autoscaler_foundations_and_access_per_cluster():
     access = {row[0]: row for row in sections["access"]["rows"]}
     assert set(access) == {r.name for r in stack_plan("prod").config.regions}
     assert all("self-hosted runner" in row[3] and row[4] == "allow-listed" for row in access.values())
-

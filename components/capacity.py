@@ -57,7 +57,7 @@ SCARCE_GPUS = frozenset({"nvidia-h100", "nvidia-h200", "nvidia-b200"})
 _AWS_CR_ID = re.compile(r"^cr-[0-9a-z]+$")  # the EC2NodeClass CRD's pattern for a reservation id
 _AWS_CR_ARN = re.compile(r"^arn:aws[\w-]*:ec2:(?P<region>[a-z0-9-]+):\d{12}:capacity-reservation/(?P<id>cr-[0-9a-z]+)$")
 _GCP_RESERVATION = re.compile(
-    r"^(projects/[a-z][a-z0-9-]+/)?(zones/(?P<zone>[a-z0-9-]+)/)?(reservations/)?(?P<name>[a-z]([-a-z0-9]*[a-z0-9])?)$"
+    r"^(projects/(?P<project>[a-z][a-z0-9-]+)/)?(zones/(?P<zone>[a-z0-9-]+)/)?(reservations/)?(?P<name>[a-z]([-a-z0-9]*[a-z0-9])?)$"
 )
 _DURATION = re.compile(r"^(?P<n>[1-9]\d*)(?P<unit>[smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -154,6 +154,15 @@ class CapacityTier(Spec):
                 yield Problem(
                     ("flex", "maxRunDuration"), "flex-start VMs run at most 7 days (7d)", self.flex.max_run_duration
                 )
+
+
+def tier_zone(tier: CapacityTier) -> str | None:
+    """The zone a reservation or Capacity Block tier is bound to: its `zone`, else the zone its GCE
+    reservation path names; None when unbound."""
+    if tier.zone:
+        return tier.zone
+    m = _GCP_RESERVATION.match(tier.reservation or "")
+    return m["zone"] if m is not None and m["zone"] else None
 
 
 def tier_name(tier: CapacityTier, index: int) -> str:
@@ -416,11 +425,16 @@ def gke_tier_args(tier: CapacityTier, *, training: bool) -> dict[str, Any]:
     node: dict[str, Any] = {"labels": {TIER_LABEL: tier.kind}}
     pool: dict[str, Any] = {}
     if tier.kind == "reservation":
-        name = _GCP_RESERVATION.match(tier.reservation or "")
+        # A reservation of another project (shared) is named `projects/P/reservations/N` (GKE
+        # "Consuming reserved zonal resources"); the zone is the node pool's placement, not the name.
+        m = _GCP_RESERVATION.match(tier.reservation or "")
+        value = tier.reservation if m is None else m["name"]
+        if m is not None and m["project"]:
+            value = f"projects/{m['project']}/reservations/{m['name']}"
         node["reservation_affinity"] = {
             "consume_reservation_type": "SPECIFIC_RESERVATION",
             "key": "compute.googleapis.com/reservation-name",
-            "values": [name["name"] if name else tier.reservation],
+            "values": [value],
         }
     else:
         node["reservation_affinity"] = {"consume_reservation_type": "NO_RESERVATION"}

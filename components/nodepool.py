@@ -20,7 +20,7 @@ import pulumi_gcp as gcp
 from pydantic import Field
 
 from components.base import Spec, child_opts, gcp_labels, merge_tags, type_token
-from components.capacity import CapacityTier, chain_summary, gke_tier_args, tier_name
+from components.capacity import CapacityTier, chain_summary, gke_tier_args, tier_name, tier_zone
 from components.capacity import pool_problems as capacity_problems
 from components.catalog import MachineType, load_catalog
 from components.validation import Problem, check
@@ -478,7 +478,7 @@ class GkeGpuNodePool(GpuNodePool):
                     f"{name}{suffix}-np",
                     cluster=cluster,
                     location=region,
-                    node_locations=[tier.zone] if tier is not None and tier.zone else node_zones,
+                    node_locations=[tier_zone(tier)] if tier is not None and tier_zone(tier) else node_zones,
                     # initialNodeCount is per zone; the autoscaler limits below are totals.
                     initial_node_count=initial,
                     autoscaling={

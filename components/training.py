@@ -52,6 +52,7 @@ import pulumi_kubernetes as k8s
 from pydantic import Field, field_validator
 
 from components.base import Spec, child_opts, custom_resource, type_token
+from components.capacity import TIER_LABEL, TierKind
 from components.catalog import MachineType
 from components.helm import helm_release
 from components.identity import WORKLOADS
@@ -193,6 +194,10 @@ class TrainingJobSpec(Spec):
     """Hyperparameter sweep; each trial is a job `<name>-t<i>`."""
     schedule: Literal["none"] = "none"
     """Reserved: `none` only (jobs start when created); cron schedules come with retraining."""
+    capacity_tiers: list[TierKind] | None = None
+    """Capacity tiers of the pool's chain the job's pods may use (`[reservation, flex]`): a
+    required node affinity on `aicloud.dev/capacity-tier`. Default: any tier. A gang (more than
+    one node, not elastic) may not require spot alone."""
 
     @field_validator("overrides")
     @classmethod
@@ -305,6 +310,19 @@ def check_against_stack(
             problems.append(
                 f"{where}: pool {pool.name!r} ({pool.machine_type}) has no GPUs; use a GPU pool or set allowCpu: true"
             )
+        if j.capacity_tiers:
+            chain = [t.kind for t in pool.capacity] if pool.capacity else ["spot" if pool.spot else "on-demand"]
+            missing = [t for t in j.capacity_tiers if t not in chain]
+            if missing:
+                problems.append(
+                    f"{where}: capacityTiers {', '.join(missing)} not in pool {pool.name!r}'s capacity chain "
+                    f"({', '.join(chain)})"
+                )
+            elif set(j.capacity_tiers) == {"spot"} and j.elastic is None and j.nodes > 1:
+                problems.append(
+                    f"{where}: a gang of {j.nodes} nodes on spot alone loses the run to any preemption; add a "
+                    "reserved, flex or on-demand tier or make the job elastic"
+                )
         if j.peak_nodes > pool.max_nodes:
             too_big.add(j.name)
             problems.append(
@@ -457,8 +475,10 @@ def pod_spec(
     restart_policy: str | None = None,
     subdomain: str | None = None,
     container_name: str = CONTAINER_NAME,
+    tiers: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The trainer pod: pinned to the pool, tolerating its taints, GPUs, shm, non-root."""
+    """The trainer pod: pinned to the pool (and to `tiers` of its capacity chain, when given),
+    tolerating its taints, GPUs, shm, non-root."""
     container: dict[str, Any] = {
         "name": container_name,
         "image": image,
@@ -509,6 +529,11 @@ def pod_spec(
     }
     if restart_policy:
         spec["restartPolicy"] = restart_policy
+    if tiers:
+        term = {"matchExpressions": [{"key": TIER_LABEL, "operator": "In", "values": list(tiers)}]}
+        spec["affinity"] = {
+            "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}
+        }
     if subdomain:
         spec["subdomain"] = subdomain
     return spec
@@ -543,6 +568,7 @@ def pytorchjob_manifest(
             args=trainer_args(job.preset, run, trial.overrides),
             service_account=service_account,
             share=job.node_share,
+            tiers=job.capacity_tiers,
             ports=[{"name": "pytorchjob-port", "containerPort": PYTORCHJOB_PORT, "protocol": "TCP"}],
         ),
     }
@@ -608,6 +634,7 @@ def training_runtime_manifest(
         args=[],
         service_account=service_account,
         share=job.node_share,
+        tiers=job.capacity_tiers,
         restart_policy="Never",
         container_name=TRAINJOB_CONTAINER,
     )
@@ -726,6 +753,7 @@ def indexed_job_manifests(
         args=trainer_args(job.preset, run, trial.overrides),
         service_account=service_account,
         share=job.node_share,
+        tiers=job.capacity_tiers,
         env=env,
         ports=[{"name": "rdzv", "containerPort": RDZV_PORT, "protocol": "TCP"}],
         restart_policy="Never",

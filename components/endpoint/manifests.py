@@ -8,6 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from components.capacity import TIER_LABEL
 from components.endpoint.release import EndpointPlan, TrackPlan
 from components.endpoint.spec import APP, LAKE_CONFIG_MAP
 from components.k8s_security import (
@@ -207,6 +208,20 @@ def termination_grace_seconds(plan: EndpointPlan) -> int:
     return plan.spec.drain_seconds + GRACEFUL_TIMEOUT_S + 15
 
 
+def tier_preference(pool: Any) -> dict[str, Any]:
+    """Serving prefers the pool's non-spot capacity tiers and spills to spot (a preferred node
+    affinity on `aicloud.dev/capacity-tier`); nothing when the pool's chain has no spot tier."""
+    kinds = [t.kind for t in pool.capacity or []]
+    if "spot" not in kinds or kinds == ["spot"]:
+        return {}
+    term = {"matchExpressions": [{"key": TIER_LABEL, "operator": "NotIn", "values": ["spot"]}]}
+    return {
+        "affinity": {
+            "nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": term}]}
+        }
+    }
+
+
 def pod_spec(
     plan: EndpointPlan, track: TrackPlan, service_account: str, *, container_name: str = "server"
 ) -> dict[str, Any]:
@@ -282,6 +297,7 @@ def pod_spec(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "nodeSelector": {POOL_LABEL: plan.pool.name},
+        **tier_preference(plan.pool),
         "tolerations": [dict(t) for t in plan.tolerations],
         "topologySpreadConstraints": [
             {

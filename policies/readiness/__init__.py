@@ -35,6 +35,7 @@ from typing import Any
 from pulumi_policy import ReportViolation
 
 from components import upstream
+from components.capacity import TIER_LABEL
 from components.k8s_schema import UnknownKind, is_builtin, object_errors
 from policies.common import (
     GPU_RESOURCE,
@@ -1016,6 +1017,42 @@ def _check_capacity(c: Cluster, report: Report) -> None:
                         pool.res.urn,
                     )
                 )
+    _check_tier_groups(c, report)
+
+
+def _check_tier_groups(c: Cluster, report: Report) -> None:
+    """Workloads that fit several pools which are the capacity tiers of one aicloud pool (same
+    `aicloud.dev/pool` label, each with `aicloud.dev/capacity-tier`): the tiers together hold the
+    workloads at max (each tier is limited by itself), and a gang that must come from one tier has
+    one that holds it."""
+    by_name = {p.display: p for p in c.pools}
+    groups: dict[str, list[Workload]] = defaultdict(list)
+    for w in c.workloads:
+        members = [by_name[n] for n, _ in w.pools if n in by_name]
+        labels = {p.label for p in members}
+        if len(members) > 1 and len(labels) == 1 and all(TIER_LABEL in p.labels for p in members):
+            groups[next(iter(labels)) or ""].append(w)
+    for label, ws in groups.items():
+        tiers = [p for p in c.pools if p.label == label and TIER_LABEL in p.labels]
+        highs = [p.max_nodes for p in tiers]
+        if not all(isinstance(h, int) for h in highs):
+            continue
+        per_node = min(n for w in ws for _, n in w.pools)
+        need = sum(-(-w.pods_at_max // per_node) for w in ws)
+        names = ", ".join(f"{w.name} x{w.pods_at_max}" for w in ws if w.pods_at_max)
+        kinds = ", ".join(f"{p.labels[TIER_LABEL]} {p.max_nodes}" for p in tiers)
+        if need > sum(highs):
+            report.findings.append(
+                Finding(
+                    "readiness-capacity",
+                    c.key,
+                    _pool_label(tiers[0]),
+                    "maxNodes",
+                    f"at max scale the workloads on the capacity tiers of pool {label} ({names}, surge and gang size "
+                    f"included) need {need} nodes; its tiers stop at {sum(highs)} ({kinds}): pods stay Pending.",
+                    tiers[0].res.urn,
+                )
+            )
 
 
 # --------------------------------------------------------------------------- identity

@@ -149,7 +149,7 @@ GCP = "aicloud:regions[1](gcp-usc1).nodePools[1](train)"
         ),
         (
             lambda r: chain(r, 0)[0].update(spot=True),
-            f"{AWS}.capacity[0]: a capacity tier names exactly one of reservation, capacityBlock, on-demand, flex, spot",
+            f"{AWS}.capacity[0]: a capacity tier names exactly one of reservation, capacityBlock, on-demand, flex",
         ),
         (
             lambda r: chain(r, 0)[0].update(reservation="my-odcr"),
@@ -173,3 +173,47 @@ def test_shipped_prod_stack_uses_chains_for_its_h100_training_pools():
         ("aws-use1", "train"): ["capacity-block", "reservation", "on-demand"],
         ("gcp-usc1", "train"): ["reservation", "flex"],
     }
+
+
+def test_training_job_tiers_must_be_in_the_pool_chain_and_gangs_avoid_spot_alone():
+    from tests.stack_helpers import config_errors, raw_stack
+
+    raw = raw_stack("prod")
+
+    def job(**kw):
+        return lambda r: r["training"]["jobs"][1].update(**kw)
+
+    errors = config_errors(raw, job(capacityTiers=["capacity-block"]), "prod")
+    assert any("job 'pretrain-gcp': capacityTiers capacity-block not in pool 'train'" in e for e in errors), errors
+
+    def spot_gang(r):
+        r["regions"][3]["nodePools"][1]["capacity"].append("spot")
+        r["training"]["jobs"][1]["capacityTiers"] = ["spot"]
+
+    errors = config_errors(raw, spot_gang, "prod")
+    assert any("a gang of 2 nodes on spot alone" in e for e in errors), errors
+
+
+def test_training_pods_require_their_tiers_and_serving_prefers_non_spot():
+    from components.endpoint.manifests import tier_preference
+    from components.nodepool import NodePoolSpec
+    from components.training import PoolShape, pod_spec
+
+    pool = NodePoolSpec.model_validate({**P5, "capacity": ["on-demand", "spot"]})
+    spec = pod_spec(
+        pool=PoolShape.of(pool), image="i", args=[], service_account="sa", share=0.5, tiers=["reservation", "flex"]
+    )
+    term = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+    assert term == {
+        "matchExpressions": [{"key": "aicloud.dev/capacity-tier", "operator": "In", "values": ["reservation", "flex"]}]
+    }
+    pref = tier_preference(pool)["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert pref == [
+        {
+            "weight": 100,
+            "preference": {
+                "matchExpressions": [{"key": "aicloud.dev/capacity-tier", "operator": "NotIn", "values": ["spot"]}]
+            },
+        }
+    ]
+    assert tier_preference(NodePoolSpec.model_validate(P5)) == {}

@@ -437,7 +437,7 @@ ISSUE_12_GAPS: dict[str, dict[str, set[tuple[str, str]]]] = {
             ("aws-euw1", "NodeGroup/aws-euw1-serve-ng"),
             # Found here, not in issue 12: a retraining run (TrainJob, created at run time) and
             # pretrain-gcp together need 3 nodes, the pool has 2 (aws-use1-train-ng: 5 vs 4).
-            ("gcp-usc1", "NodePool/gcp-usc1-train-np"),
+            ("gcp-usc1", "NodePool/gcp-usc1-train-res0-np"),
         },
     },
 }

@@ -143,7 +143,10 @@ def test_gke_gpu_pools_use_only_zones_that_offer_their_accelerator():
     plan = run_plan("prod", policies=False)
     pools = {r.name: r for r in plan.resources if r.type == "gcp:container/nodePool:NodePool"}
     # us-central1 network zones a, b, c; H100 (a3-highgpu-8g) is offered in a and c only.
-    assert pools["gcp-usc1-train-np"].inputs["nodeLocations"] == ["us-central1-a", "us-central1-c"]
+    # The train pool is a capacity chain: its flex tier spreads like any pool, its reservation tier
+    # sits in the reservation's zone.
+    assert pools["gcp-usc1-train-flex-np"].inputs["nodeLocations"] == ["us-central1-a", "us-central1-c"]
+    assert pools["gcp-usc1-train-res0-np"].inputs["nodeLocations"] == ["us-central1-a"]
     assert pools["gcp-usc1-serve-np"].inputs["nodeLocations"] == ["us-central1-a", "us-central1-b", "us-central1-c"]
 
 
@@ -152,9 +155,7 @@ def test_a_custom_serving_namespace_holds_the_endpoint_and_its_identity(tmp_path
     config["aicloud:serving"]["namespace"] = "ml-serving"
     write_stack(tmp_path, "ns", config)
     plan = run_plan("ns", tmp_path, policies=False)
-    namespaces = {
-        r.inputs["metadata"]["name"] for r in plan.resources if r.type == "kubernetes:core/v1:Namespace"
-    }
+    namespaces = {r.inputs["metadata"]["name"] for r in plan.resources if r.type == "kubernetes:core/v1:Namespace"}
     assert "ml-serving" in namespaces and "aicloud-serving" not in namespaces
     role = next(r for r in plan.resources if r.type == "aws:iam/role:Role" and r.name.endswith("-server-role"))
     assert "system:serviceaccount:ml-serving:aicloud-server" in str(role.inputs)
@@ -176,12 +177,22 @@ def test_the_project_is_found_from_the_working_directory_like_the_pulumi_cli(tmp
     # A separate process in that repository, with aicloud importable but not installed from it.
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-m", "stacks.cli", "plan", "qa"], cwd=deep, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "stacks.cli", "plan", "qa"],
+        cwd=deep,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2 and "aicloud:owner:" in proc.stderr and "Traceback" not in proc.stderr
     shutil.rmtree(project / "envs")
     proc = subprocess.run(
-        [sys.executable, "-m", "stacks.cli", "plan", "qa"], cwd=deep, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "stacks.cli", "plan", "qa"],
+        cwd=deep,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2 and f"{project / 'envs'}" in proc.stderr and "--stacks-dir" in proc.stderr
 

@@ -9,7 +9,12 @@
 4. readiness (issue 13): custom resources validated against the vendored upstream CRDs, Helm value
    keys checked against the pinned charts (target: 0 unknown), pod templates that fit a pool at max
    scale, readiness findings (mandatory: 0), and the wall time of each plan with the check on
-   (target for prod: under 10 s on this machine; the check's own share is printed too).
+   (target for prod: under 10 s on this machine; the check's own share is printed too);
+5. day one on a real cloud (issue 12): node pools whose floor is below the worst-case demand of the
+   workloads placed on them and that no autoscaler grows (target 0), pools whose autoscaler cannot
+   reach their maximum, volume claims without a StorageClass whose provisioner is installed (target
+   0), custom resources without their controller and Helm releases from charts that cannot be
+   resolved (readiness findings), and clusters the deployer cannot reach (target 0).
 
     python benchmarks/stack_figures.py
 """
@@ -27,6 +32,7 @@ from stacks.plan import run_plan  # noqa: E402
 from stacks.plan.readiness import figures as readiness_figures  # noqa: E402
 from stacks.plan.readiness import readiness_report  # noqa: E402
 from stacks.plan.render import GITHUB_COMMENT_LIMIT, render_markdown  # noqa: E402
+from stacks.steps.platform import pool_scaling, volume_claims  # noqa: E402
 from stacks.steps.storage import DATA_HOLDING_TYPES  # noqa: E402
 from tests.lakehouse.samples import star_on_star  # noqa: E402
 from tests.lakehouse.test_storage_plan import _policy_documents  # noqa: E402
@@ -62,6 +68,22 @@ def main() -> int:
             f"{r['helmKeysUnknown']} unknown; {r['workloadsSchedulable']}/{r['workloads']} pod templates fit a pool; "
             f"findings {r['findings']} ({r['mandatory']} mandatory); plan with the check {wall:.1f} s wall, "
             f"{cpu:.1f} s CPU (the check alone, schemas loaded: {check:.2f} s CPU)"
+        )
+        pools = pool_scaling(plan)
+        claims = volume_claims(plan)
+        found = [f["policy"] for f in plan.findings]
+        regions = plan.of_type("aicloud:platform:RegionalPlatform")
+        short = ", ".join(f"{p['region']}/{p['pool']} {p['demand']} > {p['maxNodes']}" for p in pools if p["short"])
+        unreachable = [r.name for r in regions if (r.outputs.get("apiAccess") or {}).get("route") == "unreachable"]
+        print(
+            f"{name:8} day one: pools {len(pools)}, floor < worst-case demand without an autoscaler "
+            f"{sum(p['stuck'] for p in pools)}, autoscaler short of maxNodes "
+            f"{sum(p['reachable'] < p['maxNodes'] for p in pools)}, demand above maxNodes "
+            f"{sum(p['short'] for p in pools)} ({short or '-'}); "
+            f"volume claims {len(claims)}, without a provisioner {sum(not c['served'] for c in claims)}; "
+            f"custom resources without their controller {found.count('readiness-crd-controller')}, "
+            f"unresolvable charts {found.count('readiness-helm-chart')}; "
+            f"clusters the deployer cannot reach {len(unreachable)}/{len(regions)}"
         )
         if name == "prod":
             cmd = [sys.executable, "-m", "stacks.cli", "plan", "prod", "--summary", "--quiet"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -19,6 +19,10 @@ from components.base import DataSafety, Spec, child_opts, data_opts, gcp_labels,
 from components.validation import Problem, check
 
 SUPPORTED_VERSIONS = ("1.30", "1.31", "1.32", "1.33", "1.34")
+EKS_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+Autoscaler = Literal["karpenter", "cluster-autoscaler", "gke"]
+AUTOSCALERS: dict[str, tuple[str, ...]] = {"aws": ("karpenter", "cluster-autoscaler"), "gcp": ("gke",)}
+"""The node autoscalers each cloud supports; the first is the default."""
 
 
 class ClusterSpec(Spec):
@@ -32,6 +36,26 @@ class ClusterSpec(Spec):
     """CIDRs allowed to reach a public API endpoint (the allow-list)."""
     deletion_protection: bool | None = None
     """Refuse to delete the cluster; defaults to on in prod, off elsewhere (`protected`)."""
+    autoscaler: Autoscaler | None = None
+    """Node autoscaler: `karpenter` (EKS default), `cluster-autoscaler` (EKS, scales the managed
+    node groups), `gke` (GKE's built-in autoscaler, the only choice there)."""
+    admins: list[str] = Field(default_factory=list)
+    """EKS only: IAM role/user ARNs given cluster-admin through EKS access entries (the stack's
+    deploy identity, `aicloud:deploy.awsRoleArn`, is added to every cluster on its own)."""
+
+    @field_validator("admins")
+    @classmethod
+    def _admin_arns(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if not a.startswith("arn:aws") or ":iam::" not in a]
+        if bad:
+            raise ValueError(f"admins must be IAM role or user ARNs (arn:aws:iam::<account>:role/<name>), got {bad}")
+        if len(set(v)) != len(v):
+            raise ValueError("admins lists an ARN twice")
+        return v
+
+    def autoscaler_for(self, cloud: str) -> str:
+        """The node autoscaler in effect on `cloud` (the cloud's default when unset)."""
+        return self.autoscaler or AUTOSCALERS[cloud][0]
 
     def protected(self, environment: str) -> bool:
         """Deletion protection in `environment`: the configured value, else on in prod only."""
@@ -116,6 +140,17 @@ def gke_kubeconfig(name: str, endpoint: str, ca_data: str) -> str:
     )
 
 
+def admin_principals(spec: ClusterSpec, deploy_role_arn: str | None) -> list[str]:
+    """Who gets a cluster-admin access entry: the deploy identity first, then `cluster.admins`."""
+    return list(dict.fromkeys([*([deploy_role_arn] if deploy_role_arn else []), *spec.admins]))
+
+
+def endpoint_access(spec: ClusterSpec) -> dict[str, Any]:
+    """How the cluster's API can be reached: always from inside its network, and from the listed
+    CIDRs when the public endpoint is on."""
+    return {"private": True, "public": spec.public_endpoint, "publicCidrs": list(spec.public_access_cidrs)}
+
+
 class GpuCluster(pulumi.ComponentResource):
     """Common outputs of a cluster on either cloud."""
 
@@ -154,6 +189,9 @@ class EksCluster(GpuCluster):
     oidc_provider_arn: pulumi.Output[str]
     oidc_issuer: pulumi.Output[str]
     node_role_arn: pulumi.Output[str]
+    cluster_arn: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
+    """The cluster security group EKS creates (control plane <-> nodes); Karpenter's nodes join it."""
 
     def __init__(
         self,
@@ -163,10 +201,14 @@ class EksCluster(GpuCluster):
         region: str,
         subnet_ids: pulumi.Input[list[str]],
         safety: DataSafety,
+        deploy_role_arn: str | None = None,
         environment: str = "dev",
         tags: dict[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`deploy_role_arn`: the identity `pulumi up` runs as; it gets an explicit admin access entry
+        (and the implicit creator entry is turned off, so the two never collide). Without it the
+        creator keeps EKS's bootstrap admin entry."""
         super().__init__(type_token("compute", "EksCluster"), name, None, opts)
         self._name = name
         self.cloud, self.region, self.version = "aws", region, spec.version
@@ -202,7 +244,7 @@ class EksCluster(GpuCluster):
             },
             access_config={
                 "authentication_mode": "API",
-                "bootstrap_cluster_creator_admin_permissions": True,
+                "bootstrap_cluster_creator_admin_permissions": deploy_role_arn is None,
             },
             encryption_config={"provider": {"key_arn": key.arn}, "resources": ["secrets"]},
             enabled_cluster_log_types=["api", "audit", "authenticator"],
@@ -239,8 +281,28 @@ class EksCluster(GpuCluster):
                 resolve_conflicts_on_update="OVERWRITE",
                 opts=child_opts(cluster),
             )
+        self.admins = admin_principals(spec, deploy_role_arn)
+        for i, principal in enumerate(self.admins):
+            entry = aws.eks.AccessEntry(
+                f"{name}-admin-{i}",
+                cluster_name=cluster.name,
+                principal_arn=principal,
+                type="STANDARD",
+                tags=merge_tags(tags),
+                opts=child_opts(cluster),
+            )
+            aws.eks.AccessPolicyAssociation(
+                f"{name}-admin-{i}-policy",
+                cluster_name=cluster.name,
+                principal_arn=entry.principal_arn,
+                policy_arn=EKS_ADMIN_POLICY,
+                access_scope={"type": "cluster"},
+                opts=child_opts(entry),
+            )
         self.cluster = cluster
         self.cluster_name = cluster.name
+        self.cluster_arn = cluster.arn
+        self.security_group_id = cluster.vpc_config.apply(lambda v: (v or {}).get("cluster_security_group_id"))
         self.endpoint = cluster.endpoint
         self.oidc_issuer = issuer
         self.oidc_provider_arn = oidc.arn
@@ -248,7 +310,14 @@ class EksCluster(GpuCluster):
         self.kubeconfig = pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority).apply(
             lambda a: eks_kubeconfig(a[0], a[1], a[2]["data"], region)
         )
-        self._finish({"oidcProviderArn": self.oidc_provider_arn, "nodeRoleArn": self.node_role_arn})
+        self._finish(
+            {
+                "oidcProviderArn": self.oidc_provider_arn,
+                "nodeRoleArn": self.node_role_arn,
+                "admins": self.admins,
+                "endpointAccess": endpoint_access(spec),
+            }
+        )
 
 
 class GkeCluster(GpuCluster):
@@ -331,4 +400,10 @@ class GkeCluster(GpuCluster):
         self.kubeconfig = pulumi.Output.all(cluster.name, cluster.endpoint, cluster.master_auth).apply(
             lambda a: gke_kubeconfig(a[0], a[1], (a[2] or {}).get("cluster_ca_certificate", ""))
         )
-        self._finish({"workloadPool": self.workload_pool, "nodeServiceAccount": self.node_service_account})
+        self._finish(
+            {
+                "workloadPool": self.workload_pool,
+                "nodeServiceAccount": self.node_service_account,
+                "endpointAccess": endpoint_access(spec),
+            }
+        )

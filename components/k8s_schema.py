@@ -186,6 +186,8 @@ def resource_name(api_version: str, kind: str, version: str = "1.33") -> str:
     if lower.endswith("y"):
         return f"{lower[:-1]}ies"
     return f"{lower}s"
+_AFTER_APPLY = re.compile(r"^\$\{[^}]+\}$")
+"""The offline plan's placeholder for a value known only after apply."""
 
 
 def object_errors(obj: Mapping[str, Any], version: str) -> list[tuple[str, str, Any]]:
@@ -205,6 +207,8 @@ def object_errors(obj: Mapping[str, Any], version: str) -> list[tuple[str, str, 
         )
     out = []
     for err in sorted(validator.iter_errors(dict(obj)), key=lambda e: list(e.absolute_path)):
+        if err.validator == "pattern" and isinstance(err.instance, str) and _AFTER_APPLY.match(err.instance):
+            continue  # an id the cloud assigns (`${subnet.id}` in the offline plan): checked at `up`
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path) or "."
         out.append((where, err.message, err.instance))
     return out

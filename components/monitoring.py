@@ -39,6 +39,7 @@ from pydantic import Field
 
 from components.base import Spec, child_opts, custom_resource, type_token
 from components.dashboards import load_dashboards, with_drift_threshold
+from components.foundations import STORAGE_CLASS
 from components.helm import helm_release
 from components.identity import WORKLOADS
 from components.k8s_security import (
@@ -400,9 +401,21 @@ def prometheus_rule_manifest(name: str, alerts: AlertsSpec) -> dict[str, Any]:
 # --------------------------------------------------------------------------- Helm values
 
 
+def with_storage_class(values: dict[str, Any], storage_class: str | None) -> dict[str, Any]:
+    """`values` with Prometheus's volume claim naming `storage_class` (the cluster's default class,
+    named explicitly: EKS has none of its own)."""
+    claim = (((values.get("prometheus") or {}).get("prometheusSpec") or {}).get("storageSpec") or {}).get(
+        "volumeClaimTemplate"
+    )
+    if storage_class and isinstance(claim, dict):
+        claim["spec"] = {"storageClassName": storage_class, **(claim.get("spec") or {})}
+    return values
+
+
 def prometheus_stack_values(spec: MonitoringSpec) -> dict[str, Any]:
-    """kube-prometheus-stack values: retention and volume, every monitor/rule selected, Grafana's
-    dashboard sidecar, kube-state-metrics with aicloud's node labels."""
+    """kube-prometheus-stack values: retention and volume (`with_storage_class` names its class),
+    every monitor/rule selected, Grafana's dashboard sidecar, kube-state-metrics with aicloud's
+    node labels."""
     selected = {f"{kind}SelectorNilUsesHelmValues": False for kind in ("serviceMonitor", "podMonitor", "rule", "probe")}
     return {
         "fullnameOverride": RELEASE_NAME,
@@ -678,7 +691,7 @@ class Monitoring(pulumi.ComponentResource):
             KUBE_PROMETHEUS_STACK_CHART,
             release_name=RELEASE_NAME,
             namespace=NAMESPACE,
-            values=prometheus_stack_values(spec),
+            values=with_storage_class(prometheus_stack_values(spec), STORAGE_CLASS.get(cloud)),
             opts=child_opts(self, depends_on=[ns, agents, *admin]),
         )
         after_crds = child_opts(self, depends_on=[self.stack])

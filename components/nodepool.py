@@ -29,6 +29,9 @@ GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT_KEY = "nvidia.com/gpu"
 LABEL_PREFIX = "aicloud.dev"
 POOL_LABEL = f"{LABEL_PREFIX}/pool"
+INTERRUPTIBLE_KEY = f"{LABEL_PREFIX}/interruptible"
+"""Label and taint of interruptible pools: only workloads that tolerate it (they checkpoint and
+resume, and are placed on the pool on purpose) land there."""
 GPU_LABEL = f"{LABEL_PREFIX}/gpu"
 ACCELERATOR_LABEL = f"{LABEL_PREFIX}/accelerator"
 DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
@@ -66,7 +69,8 @@ class NodePoolSpec(Spec):
     `allowSpot: false`."""
     interruptible: bool = False
     """The workloads on this pool tolerate losing a node (checkpointing trainers); prod spot pools
-    must say so."""
+    must say so. The pool gets the `aicloud.dev/interruptible=true:NoSchedule` taint, so only
+    workloads placed on it on purpose (which tolerate the pool's taints) run there."""
     disk_size_gb: int = Field(default=200, ge=50, le=16384)
     """Root volume size in GiB (container images of GPU frameworks are large)."""
     gpu_sharing: Literal["none", "time-slicing", "mig"] = "none"
@@ -183,11 +187,14 @@ def pool_zones(spec: NodePoolSpec, region: str, network_zones: list[str] | tuple
 
 
 def pool_taints(spec: NodePoolSpec) -> list[Taint]:
-    """The pool's taints: the GPU taint on GPU pools, then the spec's own (deduplicated)."""
+    """The pool's taints: the GPU taint on GPU pools, the interruptible taint on interruptible
+    pools, then the spec's own (deduplicated)."""
     taints: list[Taint] = []
     machine = spec.machine
     if machine is not None and machine.is_gpu:
         taints.append(Taint(key=GPU_TAINT_KEY, value="present", effect="NoSchedule"))
+    if spec.interruptible:
+        taints.append(Taint(key=INTERRUPTIBLE_KEY, value="true", effect="NoSchedule"))
     for t in spec.taints:
         if all((t.key, t.effect) != (s.key, s.effect) for s in taints):
             taints.append(t)
@@ -203,6 +210,8 @@ def pool_labels(spec: NodePoolSpec, cloud: str) -> dict[str, str]:
         f"{LABEL_PREFIX}/capacity": "spot" if spec.spot else "on-demand",
         GPU_LABEL: "true" if machine is not None and machine.is_gpu else "false",
     }
+    if spec.interruptible:
+        labels[INTERRUPTIBLE_KEY] = "true"
     if machine is not None and machine.is_gpu:
         accel = load_catalog().accelerators[machine.gpu]  # type: ignore[index]
         labels[ACCELERATOR_LABEL] = accel.name
@@ -322,7 +331,9 @@ class GpuNodePool(pulumi.ComponentResource):
     labels: dict[str, str]
     capacity: dict[str, Any]
 
-    def _register(self, spec: NodePoolSpec, cloud: str, region: str, pool_name: pulumi.Input[str]) -> None:
+    def _register(
+        self, spec: NodePoolSpec, cloud: str, region: str, pool_name: pulumi.Input[str], *, autoscaler: str
+    ) -> None:
         self.spec = spec
         self.taints = [t.model_dump() for t in pool_taints(spec)]
         self.labels = pool_labels(spec, cloud)
@@ -335,12 +346,21 @@ class GpuNodePool(pulumi.ComponentResource):
                 "taints": self.taints,
                 "labels": self.labels,
                 "capacity": self.capacity,
+                "autoscaler": autoscaler,
             }
         )
 
 
 class EksGpuNodePool(GpuNodePool):
-    """An EKS managed node group on the NVIDIA AL2023 AMI, with IMDSv2 and encrypted disks."""
+    """An EKS pool: managed node groups on the NVIDIA AL2023 AMI with IMDSv2 and encrypted disks,
+    scaled by the cluster's node autoscaler.
+
+    - `autoscaler="karpenter"`: the floor (`minNodes`) is a fixed-size managed node group (none when
+      0); the rest, up to `maxNodes`, is the EC2NodeClass + NodePool pair that
+      `components.autoscaling.add_karpenter_nodes` adds to this component.
+    - `autoscaler="cluster-autoscaler"`: one managed node group from minNodes to maxNodes with the
+      autoscaler's node-template tags.
+    """
 
     def __init__(
         self,
@@ -352,6 +372,7 @@ class EksGpuNodePool(GpuNodePool):
         cluster_version: str,
         node_role_arn: pulumi.Input[str],
         subnet_ids: pulumi.Input[list[str]],
+        autoscaler: str = "cluster-autoscaler",
         tags: dict[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -359,6 +380,35 @@ class EksGpuNodePool(GpuNodePool):
         machine = spec.machine
         assert machine is not None
         base_tags = merge_tags(tags, {"aicloud:pool": spec.name}, name=name)
+        self.node_group: aws.eks.NodeGroup | None = None
+        self.node_pool: Any = None
+        floor = spec.min_nodes if autoscaler == "karpenter" else None
+        if floor is None or floor > 0:
+            self.node_group = self._managed_group(
+                name, spec, machine, base_tags, floor, autoscaler,
+                cluster_name=cluster_name, cluster_version=cluster_version,
+                node_role_arn=node_role_arn, subnet_ids=subnet_ids,
+            )  # fmt: skip
+        self.autoscaler = autoscaler
+        pool_name = self.node_group.node_group_name if self.node_group is not None else spec.name
+        self._register(spec, "aws", region, pool_name, autoscaler=autoscaler)
+
+    def _managed_group(
+        self,
+        name: str,
+        spec: NodePoolSpec,
+        machine: MachineType,
+        base_tags: dict[str, str],
+        floor: int | None,
+        autoscaler: str,
+        *,
+        cluster_name: pulumi.Input[str],
+        cluster_version: str,
+        node_role_arn: pulumi.Input[str],
+        subnet_ids: pulumi.Input[list[str]],
+    ) -> aws.eks.NodeGroup:
+        """The managed node group: min..max for the Cluster Autoscaler, or the fixed floor of size
+        `floor` under Karpenter."""
         # IMDSv2 only, hop limit 1: pods cannot borrow the node's credentials (they get IRSA).
         template = aws.ec2.LaunchTemplate(
             f"{name}-lt",
@@ -382,10 +432,15 @@ class EksGpuNodePool(GpuNodePool):
             tags=base_tags,
             opts=child_opts(self),
         )
-        cluster_tags = pulumi.Output.from_input(cluster_name).apply(
-            lambda cn: {**base_tags, **autoscaler_tags(spec, cn)}
-        )
-        group = aws.eks.NodeGroup(
+        if autoscaler == "cluster-autoscaler":
+            group_tags: pulumi.Input[dict[str, str]] = pulumi.Output.from_input(cluster_name).apply(
+                lambda cn: {**base_tags, **autoscaler_tags(spec, cn)}
+            )
+            scaling = {"min_size": spec.min_nodes, "desired_size": spec.initial_nodes, "max_size": spec.max_nodes}
+        else:
+            group_tags = base_tags
+            scaling = {"min_size": floor, "desired_size": floor, "max_size": floor}
+        return aws.eks.NodeGroup(
             f"{name}-ng",
             cluster_name=cluster_name,
             node_role_arn=node_role_arn,
@@ -394,21 +449,15 @@ class EksGpuNodePool(GpuNodePool):
             instance_types=[machine.type],
             ami_type="AL2023_x86_64_NVIDIA" if machine.is_gpu else "AL2023_x86_64_STANDARD",
             capacity_type="SPOT" if spec.spot else "ON_DEMAND",
-            scaling_config={
-                "min_size": spec.min_nodes,
-                "desired_size": spec.initial_nodes,
-                "max_size": spec.max_nodes,
-            },
+            scaling_config=scaling,
             update_config={"max_unavailable": 1},
             launch_template={"id": template.id, "version": template.latest_version.apply(str)},
             labels=pool_labels(spec, "aws"),
             taints=_cloud_taints(pool_taints(spec)),
-            tags=cluster_tags,
+            tags=group_tags,
             # The cluster autoscaler owns the group's size after creation.
             opts=child_opts(self, ignore_changes=["scalingConfig.desiredSize"]),
         )
-        self.node_group = group
-        self._register(spec, "aws", region, group.node_group_name)
 
 
 class GkeGpuNodePool(GpuNodePool):
@@ -510,7 +559,7 @@ class GkeGpuNodePool(GpuNodePool):
         pool = pools[0]
         self.tier_pools = pools
         self.node_pool = pool
-        self._register(spec, "gcp", region, pool.name)
+        self._register(spec, "gcp", region, pool.name, autoscaler="gke")
 
 
 def device_plugin_values(pools: list[NodePoolSpec]) -> dict[str, Any]:

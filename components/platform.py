@@ -14,10 +14,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import Field, field_validator
 
+from components.autoscaling import ClusterAutoscaler, Karpenter, KarpenterNodes, add_karpenter_nodes
 from components.base import DataSafety, Spec, child_opts, type_token
 from components.capacity import chain_problems
 from components.catalog import load_catalog
-from components.cluster import ClusterSpec, EksCluster, GkeCluster
+from components.cluster import AUTOSCALERS, ClusterSpec, EksCluster, GkeCluster
+from components.deploy import DeploySpec, cluster_reach, effective_public_cidrs
+from components.foundations import ClusterFoundations
 from components.helm import helm_release
 from components.network import AwsNetwork, GcpNetwork, NetworkSpec, ipv4_network, overlaps
 from components.nodepool import (
@@ -158,6 +161,24 @@ class RegionSpec(Spec):
                 "(CoreDNS, the device plugin's controller, metrics)",
             )
 
+    @check("cloud", "cluster")
+    def _autoscaler(self) -> Iterator[Problem]:
+        allowed = AUTOSCALERS[self.cloud]
+        chosen = self.cluster.autoscaler
+        if chosen is not None and chosen not in allowed:
+            other = "EKS" if self.cloud == "gcp" else "GKE"
+            yield Problem(
+                ("cluster", "autoscaler"),
+                f"{chosen!r} works on {other} only; on {self.cloud} use {' or '.join(repr(a) for a in allowed)}",
+                chosen,
+            )
+        if self.cloud == "gcp" and self.cluster.admins:
+            yield Problem(
+                ("cluster", "admins"),
+                "EKS access entries exist on AWS only; on GKE grant roles/container.admin through IAM instead",
+                self.cluster.admins,
+            )
+
     def _pool_placement(self, i: int, p: Any, machine: Any, network_zones: list[str] | None) -> Iterator[Problem]:
         """Is the pool's machine type offered in the region, and in the zones it would use?"""
         zones = load_catalog().zones(self.cloud, self.region)
@@ -195,6 +216,20 @@ class RegionSpec(Spec):
     @property
     def zones(self) -> list[str]:
         return list(load_catalog().zones(self.cloud, self.region)[: self.network.zones])
+
+    @property
+    def system_pool(self) -> NodePoolSpec:
+        """The first untainted general pool with a floor: system pods and controllers run there."""
+        return next(p for p in self.node_pools if p.role == "general" and not pool_taints(p) and p.min_nodes >= 1)
+
+    @property
+    def autoscaler(self) -> str:
+        return self.cluster.autoscaler_for(self.cloud)
+
+    def cluster_for(self, deploy: DeploySpec) -> ClusterSpec:
+        """The cluster spec with the deployer's egress added to its public endpoint's allow-list."""
+        cidrs = effective_public_cidrs(self.cluster.public_endpoint, self.cluster.public_access_cidrs, self.name, deploy)
+        return self.cluster.model_copy(update={"public_endpoint": bool(cidrs), "public_access_cidrs": cidrs})
 
 
 class NvidiaDevicePlugin(pulumi.ComponentResource):
@@ -237,20 +272,30 @@ class RegionalPlatform(pulumi.ComponentResource):
         tags: dict[str, str],
         gcp_project: str | None = None,
         environment: str = "dev",
+        deploy: DeploySpec | None = None,
+        custom_metrics: list[str] | None = None,
+        prometheus_url: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`deploy`: where `pulumi up` runs (its egress joins the API allow-list, its role gets an
+        access entry); `custom_metrics`: per-pod metrics the region's autoscalers read, served by
+        prometheus-adapter from `prometheus_url`."""
         super().__init__(type_token("platform", "RegionalPlatform"), name, None, opts)
         self.spec = spec
+        deploy = deploy or DeploySpec()
+        cluster_spec = spec.cluster_for(deploy)
         zones = spec.zones
+        self.autoscaler: Karpenter | ClusterAutoscaler | None = None
         if spec.cloud == "aws":
             network = AwsNetwork(f"{name}-net", spec.network, zones=zones, tags=tags, opts=child_opts(self))
             cluster = EksCluster(
                 f"{name}-cluster",
-                spec.cluster,
+                cluster_spec,
                 region=spec.region,
                 subnet_ids=network.private_subnet_ids,
                 safety=safety,
                 environment=environment,
+                deploy_role_arn=deploy.aws_role_arn,
                 tags=tags,
                 opts=child_opts(self),
             )
@@ -263,11 +308,47 @@ class RegionalPlatform(pulumi.ComponentResource):
                     cluster_version=spec.cluster.version,
                     node_role_arn=cluster.node_role_arn,
                     subnet_ids=network.private_subnet_ids,
+                    autoscaler=spec.autoscaler,
                     tags=tags,
                     opts=child_opts(cluster),
                 )
                 for p in spec.node_pools
             }
+            # The controllers run on the system pool's managed nodes, so they wait for them (the
+            # node group itself: the pool component also holds the NodePool that waits for Karpenter).
+            system = [g for g in [pools[spec.system_pool.name].node_group] if g is not None]  # type: ignore[attr-defined]
+            if spec.autoscaler == "karpenter":
+                karpenter = Karpenter(
+                    f"{name}-karpenter",
+                    cluster=cluster,
+                    region=spec.region,
+                    system_pool=spec.system_pool.name,
+                    k8s_provider=cluster.k8s_provider,
+                    tags=tags,
+                    opts=child_opts(cluster, depends_on=system),
+                )
+                nodes = KarpenterNodes(
+                    controller=karpenter,
+                    k8s_provider=cluster.k8s_provider,
+                    cluster_name=cluster.cluster_name,
+                    subnet_ids=network.private_subnet_ids,
+                    security_group_id=cluster.security_group_id,
+                    zones=zones,
+                )
+                for p in spec.node_pools:
+                    add_karpenter_nodes(pools[p.name], p, nodes, name=f"{name}-{p.name}")  # type: ignore[arg-type]
+                self.autoscaler = karpenter
+            else:
+                self.autoscaler = ClusterAutoscaler(
+                    f"{name}-cluster-autoscaler",
+                    cluster=cluster,
+                    region=spec.region,
+                    version=spec.cluster.version,
+                    system_pool=spec.system_pool.name,
+                    k8s_provider=cluster.k8s_provider,
+                    tags=tags,
+                    opts=child_opts(cluster, depends_on=system),
+                )
             if any(p.machine is not None and p.machine.is_gpu for p in spec.node_pools):
                 self.device_plugin: NvidiaDevicePlugin | None = NvidiaDevicePlugin(
                     f"{name}-nvidia-device-plugin",
@@ -282,7 +363,7 @@ class RegionalPlatform(pulumi.ComponentResource):
             network = GcpNetwork(f"{name}-net", spec.network, region=spec.region, zones=zones, opts=child_opts(self))
             cluster = GkeCluster(
                 f"{name}-cluster",
-                spec.cluster,
+                cluster_spec,
                 project=gcp_project,
                 region=spec.region,
                 network=network.network_id,
@@ -306,10 +387,29 @@ class RegionalPlatform(pulumi.ComponentResource):
                 for p in spec.node_pools
             }
             self.device_plugin = None
+        self.foundations = ClusterFoundations(
+            f"{name}-foundations",
+            cloud=spec.cloud,
+            cluster=cluster,
+            k8s_provider=cluster.k8s_provider,
+            custom_metrics=custom_metrics,
+            prometheus_url=prometheus_url,
+            tags=tags,
+            opts=child_opts(cluster),
+        )
         self.network = network
         self.cluster = cluster
         self.pools = pools
         self.k8s_provider = cluster.k8s_provider
+        reach = cluster_reach(
+            region_key=spec.name,
+            private_access=True,
+            public=cluster_spec.public_endpoint,
+            public_cidrs=list(cluster_spec.public_access_cidrs),
+            runner=deploy.runner,
+            egress_cidrs=list(deploy.egress_cidrs),
+            network=deploy.network,
+        )
         self.register_outputs(
             {
                 "cloud": spec.cloud,
@@ -317,6 +417,13 @@ class RegionalPlatform(pulumi.ComponentResource):
                 "zones": zones,
                 "clusterName": cluster.cluster_name,
                 "pools": sorted(pools),
+                "autoscaler": spec.autoscaler,
+                "apiAccess": {
+                    "public": cluster_spec.public_endpoint,
+                    "publicCidrs": list(cluster_spec.public_access_cidrs),
+                    "route": reach.route,
+                    "detail": reach.detail,
+                },
             }
         )
 

@@ -56,6 +56,8 @@ RULE_NAMES: tuple[str, ...] = (
     "aicloud-inference-min-replicas",
     "aicloud-inference-disruption-budget",
     "aicloud-inference-probes",
+    "aicloud-deployer-reaches-cluster-api",
+    "aicloud-eks-node-autoscaler-installed",
     "readiness-crd-schema",
     "readiness-crd-controller",
     "readiness-helm-chart",

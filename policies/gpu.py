@@ -15,6 +15,7 @@ from pulumi_policy import ReportViolation
 
 from policies.common import (
     GPU_TAINT_KEY,
+    KARPENTER_NODEPOOL,
     UNKNOWN,
     PodTemplate,
     Pool,
@@ -69,7 +70,10 @@ def pool_tainted(res: Res, config: dict[str, Any], report: ReportViolation) -> N
     pool = pool_of(res)
     if pool is None or not pool.is_gpu:
         return
-    raw = res.props.get("taints") if pool.cloud == "aws" else dig(res.props, "nodeConfig.taints")
+    if res.type == KARPENTER_NODEPOOL:
+        raw = dig(res.props, "spec.template.spec.taints")
+    else:
+        raw = res.props.get("taints") if pool.cloud == "aws" else dig(res.props, "nodeConfig.taints")
     if raw is UNKNOWN or any(t.key == GPU_TAINT_KEY and t.effect in BLOCKING for t in pool.taints):
         return
     report(
@@ -242,7 +246,7 @@ RULES = [
         "Every GPU node pool carries the nvidia.com/gpu NoSchedule taint.",
         "gpu",
         pool_tainted,
-        types=("aws:eks/nodeGroup:NodeGroup", "gcp:container/nodePool:NodePool"),
+        types=("aws:eks/nodeGroup:NodeGroup", "gcp:container/nodePool:NodePool", KARPENTER_NODEPOOL),
     ),
     Rule(
         "aicloud-gpu-workload-tolerates-pool",

@@ -4,7 +4,7 @@ offline plan (`stacks/plan/policy.py`) both take their rules from here."""
 from __future__ import annotations
 
 from contracts.guardrails import RULE_NAMES
-from policies import availability, capacity, data_safety, gpu, placement, readiness, security, zero_trust
+from policies import availability, capacity, data_safety, gpu, placement, platform, readiness, security, zero_trust
 from policies.common import Rule
 
 PACK_NAME = "aicloud-guardrails"
@@ -17,6 +17,7 @@ RULES: list[Rule] = [
     *placement.RULES,
     *capacity.RULES,
     *availability.RULES,
+    *platform.RULES,
     *readiness.RULES,
 ]
 

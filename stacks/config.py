@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError
 
 from components.base import DataSafety, Spec
 from components.ci import CiSpec
+from components.deploy import DeploySpec
 from components.endpoint import ServingSpec, model_uris, serving_problems, uses_lake
 from components.image import ImagesSpec
 from components.lakehouse.spec import StorageField, storage_problems
@@ -123,6 +124,9 @@ class StackConfig(Spec):
     ci: CiSpec | None = None
     """CI access (optional): the GitHub OIDC trust and this stack's deploy and read-only preview
     identities (see components/ci.py)."""
+    deploy: DeploySpec = Field(default_factory=DeploySpec)
+    """Where `pulumi up` runs (runner, its fixed egress, the network it is in) and the identity of
+    the first run: decides how it reaches each cluster's API (components/deploy.py)."""
 
     @check("regions")
     def _regions(self) -> Iterator[Problem]:
@@ -301,6 +305,27 @@ class StackConfig(Spec):
             workloads = self._image_workloads()
             for message in retraining_problems(spec.retraining, regions, workloads):
                 yield Problem(("monitoring", "retraining", "job"), message)
+
+    @check("deploy", "regions")
+    def _deploy(self) -> Iterator[Problem]:
+        names = [str(r.name) for r in self.regions]
+        if self.deploy.network is not None and self.deploy.network not in names:
+            yield Problem(
+                ("deploy", "network"), f"not a region of this stack; regions: {', '.join(names)}", self.deploy.network
+            )
+
+    @check("serving", "monitoring")
+    def _custom_metrics(self) -> Iterator[Problem]:
+        serving = self.serving
+        if serving is None or not is_valid(serving) or self.monitoring is not None:
+            return
+        if serving.autoscaling.mode == "metric":
+            yield Problem(
+                ("serving", "autoscaling", "mode"),
+                "'metric' reads the request rate through prometheus-adapter from the stack's Prometheus; add "
+                "aicloud:monitoring or use mode 'cpu'",
+                "metric",
+            )
 
     @check("ci", "environment", "regions")
     def _ci(self) -> Iterator[Problem]:

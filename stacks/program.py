@@ -15,11 +15,14 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 
 from components.base import gcp_labels, rename_transformation
-from components.platform import RegionalPlatform
+from components.deploy import DeployPath
+from components.monitoring import PROMETHEUS_URL
+from components.platform import RegionalPlatform, RegionSpec
 from stacks.config import StackConfig
 from stacks.deployment import Deployment
 from stacks.steps.ci import deploy_ci
 from stacks.steps.monitoring import deploy_monitoring
+from stacks.steps.platform import deploy_access
 from stacks.steps.serving import deploy_serving
 from stacks.steps.storage import deploy_storage
 from stacks.steps.training import deploy_images, deploy_training
@@ -40,8 +43,17 @@ def region_provider(d: Deployment, key: str) -> pulumi.ProviderResource:
     )
 
 
+def custom_metrics(config: StackConfig, region: RegionSpec) -> list[str]:
+    """Per-pod custom metrics the region's autoscalers read (the endpoint's HPA in `metric` mode)."""
+    serving = config.serving
+    if serving is None or not region.serving or serving.backend != "deployment":
+        return []
+    return [serving.autoscaling.metric] if serving.autoscaling.mode == "metric" else []
+
+
 def deploy_compute(d: Deployment) -> None:
-    """Providers, networks, clusters and node pools of every region."""
+    """Providers, networks, clusters, node pools, autoscalers and foundations of every region."""
+    DeployPath("deploy", d.config.deploy)
     for spec in d.config.regions:
         provider = region_provider(d, spec.name)
         d.providers[spec.name] = provider
@@ -51,6 +63,9 @@ def deploy_compute(d: Deployment) -> None:
             safety=d.config.safety,
             tags=d.tags,
             gcp_project=d.config.gcp_project,
+            deploy=d.config.deploy,
+            custom_metrics=custom_metrics(d.config, spec),
+            prometheus_url=PROMETHEUS_URL if d.config.monitoring is not None else None,
             environment=d.config.environment,
             opts=pulumi.ResourceOptions(providers=[provider]),
         )
@@ -70,6 +85,7 @@ STEPS: list[Step] = [
     deploy_serving,
     deploy_monitoring,
     deploy_ci,
+    deploy_access,
 ]
 
 

@@ -31,7 +31,7 @@ from policies.common.pods import (
     taint,
     tolerates,
 )
-from policies.common.pools import Pool, money, pool_of, pools
+from policies.common.pools import KARPENTER_NODEPOOL, Pool, karpenter_pool, money, pool_of, pools
 from policies.common.rule import Check, Rule
 from policies.common.stack import CLUSTER_COMPONENTS, REGION_COMPONENT, Res, StackView
 from policies.common.values import (
@@ -49,6 +49,7 @@ from policies.common.values import (
     environment,
     is_unknown,
     plain,
+    quantity,
     quote_list,
     stack_of,
     truthy,
@@ -58,6 +59,7 @@ __all__ = [
     "CLUSTER_COMPONENTS",
     "Check",
     "ENVIRONMENTS",
+    "KARPENTER_NODEPOOL",
     "GPU_LABEL",
     "GPU_RESOURCE",
     "GPU_TAINT_KEY",
@@ -83,8 +85,10 @@ __all__ = [
     "machine",
     "money",
     "plain",
+    "quantity",
     "pod_templates",
     "policy_json",
+    "karpenter_pool",
     "pool_of",
     "pools",
     "quote_list",

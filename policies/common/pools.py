@@ -8,7 +8,7 @@ from typing import Any
 from policies.common.cloud import aws_gpus, machine
 from policies.common.pods import Taint, taint
 from policies.common.stack import Res, StackView
-from policies.common.values import POOL_LABEL, UNKNOWN, as_dict, as_list, dig, truthy
+from policies.common.values import GPU_RESOURCE, POOL_LABEL, UNKNOWN, as_dict, as_list, dig, quantity, truthy
 
 # --------------------------------------------------------------------------- node pools
 
@@ -40,9 +40,61 @@ class Pool:
         return self.res.name
 
 
+KARPENTER_NODEPOOL = "kubernetes:karpenter.sh/v1:NodePool"
+
+
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+
+
+def karpenter_pool(res: Res) -> Pool | None:
+    """A Karpenter `NodePool` as a pool: its template's labels (and single-valued `In`
+    requirements) and taints, the largest catalog instance type it allows, at least 0 nodes and at
+    most what its `limits` admit (`nodes`, or cpu/memory/GPUs over the machine's; unbounded without
+    limits). None when it allows no catalog type."""
+    tpl = as_dict(dig(res.props, "spec.template"))
+    labels = dict(as_dict(dig(tpl, "metadata.labels")))
+    types: list[str] = []
+    spot: Any = False
+    for req in as_list(dig(tpl, "spec.requirements")):
+        key, op, values = dig(req, "key"), dig(req, "operator"), as_list(dig(req, "values"))
+        if op == "In" and len(values) == 1 and isinstance(values[0], str):
+            labels.setdefault(key, values[0])
+        if key == INSTANCE_TYPE_LABEL and op == "In":
+            types = [v for v in values if isinstance(v, str)]
+        if key == "karpenter.sh/capacity-type" and op == "In":
+            spot = "spot" in values
+    machines = [m for m in (machine("aws", t) for t in types) if m is not None]
+    if not machines:
+        return None
+    m = max(machines, key=lambda m: (m.gpus, m.vcpus, m.memory_gib))
+    limits = as_dict(dig(res.props, "spec.limits"))
+    per_node = {"cpu": m.vcpus, "memory": m.memory_gib * 2**30, GPU_RESOURCE: m.gpus, "nodes": 1}
+    bounds = [
+        int(q // per_node[n])
+        for n, raw in limits.items()
+        if n in per_node and per_node[n] and (q := quantity(raw)) is not None
+    ]
+    return Pool(
+        res=res,
+        cloud="aws",
+        label=labels.get(POOL_LABEL),
+        machine_type=m.type,
+        gpus_per_node=m.gpus,
+        min_nodes=0,
+        max_nodes=min(bounds) if bounds else None,
+        taints=[t for t in map(taint, as_list(dig(tpl, "spec.taints"))) if t],
+        labels=labels,
+        spot=spot,
+        price=m.price_per_hour,
+    )
+
+
 def pool_of(res: Res) -> Pool | None:
-    """A node pool record for an EKS NodeGroup or GKE NodePool resource; None for other types."""
+    """A node pool record for an EKS NodeGroup, Karpenter NodePool or GKE NodePool resource; None
+    for other types."""
     p = res.props
+    if res.type == KARPENTER_NODEPOOL:
+        return karpenter_pool(res)
     if res.type == "aws:eks/nodeGroup:NodeGroup":
         types = as_list(p.get("instanceTypes"))
         mtype = types[0] if types else UNKNOWN if p.get("instanceTypes") is UNKNOWN else None

@@ -120,3 +120,22 @@ def environment(config: Mapping[str, Any], urn: str | None) -> str | None:
 
 def quote_list(items: Iterable[str]) -> str:
     return ", ".join(items)
+
+
+_SUFFIX = {
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
+    "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "m": 1e-3, "": 1,
+}  # fmt: skip
+_QUANTITY = re.compile(r"^([0-9.]+)([A-Za-z]*)$")
+
+
+def quantity(value: Any) -> float | None:
+    """A Kubernetes quantity (`500m`, `4Gi`, `2`) as a number of units; None when unreadable."""
+    if isinstance(value, bool) or value is None or value is UNKNOWN:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    m = _QUANTITY.match(str(value).strip())
+    if not m or m.group(2) not in _SUFFIX:
+        return None
+    return float(m.group(1)) * _SUFFIX[m.group(2)]

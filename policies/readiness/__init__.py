@@ -51,6 +51,7 @@ from policies.common import (
     machine,
     pod_templates,
     policy_json,
+    karpenter_pool,
     pool_of,
     schedulable_on,
     taint,
@@ -242,14 +243,14 @@ def inventory(view: StackView) -> dict[str, Cluster]:
             name = res.props.get("addonName")
             if isinstance(name, str):
                 get(_cluster_key(view, res)).addons.append(name)
-        elif (pool := pool_of(res)) is not None:
-            get(_cluster_key(view, res)).pools.append(pool)
         elif t == KARPENTER_NODEPOOL:
             c = get(_cluster_key(view, res))
             c.objects.append(res)
             pool = karpenter_pool(res)
             if pool is not None:
                 c.pools.append(pool)
+        elif (pool := pool_of(res)) is not None:
+            get(_cluster_key(view, res)).pools.append(pool)
         elif t == HELM_RELEASE:
             c = get(_cluster_key(view, res))
             p = res.props
@@ -280,48 +281,6 @@ def inventory(view: StackView) -> dict[str, Cluster]:
         if not c.cloud:
             c.cloud = "gcp" if any(p.cloud == "gcp" for p in c.pools) else "aws"
     return clusters
-
-
-def karpenter_pool(res: Res) -> Pool | None:
-    """A Karpenter `NodePool` as a pool: its template's labels (and single-valued `In`
-    requirements) and taints, the largest catalog instance type it allows, at least 0 nodes and at
-    most what its `limits` admit (unbounded without limits). None when it allows no catalog type."""
-    tpl = as_dict(dig(res.props, "spec.template"))
-    labels = dict(as_dict(dig(tpl, "metadata.labels")))
-    types: list[str] = []
-    spot: Any = False
-    for req in as_list(dig(tpl, "spec.requirements")):
-        key, op, values = dig(req, "key"), dig(req, "operator"), as_list(dig(req, "values"))
-        if op == "In" and len(values) == 1 and isinstance(values[0], str):
-            labels.setdefault(key, values[0])
-        if key == INSTANCE_TYPE_LABEL and op == "In":
-            types = [v for v in values if isinstance(v, str)]
-        if key == "karpenter.sh/capacity-type" and op == "In":
-            spot = "spot" in values
-    machines = [m for m in (machine("aws", t) for t in types) if m is not None]
-    if not machines:
-        return None
-    m = max(machines, key=lambda m: (m.gpus, m.vcpus, m.memory_gib))
-    limits = as_dict(dig(res.props, "spec.limits"))
-    per_node = {"cpu": m.vcpus, "memory": m.memory_gib * 2**30, GPU_RESOURCE: m.gpus}
-    bounds = [
-        int(q // per_node[n])
-        for n, raw in limits.items()
-        if n in per_node and per_node[n] and (q := quantity(raw)) is not None
-    ]
-    return Pool(
-        res=res,
-        cloud="aws",
-        label=labels.get("aicloud.dev/pool"),
-        machine_type=m.type,
-        gpus_per_node=m.gpus,
-        min_nodes=0,
-        max_nodes=min(bounds) if bounds else None,
-        taints=[t for t in map(taint, as_list(dig(tpl, "spec.taints"))) if t],
-        labels=labels,
-        spot=spot,
-        price=m.price_per_hour,
-    )
 
 
 def runtime_objects(res: Res) -> list[Res]:
@@ -1090,6 +1049,8 @@ def _trusted_accounts(view: StackView, c: Cluster) -> list[tuple[Res, str, str, 
 
 
 IDENTITY_ANNOTATION = {"aws": "eks.amazonaws.com/role-arn", "gcp": "iam.gke.io/gcp-service-account"}
+EKS_ADDON_ACCOUNTS = {"aws-ebs-csi-driver": ("kube-system", "ebs-csi-controller-sa")}
+"""ServiceAccounts EKS add-ons create, annotated with the add-on's `serviceAccountRoleArn`."""
 
 
 def _accounts(c: Cluster) -> dict[tuple[str, str], tuple[Res, dict[str, Any]]]:
@@ -1098,7 +1059,9 @@ def _accounts(c: Cluster) -> dict[tuple[str, str], tuple[Res, dict[str, Any]]]:
     out = {(_namespace(r), _meta_name(r)): (r, as_dict(dig(r.props, "metadata.annotations")))
            for r in c.objects if r.kind == "ServiceAccount"}  # fmt: skip
     for rel in c.releases:
-        sa = as_dict((rel.merged or {}).get("serviceAccount"))
+        merged = rel.merged or {}
+        # Most charts say `serviceAccount`; the Cluster Autoscaler's chart `rbac.serviceAccount`.
+        sa = as_dict(merged.get("serviceAccount")) or as_dict(dig(merged, "rbac.serviceAccount"))
         if sa.get("create") is True:
             name = sa.get("name") or (rel.merged or {}).get("fullnameOverride") or rel.res.props.get("name")
             if isinstance(name, str):
@@ -1155,6 +1118,8 @@ def check_identity(view: StackView, c: Cluster, report: Report) -> None:
                     res.urn,
                 )
             )
+        elif (ns, name) in {EKS_ADDON_ACCOUNTS.get(a) for a in c.addons}:
+            continue  # the add-on creates and annotates it (its serviceAccountRoleArn)
         elif (ns, name) not in accounts or annotation not in accounts[(ns, name)][1]:
             report.findings.append(
                 Finding(

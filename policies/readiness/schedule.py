@@ -1,32 +1,13 @@
-"""Will a pod fit a node: resource quantities, a machine's allocatable resources, and the replicas
-a workload can reach at its maximum (autoscaler max, rollout surge, gang size)."""
+"""Will a pod fit a node: resource quantities (`quantity`, from policies.common), a machine's
+allocatable resources, and the replicas a workload can reach at its maximum (autoscaler max,
+rollout surge, gang size)."""
 
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
-from policies.common import GPU_RESOURCE, UNKNOWN, as_dict, as_list, containers, dig
-
-_SUFFIX = {
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
-    "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "m": 1e-3, "": 1,
-}  # fmt: skip
-_QUANTITY = re.compile(r"^([0-9.]+)([A-Za-z]*)$")
-
-
-def quantity(value: Any) -> float | None:
-    """A Kubernetes quantity (`500m`, `4Gi`, `2`) as a number of units; None when unreadable."""
-    if isinstance(value, bool) or value is None or value is UNKNOWN:
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    m = _QUANTITY.match(str(value).strip())
-    if not m or m.group(2) not in _SUFFIX:
-        return None
-    return float(m.group(1)) * _SUFFIX[m.group(2)]
-
+from policies.common import GPU_RESOURCE, UNKNOWN, as_dict, as_list, containers, dig, quantity
 
 Resources = dict[str, float]
 """`cpu` (cores), `memory` (bytes), `nvidia.com/gpu` (devices)."""

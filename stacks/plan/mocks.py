@@ -47,7 +47,10 @@ def _computed(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
             endpoint=u("endpoint"),
             certificateAuthority={"data": u("certificateAuthority")},
             identities=[{"oidcs": [{"issuer": u("oidcIssuer")}]}],
+            vpcConfig={**(inputs.get("vpcConfig") or {}), "clusterSecurityGroupId": u("clusterSecurityGroupId")},
         )
+    elif typ == "aws:sqs/queue:Queue":
+        out["url"] = u("url")
     elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
         out["latestVersion"] = 1
     elif typ == "aws:eks/nodeGroup:NodeGroup":

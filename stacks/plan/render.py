@@ -187,12 +187,15 @@ def _policy_lines(plan: Plan, max_violations: int | None = None, *, all_rules: b
     return lines
 
 
-def _resource_lines(plan: Plan, *, full: bool) -> list[str]:
-    """The resources per region: one row each, or (`full=False`) a count per type."""
+def _resource_lines(plan: Plan, *, full: bool, types: bool = True) -> list[str]:
+    """The resources per region: one row each, or (`full=False`) a count per type, or
+    (`types=False` too) only the count per region."""
     lines = ["<details><summary>Resources by region and component</summary>", ""]
     for region, components in _grouped(plan).items():
         regs = [reg for regs in components.values() for reg in regs]
         lines += [f"#### {region} ({len(regs)})", ""]
+        if not full and not types:
+            continue
         if full:
             rows = [
                 [component, f"`{reg.type}`", reg.name, len(reg.inputs)]
@@ -242,6 +245,8 @@ def render_markdown(plan: Plan, *, diff_markdown: str | None = None, limit: int 
             return page
     head = "\n".join(compact) + "\n"
     tail = "\n".join(_resource_lines(plan, full=False))
+    if len(head + "\n".join(_policy_lines(plan, 1)) + tail) > limit:
+        tail = "\n".join(_resource_lines(plan, full=False, types=False))  # the JSON plan has the rest
     keep = len(plan.findings)
     while keep > 0 and len(head + "\n".join(_policy_lines(plan, keep, all_rules=False)) + tail) > limit:
         keep = keep * 3 // 4

@@ -9,6 +9,7 @@ from stacks.plan.cost import cost_section
 from stacks.plan.model import REPORT_SECTIONS, Plan, Section, SectionBuilder, build_sections
 from stacks.plan.readiness import clusters_section, findings_section, workloads_section
 from stacks.steps.monitoring import monitoring_section
+from stacks.steps.platform import access_section, platform_section
 from stacks.steps.serving import endpoints_section, traffic_section
 from stacks.steps.storage import storage_section
 from stacks.steps.training import images_section, training_section
@@ -18,6 +19,13 @@ __all__ = ["SECTIONS", "Section", "SectionBuilder", "build_sections", "pools_sec
 
 def _money(x: float) -> str:
     return f"${x:,.2f}"
+
+
+def _endpoint(plan: Plan, key: str) -> str:
+    """`private`, or `private+allow-list` when the public endpoint admits listed CIDRs only."""
+    access = next((r.outputs.get("apiAccess") for r in plan.of_type("aicloud:platform:RegionalPlatform")
+                   if r.name == key), None) or {}  # fmt: skip
+    return "private+allow-list" if access.get("public") else "private"
 
 
 def regions_section(plan: Plan) -> Section:
@@ -32,7 +40,7 @@ def regions_section(plan: Plan) -> Section:
                 spec.cloud,
                 spec.region,
                 "yes" if spec.primary else "",
-                f"k8s {spec.cluster.version}" + (" public" if spec.cluster.public_endpoint else " private"),
+                f"k8s {spec.cluster.version} {_endpoint(plan, spec.name)}",
                 count,
                 f"{sum(p['gpusMin'] for p in pools)}-{sum(p['gpusMax'] for p in pools)}",
                 _money(sum(p["costPerHourMin"] for p in pools)),
@@ -153,6 +161,8 @@ SECTIONS: list[tuple[str, SectionBuilder]] = REPORT_SECTIONS
 SECTIONS += [
     ("regions", regions_section),
     ("pools", pools_section),
+    ("platform", platform_section),
+    ("access", access_section),
     ("capacity", capacity_section),
     ("storage", storage_section),
     ("images", images_section),

@@ -73,6 +73,8 @@ def stack(
     """The raw stack values with a serving section (SERVING updated with `serving`)."""
     raw = copy.deepcopy(STACK)
     raw["serving"] = {**copy.deepcopy(SERVING), **copy.deepcopy(serving or {})}
+    if (raw["serving"].get("autoscaling") or {}).get("mode") == "metric":
+        raw["monitoring"] = {}  # prometheus-adapter serves the metric from the stack's Prometheus
     if mutate is not None:
         mutate(raw)
     return raw

@@ -112,4 +112,6 @@ def test_stack_rules_use_the_pack_config(analyzer):
     assert ("aicloud-gpus-per-pool-ceiling", urn, analyzer_pb2.ADVISORY) in found
     # No device plugin in this one-resource stack: the EKS GPU pool is reported too.
     assert ("aicloud-gpu-device-plugin-present", urn, analyzer_pb2.MANDATORY) in found
-    assert len(found) == 2
+    # Nor a node autoscaler: a 0..2 managed node group would never leave 0.
+    assert ("aicloud-eks-node-autoscaler-installed", urn, analyzer_pb2.MANDATORY) in found
+    assert len(found) == 3

@@ -22,10 +22,12 @@ PLANTED = {
     "aicloud-region-allowed": {"aws-aws-euw1"},
     "aicloud-cluster-deletion-protected-in-prod": {"aws-euw1-cluster-eks"},
     "aicloud-gpu-cost-ceiling": {None},
-    "aicloud-gpus-per-pool-ceiling": {"aws-use1-train-ng"},
+    # Pools without a floor are Karpenter NodePools only (the default EKS autoscaler).
+    "aicloud-gpus-per-pool-ceiling": {"aws-use1-train-nodepool"},
     "aws-eks-cluster-disallow-public-endpoint": {"aws-use1-cluster-eks"},
-    "aicloud-spot-interruptible-in-prod": {"aws-use1-batch-ng"},
-    "aicloud-gpu-capacity-guaranteed-in-prod": {"aws-use1-train-ng"},
+    "aicloud-spot-interruptible-in-prod": {"aws-use1-batch-nodepool"},
+    "aicloud-deployer-reaches-cluster-api": {"aws-euw1-cluster-eks"},
+    "aicloud-gpu-capacity-guaranteed-in-prod": {"aws-use1-train-nodepool"},
     "aicloud-gpu-device-plugin-selects-pools": {"aws-use1-nvidia-device-plugin-release"},
     "aicloud-gpu-request-on-gpu-pool": {"aws-euw1-classifier-deploy-stable"},
     "gcp-container-cluster-disallow-public-endpoint": {"gcp-usc1-cluster-gke"},
@@ -118,7 +120,7 @@ def test_rule_names_are_unique_described_and_documented():
     readme = (HERE.parents[1] / "policies" / "README.md").read_text()
     for rule in RULES:
         assert rule.description.endswith("."), rule.name
-        assert rule.area in {"security", "data-safety", "gpu", "placement", "cost", "availability", "readiness"}
+        assert rule.area in {"security", "data-safety", "gpu", "placement", "cost", "availability", "readiness", "platform"}
         assert f"| `{rule.name}` |" in readme, f"{rule.name} is missing from policies/README.md"
 
 
@@ -133,8 +135,8 @@ def test_plan_command_fails_on_mandatory_violations(capsys):
 def test_plan_command_writes_the_review_against_an_older_plan(planted, tmp_path, capsys):
     """--enforcement lets it pass; --against, --markdown and --diagram write the review's parts."""
     old = planted.to_json()
-    group = next(r for r in old["resources"] if r["name"] == "aws-use1-train-ng")
-    group["inputs"]["instanceTypes"] = ["p4d.24xlarge"]  # the PR moves the pool to p5: a replacement
+    group = next(r for r in old["resources"] if r["name"] == "aws-use1-serve-ng")
+    group["inputs"]["instanceTypes"] = ["g5.xlarge"]  # the PR moves the pool to g6e: a replacement
     (tmp_path / "old.json").write_text(json.dumps(old))
     review, diagram = tmp_path / "planted.md", tmp_path / "planted.svg"
     args = ["plan", "planted", "--stacks-dir", str(HERE), "--summary", "--enforcement", "advisory"]

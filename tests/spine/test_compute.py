@@ -14,9 +14,12 @@ from components.nodepool import NodePoolSpec, Taint, device_plugin_values, pool_
 from components.platform import RegionalPlatform, RegionSpec
 
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}
+INTERRUPTIBLE_TAINT = {"key": "aicloud.dev/interruptible", "value": "true", "effect": "NO_SCHEDULE"}
 
 
-def aws_region(**pool_overrides) -> RegionSpec:
+def aws_region(autoscaler: str = "cluster-autoscaler", **pool_overrides) -> RegionSpec:
+    """An EKS region with a system pool and a spot GPU pool; the managed node groups carry the whole
+    min..max under the Cluster Autoscaler (Karpenter's pools: tests/spine/test_autoscaling.py)."""
     gpu = {
         "name": "gpu",
         "machineType": "g6.12xlarge",
@@ -34,6 +37,7 @@ def aws_region(**pool_overrides) -> RegionSpec:
             "region": "us-west-2",
             "primary": True,
             "network": {"cidr": "10.1.0.0/16", "zones": 3},
+            "cluster": {"autoscaler": autoscaler},
             "nodePools": [{"name": "system", "machineType": "m6i.large", "minNodes": 1, "maxNodes": 2}, gpu],
         },
         context={},
@@ -87,7 +91,8 @@ def build_gcp(spec: RegionSpec):
 def test_eks_gpu_pool_is_tainted_so_only_gpu_workloads_land(record):
     regs = record(lambda: build_aws(aws_region()))
     ng = regs.one("aws:eks/nodeGroup:NodeGroup", "aws-usw2-gpu-ng")
-    assert ng.inputs["taints"] == [GPU_TAINT]
+    # Interruptible (spot) pools also keep workloads that did not choose them off their nodes.
+    assert ng.inputs["taints"] == [GPU_TAINT, INTERRUPTIBLE_TAINT]
     system = regs.one("aws:eks/nodeGroup:NodeGroup", "aws-usw2-system-ng")
     assert system.inputs["taints"] == []
 
@@ -129,7 +134,7 @@ def test_eks_nodes_require_imdsv2_and_encrypted_disks(record):
 def test_device_plugin_tolerates_every_gpu_taint_and_runs_only_on_gpu_nodes(record):
     extra = [{"key": "team", "value": "research", "effect": "NoSchedule"}]
     regs = record(lambda: build_aws(aws_region(taints=extra)))
-    release = regs.one("kubernetes:helm.sh/v3:Release")
+    release = regs.one("kubernetes:helm.sh/v3:Release", "aws-usw2-nvidia-device-plugin-release")
     values = release.inputs["values"]
     assert {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"} in values[
         "tolerations"
@@ -154,14 +159,15 @@ def test_device_plugin_is_not_installed_without_gpu_pools(record):
         context={},
     )
     regs = record(lambda: build_aws(spec))
-    assert regs.of_type("kubernetes:helm.sh/v3:Release") == []
+    charts = [r.inputs["chart"] for r in regs.of_type("kubernetes:helm.sh/v3:Release")]
+    assert "nvidia-device-plugin" not in charts and charts  # the foundations and autoscaler still come
 
 
 def test_time_slicing_pool_selects_its_device_plugin_config(record):
     regs = record(lambda: build_aws(aws_region(gpuSharing="time-slicing", timeSlicingReplicas=8)))
     ng = regs.one("aws:eks/nodeGroup:NodeGroup", "aws-usw2-gpu-ng")
     assert ng.inputs["labels"]["nvidia.com/device-plugin.config"] == "time-slicing-8"
-    values = regs.one("kubernetes:helm.sh/v3:Release").inputs["values"]
+    values = regs.one("kubernetes:helm.sh/v3:Release", "aws-usw2-nvidia-device-plugin-release").inputs["values"]
     assert '"replicas": 8' in values["config"]["map"]["time-slicing-8"]
 
 
@@ -240,7 +246,7 @@ def test_gke_cluster_is_private_with_workload_identity(record):
     assert cluster.inputs["removeDefaultNodePool"] is True
     provider = regs.one("pulumi:providers:gcp")
     assert {r.provider for r in regs if r.custom and r.type.startswith("gcp:")} == {provider.urn}
-    # GKE manages its own device plugin: no Helm release.
+    # GKE manages its own device plugin, metrics-server and storage driver: no Helm release.
     assert regs.of_type("kubernetes:helm.sh/v3:Release") == []
 
 

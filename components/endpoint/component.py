@@ -11,6 +11,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.base import child_opts, custom_resource, type_token
+from components.endpoint.kserve import knative_features, knative_features_patch
 from components.endpoint.manifests import neg_annotation
 from components.endpoint.release import EndpointPlan
 from components.endpoint.render import render_endpoint
@@ -141,6 +142,14 @@ class InferenceEndpoint(pulumi.ComponentResource):
                 namespace=KEDA_NAMESPACE,
                 opts=child_opts(self, depends_on=[keda_ns]),
             )
+        self.knative_features: k8s.core.v1.ConfigMapPatch | None = None
+        isvc = next((m for m in manifests if m["kind"] == "InferenceService"), None)
+        if isvc is not None and knative_features(isvc["spec"]["predictor"]):
+            patch = knative_features_patch(isvc["spec"]["predictor"])
+            self.knative_features = k8s.core.v1.ConfigMapPatch(
+                f"{name}-knative-features", metadata=patch["metadata"], data=patch["data"], opts=child_opts(self)
+            )
+            deps = [*deps, self.knative_features]
         first: list[pulumi.Resource] = []
         for m in manifests:
             kind, obj_name = m["kind"], m["metadata"]["name"]

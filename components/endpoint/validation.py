@@ -61,6 +61,18 @@ def serving_problems(spec: ServingSpec, regions: list[RegionSpec] | None, *, com
                     release.canary.replicas,
                 )
             )
+        canary = release.canary
+        if release.strategy == "canary" and canary is not None and canary.weights.canary > 0:
+            out.append(
+                (
+                    ("release", "canary", "weights", "canary"),
+                    "backend 'kserve' splits traffic between the InferenceService's previous revision and its "
+                    "new one, so a deploy with a canary above 0 serves the canary model alone on a new cluster: "
+                    "set weights.canary 0 (the stable model); the retraining loop rolls candidates out as "
+                    "KServe canaries once the stable revision runs",
+                    canary.weights.canary,
+                )
+            )
         if spec.autoscaling.mode != "knative":
             out.append(
                 (

@@ -276,3 +276,19 @@ def test_endpoint_outputs_are_json(record):
         "exposed_ports": {"80": {"name": "gcp-usc1-clf-neg"}}
     }
     assert config({}).serving is not None
+
+
+def test_kserve_turns_on_the_knative_flags_its_predictor_needs_before_creating_it(record):
+    kserve = {
+        "backend": "kserve",
+        "autoscaling": {"mode": "knative"},
+        "release": {"strategy": "canary", "canary": {**CANARY, "weights": {"stable": 100, "canary": 0}}},
+    }
+    regs = record(lambda: InferenceEndpoint("aws-use1-clf", plans(kserve)["aws-use1"]))
+    patch = regs.one("kubernetes:core/v1:ConfigMapPatch")
+    assert patch.inputs["metadata"]["namespace"] == "knative-serving"
+    assert patch.inputs["metadata"]["name"] == "config-features"
+    assert patch.inputs["data"]["kubernetes.podspec-tolerations"] == "enabled"
+    assert patch.inputs["data"]["kubernetes.podspec-nodeselector"] == "enabled"
+    isvc = regs.one("kubernetes:serving.kserve.io/v1beta1:InferenceService")
+    assert patch.urn in isvc.depends_on

@@ -74,9 +74,21 @@ CASES = [
             "backend": "kserve",
             "autoscaling": {"mode": "knative"},
             "replicas": {"min": 1, "max": 1},
-            "release": {"strategy": "canary", "canary": {**CANARY, "replicas": 2}},
+            "release": {
+                "strategy": "canary",
+                "canary": {**CANARY, "replicas": 2, "weights": {"stable": 100, "canary": 0}},
+            },
         },
         "aicloud:serving.release.canary.replicas: KServe sizes the canary revision itself",
+    ),
+    (
+        "kserve-canary-above-zero-on-a-fresh-install",
+        {
+            "backend": "kserve",
+            "autoscaling": {"mode": "knative"},
+            "release": {"strategy": "canary", "canary": CANARY},
+        },
+        "aicloud:serving.release.canary.weights.canary: backend 'kserve' splits traffic",
     ),
     (
         "kserve-hpa",

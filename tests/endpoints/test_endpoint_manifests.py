@@ -32,7 +32,8 @@ STRATEGIES = {
         "backend": "kserve",
         "autoscaling": {"mode": "knative"},
         "replicas": {"min": 1, "max": 2},
-        "release": {"strategy": "canary", "canary": CANARY},
+        # KServe's canary is the previous revision: the config deploys the stable model (canary 0).
+        "release": {"strategy": "canary", "canary": {**CANARY, "weights": {"stable": 100, "canary": 0}}},
     },
     "keda": {"autoscaling": {"mode": "keda", "prometheusAddress": "http://prom:9090"}, "release": FIT},
     "custom-metric": {"autoscaling": {"mode": "metric", "requestsPerSecond": 25}, "release": FIT},
@@ -182,7 +183,7 @@ def test_kserve_canary_uses_canary_traffic_percent():
     _, objs = render(STRATEGIES["kserve-canary"])
     (isvc,) = by_kind(objs, "InferenceService")
     predictor = isvc["spec"]["predictor"]
-    assert predictor["canaryTrafficPercent"] == 10
+    assert predictor["canaryTrafficPercent"] == 0
     assert predictor["containers"][0]["name"] == "kserve-container"
     assert predictor["containers"][0]["readinessProbe"]["httpGet"]["path"] == READY_PATH
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
@@ -309,3 +310,61 @@ def test_lake_model_uris_load_the_zone_configmap_in_every_server_container(strat
         assert "lake://models/clf/" in " ".join(c["args"])
     for o in objs:
         assert validate_object(o, "1.33") == [], o["kind"]
+
+
+# --------------------------------------------------------------------------- KServe under Knative
+
+
+def knative_problems(isvc: dict, features: dict[str, str]) -> list[str]:
+    """What Knative Serving's webhook refuses in an InferenceService's predictor pod (its
+    PodSpec validation: one port named h2c/http1, no terminationGracePeriodSeconds, placement
+    fields only with their feature flag `enabled` in config-features)."""
+    from components.endpoint.kserve import KNATIVE_POD_FLAGS
+
+    predictor = isvc["spec"]["predictor"]
+    (container,) = predictor["containers"]
+    problems = []
+    ports = container.get("ports", [])
+    if len(ports) > 1:
+        problems.append("more than one container port")
+    problems += [f"port name {p['name']!r}" for p in ports if p.get("name") not in ("h2c", "http1")]
+    if "terminationGracePeriodSeconds" in predictor:
+        problems.append("terminationGracePeriodSeconds")
+    problems += [
+        f"{field} without {flag}"
+        for field, flag in KNATIVE_POD_FLAGS.items()
+        if predictor.get(field) and features.get(flag) != "enabled"
+    ]
+    return problems
+
+
+def test_the_inference_service_is_valid_under_knative_with_the_flags_it_turns_on(record):
+    from components.endpoint.kserve import knative_features
+
+    _, objs = render(STRATEGIES["kserve-canary"])
+    (isvc,) = by_kind(objs, "InferenceService")
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["nodeSelector"] and predictor["tolerations"]  # GPU pool placement is kept
+    assert knative_problems(isvc, knative_features(predictor)) == []
+    assert predictor["containers"][0]["ports"] == [{"name": "http1", "containerPort": SERVER_PORT, "protocol": "TCP"}]
+
+
+def test_a_first_install_serves_the_stable_model():
+    _, objs = render(STRATEGIES["kserve-canary"])
+    (isvc,) = by_kind(objs, "InferenceService")
+    args = " ".join(isvc["spec"]["predictor"]["containers"][0]["args"])
+    assert CANARY["modelUri"]["aws"] not in args
+
+
+def test_planted_shipped_predictor_is_refused_by_knative():
+    """What aicloud rendered before: port `http`, the Deployment's grace period, placement with
+    Knative's flags at their defaults (disabled)."""
+    _, objs = render(STRATEGIES["kserve-canary"])
+    (isvc,) = by_kind(objs, "InferenceService")
+    predictor = isvc["spec"]["predictor"]
+    predictor["containers"][0]["ports"][0]["name"] = "http"
+    predictor["terminationGracePeriodSeconds"] = 60
+    found = knative_problems(isvc, {})
+    assert found[:2] == ["port name 'http'", "terminationGracePeriodSeconds"]
+    assert "nodeSelector without kubernetes.podspec-nodeselector" in found
+    assert "tolerations without kubernetes.podspec-tolerations" in found

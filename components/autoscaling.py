@@ -32,6 +32,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.base import child_opts, merge_tags, type_token
+from components.capacity import karpenter_tier_pools
 from components.helm import helm_release
 from components.identity import irsa_trust_policy
 from components.nodepool import POOL_LABEL, EksGpuNodePool, NodePoolSpec, pool_labels, pool_taints
@@ -145,7 +146,11 @@ def node_pool_manifest(spec: NodePoolSpec, *, zones: list[str]) -> dict[str, Any
             "template": {
                 "metadata": {"labels": pool_labels(spec, "aws")},
                 "spec": {
-                    "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": node_class_name(spec)},
+                    "nodeClassRef": {
+                        "group": "karpenter.k8s.aws",
+                        "kind": "EC2NodeClass",
+                        "name": node_class_name(spec),
+                    },
                     "taints": [t.model_dump() for t in pool_taints(spec)],
                     "requirements": [
                         {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": [machine.type]},
@@ -240,7 +245,9 @@ def karpenter_controller_policy(
                     "StringEquals": owned,
                     "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
                     "StringEqualsIfExists": {"aws:RequestTag/eks:eks-cluster-name": cluster_name},
-                    "ForAllValues:StringEquals": {"aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]},
+                    "ForAllValues:StringEquals": {
+                        "aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]
+                    },
                 },
             },
             {
@@ -379,9 +386,7 @@ def cluster_autoscaler_policy(cluster_name: str) -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"],
                 "Resource": "*",
-                "Condition": {
-                    "StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"}
-                },
+                "Condition": {"StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"}},
             },
         ],
     }
@@ -403,7 +408,11 @@ def cluster_autoscaler_values(
                 "annotations": {"eks.amazonaws.com/role-arn": role_arn},
             }
         },
-        "extraArgs": {"balance-similar-node-groups": True, "skip-nodes-with-system-pods": False, "expander": "least-waste"},
+        "extraArgs": {
+            "balance-similar-node-groups": True,
+            "skip-nodes-with-system-pods": False,
+            "expander": "least-waste",
+        },
         "nodeSelector": {POOL_LABEL: system_pool},
     }
 
@@ -570,9 +579,7 @@ class ClusterAutoscaler(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(type_token("compute", "ClusterAutoscaler"), name, None, opts)
-        role = _irsa_role(
-            f"{name}-role", self, cluster, KARPENTER_NAMESPACE, CLUSTER_AUTOSCALER_SERVICE_ACCOUNT, tags
-        )
+        role = _irsa_role(f"{name}-role", self, cluster, KARPENTER_NAMESPACE, CLUSTER_AUTOSCALER_SERVICE_ACCOUNT, tags)
         aws.iam.RolePolicy(
             f"{name}-policy",
             role=role.id,
@@ -629,6 +636,8 @@ def add_karpenter_nodes(pool: EksGpuNodePool, spec: NodePoolSpec, nodes: Karpent
         opts=child_opts(pool, provider=nodes.k8s_provider, depends_on=[nodes.controller.release]),
     )
     manifest = node_pool_manifest(spec, zones=nodes.zones)
+    if spec.capacity:
+        return _tier_node_pools(pool, spec, nodes, name=name, manifest=manifest, node_class=node_class, nc=nc)
     return k8s.apiextensions.CustomResource(
         f"{name}-nodepool",
         api_version=manifest["apiVersion"],
@@ -637,3 +646,52 @@ def add_karpenter_nodes(pool: EksGpuNodePool, spec: NodePoolSpec, nodes: Karpent
         spec=manifest["spec"],
         opts=child_opts(pool, provider=nodes.k8s_provider, depends_on=[nodes.controller.release, nc]),
     )
+
+
+def _tier_node_pools(
+    pool: EksGpuNodePool,
+    spec: NodePoolSpec,
+    nodes: KarpenterNodes,
+    *,
+    name: str,
+    manifest: dict[str, Any],
+    node_class: pulumi.Output[dict[str, Any]],
+    nc: Any,
+) -> Any:
+    """A capacity chain's NodePools (one per tier, weighted along the chain) and, for reserved tiers,
+    an EC2NodeClass each that selects its reservation (components.capacity.karpenter_tier_pools)."""
+    base_class = {
+        "apiVersion": NODECLASS_API,
+        "kind": "EC2NodeClass",
+        "metadata": {"name": node_class_name(spec)},
+        "spec": {},
+    }
+    burst = burst_nodes(spec)
+    first = None
+    for tier_pool, tier_class in karpenter_tier_pools(
+        manifest, base_class, spec.capacity or [], limits=lambda n: pool_limits(spec, min(n, burst))
+    ):
+        tier = tier_pool["metadata"]["name"].removeprefix(f"{spec.name}-")
+        deps = [nodes.controller.release, nc]
+        if tier_class is not None:
+            terms = tier_class["spec"]["capacityReservationSelectorTerms"]
+            deps.append(
+                k8s.apiextensions.CustomResource(
+                    f"{name}-{tier}-nodeclass",
+                    api_version=NODECLASS_API,
+                    kind="EC2NodeClass",
+                    metadata=tier_class["metadata"],
+                    spec=node_class.apply(lambda m, t=terms: {**m["spec"], "capacityReservationSelectorTerms": t}),
+                    opts=child_opts(pool, provider=nodes.k8s_provider, depends_on=[nodes.controller.release]),
+                )
+            )
+        res = k8s.apiextensions.CustomResource(
+            f"{name}-{tier}-nodepool",
+            api_version=tier_pool["apiVersion"],
+            kind=tier_pool["kind"],
+            metadata=tier_pool["metadata"],
+            spec=tier_pool["spec"],
+            opts=child_opts(pool, provider=nodes.k8s_provider, depends_on=deps),
+        )
+        first = first or res
+    return first

@@ -31,7 +31,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.base import child_opts, custom_resource, merge_tags, type_token
+from components.base import child_opts, merge_tags, type_token
+from components.capacity import karpenter_tier_pools
 from components.helm import helm_release
 from components.identity import irsa_trust_policy
 from components.nodepool import POOL_LABEL, EksGpuNodePool, NodePoolSpec, pool_labels, pool_taints
@@ -626,18 +627,71 @@ def add_karpenter_nodes(pool: EksGpuNodePool, spec: NodePoolSpec, nodes: Karpent
             spec, cluster_name=a[0], instance_profile=a[1], subnet_ids=list(a[2]), security_group_ids=[a[3]], tags=tags
         )
     )
-    nc = custom_resource(
+    nc = k8s.apiextensions.CustomResource(
         f"{name}-nodeclass",
-        {
-            "apiVersion": NODECLASS_API,
-            "kind": "EC2NodeClass",
-            "metadata": {"name": node_class_name(spec)},
-            "spec": node_class.apply(lambda m: m["spec"]),
-        },
-        child_opts(pool, provider=nodes.k8s_provider, depends_on=[nodes.controller.release]),
+        api_version=NODECLASS_API,
+        kind="EC2NodeClass",
+        metadata={"name": node_class_name(spec)},
+        spec=node_class.apply(lambda m: m["spec"]),
+        opts=child_opts(pool, provider=nodes.k8s_provider, depends_on=[nodes.controller.release]),
     )
-    return custom_resource(
+    manifest = node_pool_manifest(spec, zones=nodes.zones)
+    if spec.capacity:
+        return _tier_node_pools(pool, spec, nodes, name=name, manifest=manifest, node_class=node_class, nc=nc)
+    return k8s.apiextensions.CustomResource(
         f"{name}-nodepool",
-        node_pool_manifest(spec, zones=nodes.zones),
-        child_opts(pool, provider=nodes.k8s_provider, depends_on=[nodes.controller.release, nc]),
+        api_version=manifest["apiVersion"],
+        kind=manifest["kind"],
+        metadata=manifest["metadata"],
+        spec=manifest["spec"],
+        opts=child_opts(pool, provider=nodes.k8s_provider, depends_on=[nodes.controller.release, nc]),
     )
+
+
+def _tier_node_pools(
+    pool: EksGpuNodePool,
+    spec: NodePoolSpec,
+    nodes: KarpenterNodes,
+    *,
+    name: str,
+    manifest: dict[str, Any],
+    node_class: pulumi.Output[dict[str, Any]],
+    nc: Any,
+) -> Any:
+    """A capacity chain's NodePools (one per tier, weighted along the chain) and, for reserved tiers,
+    an EC2NodeClass each that selects its reservation (components.capacity.karpenter_tier_pools)."""
+    base_class = {
+        "apiVersion": NODECLASS_API,
+        "kind": "EC2NodeClass",
+        "metadata": {"name": node_class_name(spec)},
+        "spec": {},
+    }
+    burst = burst_nodes(spec)
+    first = None
+    for tier_pool, tier_class in karpenter_tier_pools(
+        manifest, base_class, spec.capacity or [], limits=lambda n: pool_limits(spec, min(n, burst))
+    ):
+        tier = tier_pool["metadata"]["name"].removeprefix(f"{spec.name}-")
+        deps = [nodes.controller.release, nc]
+        if tier_class is not None:
+            terms = tier_class["spec"]["capacityReservationSelectorTerms"]
+            deps.append(
+                k8s.apiextensions.CustomResource(
+                    f"{name}-{tier}-nodeclass",
+                    api_version=NODECLASS_API,
+                    kind="EC2NodeClass",
+                    metadata=tier_class["metadata"],
+                    spec=node_class.apply(lambda m, t=terms: {**m["spec"], "capacityReservationSelectorTerms": t}),
+                    opts=child_opts(pool, provider=nodes.k8s_provider, depends_on=[nodes.controller.release]),
+                )
+            )
+        res = k8s.apiextensions.CustomResource(
+            f"{name}-{tier}-nodepool",
+            api_version=tier_pool["apiVersion"],
+            kind=tier_pool["kind"],
+            metadata=tier_pool["metadata"],
+            spec=tier_pool["spec"],
+            opts=child_opts(pool, provider=nodes.k8s_provider, depends_on=deps),
+        )
+        first = first or res
+    return first

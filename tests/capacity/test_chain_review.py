@@ -50,3 +50,38 @@ def test_prod_review_shows_every_gpu_pool_chain_and_cost(prod):
 
 def test_prod_passes_the_capacity_guardrail(prod):
     assert not [f for f in prod.findings if f["policy"] == "aicloud-gpu-capacity-guaranteed-in-prod"]
+
+
+def test_prod_eks_train_pool_renders_one_karpenter_nodepool_per_tier(prod):
+    pools = {
+        r.name: r.inputs["spec"]
+        for r in prod.resources
+        if r.type == "kubernetes:karpenter.sh/v1:NodePool"
+        and r.name.startswith("aws-use1-train-")
+        and not r.name.startswith("aws-use1-train-spot")
+    }
+    assert sorted(pools) == [
+        "aws-use1-train-block0-nodepool",
+        "aws-use1-train-od-nodepool",
+        "aws-use1-train-res1-nodepool",
+    ]
+    weights = {n: s["weight"] for n, s in pools.items()}
+    assert weights == {
+        "aws-use1-train-block0-nodepool": 100,
+        "aws-use1-train-res1-nodepool": 90,
+        "aws-use1-train-od-nodepool": 80,
+    }
+    types = {
+        n: next(r["values"] for r in s["template"]["spec"]["requirements"] if r["key"] == "karpenter.sh/capacity-type")
+        for n, s in pools.items()
+    }
+    assert types["aws-use1-train-block0-nodepool"] == ["reserved"] and types["aws-use1-train-od-nodepool"] == [
+        "on-demand"
+    ]
+    classes = {
+        r.name: r.inputs["spec"].get("capacityReservationSelectorTerms")
+        for r in prod.resources
+        if r.type == "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass" and r.name.startswith("aws-use1-train-")
+    }
+    assert classes["aws-use1-train-block0-nodeclass"] == [{"id": "cr-0a1b2c3d4e5f60718"}]
+    assert classes["aws-use1-train-res1-nodeclass"] == [{"id": "cr-0f9e8d7c6b5a40312"}]

@@ -423,9 +423,9 @@ ISSUE_12_GAPS: dict[str, dict[str, set[tuple[str, str]]]] = {
     "prod": {
         # Sizing, not a missing autoscaler: pretraining at full size plus a retraining run (created
         # at run time) need one node more than each train pool's maximum (the run queues until
-        # pretraining ends): aws-use1 5 vs 4, gcp-usc1 3 vs 2.
+        # pretraining ends): aws-use1 5 vs 4, gcp-usc1 3 vs 2 (across each pool's capacity tiers).
         "readiness-capacity": {
-            ("aws-use1", "NodePool/train"),
+            ("aws-use1", "NodePool/train-block0"),
             ("gcp-usc1", "NodePool/gcp-usc1-train-res0-np"),
         },
     },

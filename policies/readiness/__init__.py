@@ -35,7 +35,7 @@ from typing import Any
 from pulumi_policy import ReportViolation
 
 from components import upstream
-from components.capacity import TIER_LABEL
+from components.capacity import TIER_KINDS, TIER_LABEL
 from components.k8s_schema import UnknownKind, is_builtin, object_errors
 from policies.common import (
     GPU_RESOURCE,
@@ -992,7 +992,13 @@ def _check_tier_groups(c: Cluster, report: Report) -> None:
         if len(members) > 1 and len(labels) == 1 and all(TIER_LABEL in p.labels for p in members):
             groups[next(iter(labels)) or ""].append(w)
     for label, ws in groups.items():
-        tiers = [p for p in c.pools if p.label == label and TIER_LABEL in p.labels]
+        tiers = sorted(
+            (p for p in c.pools if p.label == label and TIER_LABEL in p.labels),
+            key=lambda p: (
+                TIER_KINDS.index(p.labels[TIER_LABEL]) if p.labels[TIER_LABEL] in TIER_KINDS else 9,
+                p.display,
+            ),
+        )
         highs = [p.max_nodes for p in tiers]
         if not all(isinstance(h, int) for h in highs):
             continue

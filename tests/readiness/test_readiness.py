@@ -425,7 +425,7 @@ ISSUE_12_GAPS: dict[str, dict[str, set[tuple[str, str]]]] = {
         # at run time) need one node more than each train pool's maximum (the run queues until
         # pretraining ends): aws-use1 5 vs 4, gcp-usc1 3 vs 2 (across each pool's capacity tiers).
         "readiness-capacity": {
-            ("aws-use1", "NodePool/train-block0"),
+            ("aws-use1", "NodePool/train-res1"),
             ("gcp-usc1", "NodePool/gcp-usc1-train-res0-np"),
         },
     },

@@ -24,6 +24,7 @@ bench:           ## every script behind the README's figures (tests/test_readme_
 	python benchmarks/trainer_streaming.py
 	python benchmarks/trainer_exit_soak.py
 	python benchmarks/server_throughput.py
+	python benchmarks/server_vs_kserve.py
 	python benchmarks/drift_detector.py
 
 facts:           ## the README's counted facts (resources, rules, tests, bench list, plan excerpt)

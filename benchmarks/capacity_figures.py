@@ -27,7 +27,9 @@ def main() -> int:
         print("  " + " | ".join(str(c) for c in row))
     print(section["notes"][0])
     markdown = render_markdown(plan)
-    print(f"review Markdown: {len(markdown):,} chars; 'Capacity chains' section present: {'Capacity chains' in markdown}")
+    print(
+        f"review Markdown: {len(markdown):,} chars; 'Capacity chains' section present: {'Capacity chains' in markdown}"
+    )
     rule = [f for f in plan.findings if f["policy"] == "aicloud-gpu-capacity-guaranteed-in-prod"]
     print(f"aicloud-gpu-capacity-guaranteed-in-prod findings on prod: {len(rule)}")
     return 0 if len(shown) == len(gpu_pools) else 1

@@ -401,7 +401,9 @@ def hostile(artifact: str, features: int, seconds: float, drain_runs: int = 3) -
         with httpx.Client(timeout=30) as client:
             for r in range(12):
                 victims = rng.standard_normal((16, features), dtype=np.float32)
-                alone = [np.asarray(client.post(url, content=body(v[None])).json()["outputs"][0]["data"]) for v in victims]
+                alone = [
+                    np.asarray(client.post(url, content=body(v[None])).json()["outputs"][0]["data"]) for v in victims
+                ]
                 attacker = np.full((1, features), (100.0, 1e30, 3e38)[r % 3], dtype=np.float32)
 
                 async def burst(victims: np.ndarray = victims, attacker: np.ndarray = attacker) -> list:
@@ -413,7 +415,11 @@ def hostile(artifact: str, features: int, seconds: float, drain_runs: int = 3) -
                 refused_attackers += responses[-1].status_code == 400
                 for want, response in zip(alone, responses[:-1], strict=True):
                     got = np.asarray(response.json()["outputs"][0]["data"]) if response.status_code == 200 else None
-                    ok = got is not None and got.argmax() == want.argmax() and np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+                    ok = (
+                        got is not None
+                        and got.argmax() == want.argmax()
+                        and np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+                    )
                     changed += not ok
                     total += 1
         results["victims_http"] = {"changed": changed, "victims": total, "attackers_refused_400": refused_attackers}
@@ -465,8 +471,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per run")
     parser.add_argument("--forward-seconds", type=float, default=1.0, help="per in-process case")
     parser.add_argument("--json", help="write all results here")
-    parser.add_argument("--hostile-only", action="store_true",
-                        help="in process and hostile clients only (skip the HTTP throughput matrix)")
+    parser.add_argument(
+        "--hostile-only",
+        action="store_true",
+        help="in process and hostile clients only (skip the HTTP throughput matrix)",
+    )
     args = parser.parse_args(argv)
     if len(os.sched_getaffinity(0)) < 2:
         print("needs two CPUs (server core and client core)", file=sys.stderr)
@@ -486,8 +495,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row[f'int8_per_batch_b{batch}_ms']:.3f} ms")  # fmt: skip
     victims = victims_in_process()
     for key, v in victims.items():
-        print(f"in-process co-batched victims changed ({key}): {v['changed']} of {v['victims']} "
-              f"(batches that raised: {v['failed_batches']})")
+        print(
+            f"in-process co-batched victims changed ({key}): {v['changed']} of {v['victims']} "
+            f"(batches that raised: {v['failed_batches']})"
+        )
     http = over_http(args.duration, args.warmup, matrix=not args.hostile_only)
     hostile_results = http.pop("hostile")
     added = None

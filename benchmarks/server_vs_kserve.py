@@ -164,8 +164,17 @@ def main(argv: list[str] | None = None) -> int:
         x = torch.randn(256, MLP["in_features"])
         with torch.no_grad():
             y = model(x).argmax(dim=1)
-        artifact = save_artifact(str(Path(tmp) / "model"), model=model, arch="mlp", kwargs=MLP, heldout_x=x,
-                                 heldout_y=y, reference=compute_reference(x.numpy()), name="bench", version=1)  # fmt: skip
+        artifact = save_artifact(
+            str(Path(tmp) / "model"),
+            model=model,
+            arch="mlp",
+            kwargs=MLP,
+            heldout_x=x,
+            heldout_y=y,
+            reference=compute_reference(x.numpy()),
+            name="bench",
+            version=1,
+        )
         state = Path(tmp) / "state.pt"
         torch.save(model.state_dict(), state)
         script = Path(tmp) / "kserve_model.py"
@@ -194,8 +203,11 @@ def main(argv: list[str] | None = None) -> int:
                 runs = _serve_and_load(cmd, port, bodies, path, args.duration, args.warmup, log)
                 results[f"{server}/{precision}"] = {"runs": runs}
                 for r in runs:
-                    print(f"  {server:8s} {precision}  c={r['concurrency']:<3d} {r['rps']:8.0f} req/s  "
-                          f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}", flush=True)  # fmt: skip
+                    print(
+                        f"  {server:8s} {precision}  c={r['concurrency']:<3d} {r['rps']:8.0f} req/s  "
+                        f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}",
+                        flush=True,
+                    )
         if any(r["requests"] == 0 for v in results.values() for r in v["runs"]):
             print(log.read_text(errors="replace")[-4000:], file=sys.stderr)
     print(f"load average after: {os.getloadavg()}")

@@ -186,6 +186,8 @@ def resource_name(api_version: str, kind: str, version: str = "1.33") -> str:
     if lower.endswith("y"):
         return f"{lower[:-1]}ies"
     return f"{lower}s"
+
+
 _AFTER_APPLY = re.compile(r"^\$\{[^}]+\}$")
 """The offline plan's placeholder for a value known only after apply."""
 

@@ -83,7 +83,7 @@ def test_partial_requests_are_cut_while_good_requests_succeed(hardened: RunningS
 def test_a_body_shorter_than_its_content_length_gets_408(hardened: RunningServer) -> None:
     sock = _connect(hardened.url)
     try:
-        sock.sendall(f"POST {INFER} HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{{\"inputs\": ".encode())
+        sock.sendall(f'POST {INFER} HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{{"inputs": '.encode())
         answer = _read_until_closed(sock)
     finally:
         sock.close()

@@ -46,7 +46,6 @@ import numpy as np
 import orjson
 import torch
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -54,6 +53,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from workloads.server import metrics as m
 from workloads.server.batching import DynamicBatcher
@@ -598,9 +598,11 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
 
     # -- drain ----------------------------------------------------------------------------------
     def _idle(self) -> bool:
-        return (self.cycle is None or self.cycle.response_complete) and not (
-            self._phase == "headers" and self._header_bytes
-        ) and self._phase != "body"
+        return (
+            (self.cycle is None or self.cycle.response_complete)
+            and not (self._phase == "headers" and self._header_bytes)
+            and self._phase != "body"
+        )
 
     def begin_drain(self) -> None:
         """The server started draining: answer with ``Connection: close`` from now on; an idle

@@ -81,8 +81,7 @@ async def drain_load(
     docstring). Bounded by ``deadline_s``."""
     result = DrainResult()
     request = (
-        f"POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\n\r\n"
+        f"POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
     ).encode() + body
     routing = True
     signalled = asyncio.Event()

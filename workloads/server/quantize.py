@@ -44,6 +44,7 @@ QUANT_ENGINES = ("rowwise",)
 ``torch.ao``'s per-batch engines (fbgemm, x86, onednn, qnnpack) are not offered: with one
 activation scale per batch, a request's logits depend on what it is batched with."""
 
+
 def resolve_device(device: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; an explicit ``cuda`` must be available."""
     if device == "auto":
@@ -66,7 +67,9 @@ def resolve_engine(engine: str) -> str:
     if resolved not in QUANT_ENGINES:
         raise RuntimeError(f"quant_engine {engine!r} is not supported here; allowed: ['auto', *{list(QUANT_ENGINES)}]")
     if not hasattr(torch, "_int_mm"):
-        raise RuntimeError(f"quant_engine {resolved!r} needs torch._int_mm (torch >= 2.2); this is torch {torch.__version__}")
+        raise RuntimeError(
+            f"quant_engine {resolved!r} needs torch._int_mm (torch >= 2.2); this is torch {torch.__version__}"
+        )
     return resolved
 
 

@@ -70,6 +70,26 @@ def test_sigterm_finishes_every_request_in_flight_and_exits_0(tmp_path: Path, ml
         proc.stop()
 
 
+def _read_response(sock: socket.socket) -> bytes:
+    """One whole HTTP/1.1 response (headers and Content-Length body): on a busy machine the body may
+    arrive in a later segment than the headers, and a half-read response must not be mistaken for
+    what the server sends next."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, f"connection closed mid-headers: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        assert chunk, f"connection closed mid-body: {data!r}"
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 def test_sigterm_drain_loses_no_request_of_pooled_keep_alive_clients(tmp_path: Path, mlp_artifact: str) -> None:
     proc = ServerProcess(tmp_path, "--model", mlp_artifact, "--shutdown-drain-s", "1.5", "--drain-idle-s", "0.5")
     try:
@@ -78,7 +98,7 @@ def test_sigterm_drain_loses_no_request_of_pooled_keep_alive_clients(tmp_path: P
         # A keep-alive connection that stays idle through the drain: the server must close it.
         idle = socket.create_connection(("127.0.0.1", proc.port), timeout=30)
         idle.sendall(b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n")
-        assert idle.recv(4096).startswith(b"HTTP/1.1 200 ")
+        assert _read_response(idle).startswith(b"HTTP/1.1 200 ")
         signalled: list[float] = []
 
         def sigterm() -> None:

@@ -23,26 +23,13 @@ from components.monitoring import (
     dcgm_values,
 )
 from components.upstream import chart_truth
+from policies.readiness.helm import merge
 from tests.monitoring.specs import aws_region, gcp_region
 
 DCGM_NAMESPACE = NODE_AGENTS_NAMESPACE
 """Where the exporter runs (the node agents' namespace, Pod Security `privileged`)."""
 
 # --------------------------------------------------------------------------- Helm and the API server
-
-
-def helm_merge(defaults: Any, ours: Any) -> Any:
-    """Helm's coalescing of user values into chart defaults: maps merge key by key, anything else
-    (lists, scalars) replaces, and a null removes the default."""
-    if not isinstance(defaults, dict) or not isinstance(ours, dict):
-        return ours
-    out = dict(defaults)
-    for key, value in ours.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = helm_merge(defaults.get(key), value)
-    return out
 
 
 def security_context_problems(sc: dict[str, Any]) -> list[str]:
@@ -63,7 +50,7 @@ def admission_problems(cloud: str, values: dict[str, Any], quotas: list[dict[str
     `kube-system` without a ResourceQuota in the namespace that covers it."""
     truth = chart_truth(DCGM_EXPORTER_CHART["chart"])
     assert truth is not None
-    merged = helm_merge(truth.values, values)
+    merged = merge(truth.values, values)
     problems = security_context_problems(merged.get("securityContext") or {})
     priority = merged.get("priorityClassName")
     if cloud == "gcp" and priority in CRITICAL_PRIORITY_CLASSES and DCGM_NAMESPACE != "kube-system":
@@ -179,7 +166,7 @@ def scraped_gpus() -> list[dict[str, str]]:
     """Two GPUs on one node scraped through the chart's ServiceMonitor: one used by a trainer pod,
     one idle and unallocated."""
     truth = chart_truth(DCGM_EXPORTER_CHART["chart"])
-    values = helm_merge(truth.values, dcgm_values("aws", list(aws_region().node_pools)))
+    values = merge(truth.values, dcgm_values("aws", list(aws_region().node_pools)))
     honor = bool(values["serviceMonitor"].get("honorLabels"))
     target = {"namespace": DCGM_NAMESPACE, "pod": "dcgm-exporter-x7k2p", "node": "ip-10-0-1-5"}
     used = {"gpu": "0", "pod": "trainer-0", "namespace": "training"}

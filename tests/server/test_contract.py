@@ -5,8 +5,10 @@ component's own command line answers the component's probes and scrape."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
+from dockerfile import parse_string as parse_dockerfile
 
 import components.endpoint as endpoint
 import components.endpoint.manifests as manifests
@@ -14,6 +16,8 @@ import contracts.serving as contract
 from tests.endpoints.endpoint_helpers import plans
 from tests.server.server_helpers import RunningServer, free_port
 from workloads.server import app, config, loadgen, metrics
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_server_and_the_component_use_the_contracts_objects():
@@ -64,3 +68,24 @@ def test_a_server_started_with_the_components_command_line_answers_its_probes_an
     query = manifests.request_rate_query(plan, track.name)
     assert f"{contract.REQUESTS_METRIC}{{" in query
     assert f'{contract.REQUESTS_METRIC}{{model="{cfg.name}",status="200",version="1"}} 1.0' in scrape.text
+
+
+def test_the_server_image_listens_probes_and_runs_as_the_contract_says():
+    """The `server` target of workloads/Dockerfile (read by Docker's own parser) cannot import the
+    contract, so its port, health check and user are checked against it here."""
+    stage: list = []
+    for command in parse_dockerfile((ROOT / "workloads" / "Dockerfile").read_text()):
+        if command.cmd.upper() == "FROM":
+            stage = [] if command.value[-1] == "server" else None
+        elif stage is not None:
+            stage.append(command)
+    assert stage, "no server stage"
+    by_cmd = {c.cmd.upper(): c for c in stage}
+    assert by_cmd["EXPOSE"].value == (str(contract.SERVER_PORT),)
+    assert by_cmd["USER"].value == (f"{contract.RUN_AS_USER}:{contract.RUN_AS_USER}",)
+    assert f"--uid {contract.RUN_AS_USER} " in by_cmd["RUN"].original
+    health = " ".join(by_cmd["HEALTHCHECK"].value)
+    assert f"http://127.0.0.1:{contract.SERVER_PORT}{contract.READY_PATH}" in health
+    entry = list(by_cmd["ENTRYPOINT"].value)
+    assert entry[:3] == ["python", "-m", "workloads.server"]
+    assert config.parse_args([*entry[3:], "--model", "m"]).port == contract.SERVER_PORT

@@ -83,7 +83,7 @@ METRICS_PORT = 9090
 METRICS_PORT_NAME = "metrics"
 """Container port name the trainer's PodMonitor (components.monitoring) scrapes."""
 RUN_AS = 10001
-"""Non-root uid/gid the trainer runs as: the `trainer` user of `workloads/trainer/Dockerfile`."""
+"""Non-root uid/gid the trainer runs as: the `trainer` user of the `trainer` target of `workloads/Dockerfile`."""
 JOB_LABEL = "aicloud.dev/training-job"
 TRAINER_POD_LABELS = {"app.kubernetes.io/name": "trainer"}
 """Labels every trainer pod carries (jobs declared here and those the retraining loop launches)."""

@@ -57,7 +57,14 @@ from components.catalog import MachineType
 from components.helm import helm_release
 from components.identity import WORKLOADS
 from components.k8s_security import EPHEMERAL_PORTS, Allow, from_pods, from_prometheus, secure_namespace
-from components.nodepool import GPU_RESOURCE, POOL_LABEL, NodePoolSpec, pool_taints, tolerations_for
+from components.nodepool import (
+    GPU_RESOURCE,
+    POOL_LABEL,
+    NodePoolSpec,
+    pool_node_selector,
+    pool_taints,
+    tolerations_for,
+)
 from components.platform import RegionSpec
 from components.upstream import chart_pin
 from components.validation import INVALID, Problem, check, repeated
@@ -362,6 +369,8 @@ class PoolShape:
     memory_gib: float
     taints: tuple[tuple[str, str, str], ...]
     """(key, value, effect) of every taint of the pool."""
+    node_selector: tuple[tuple[str, str], ...] = ()
+    """(key, value) of what the pods select: the pool label, and the pool's GKE ComputeClass."""
 
     @classmethod
     def of(cls, spec: NodePoolSpec) -> PoolShape:
@@ -374,6 +383,7 @@ class PoolShape:
             vcpus=machine.vcpus,
             memory_gib=machine.memory_gib,
             taints=tuple((t.key, t.value, t.effect) for t in pool_taints(spec)),
+            node_selector=tuple(pool_node_selector(spec).items()),
         )
 
     @property
@@ -509,7 +519,7 @@ def pod_spec(
         "serviceAccountName": service_account,
         # The trainer never calls the Kubernetes API (its cloud credentials come by workload identity).
         "automountServiceAccountToken": False,
-        "nodeSelector": {POOL_LABEL: pool.name},
+        "nodeSelector": dict(pool.node_selector) or {POOL_LABEL: pool.name},
         "tolerations": pool.tolerations(),
         "securityContext": {
             "runAsNonRoot": True,

@@ -52,7 +52,7 @@ import pulumi_kubernetes as k8s
 from pydantic import Field, field_validator
 
 from components.base import Spec, child_opts, custom_resource, type_token
-from components.capacity import TIER_LABEL, TierKind
+from components.capacity import COMPUTE_CLASS_LABEL, TIER_LABEL, TierKind
 from components.catalog import MachineType
 from components.helm import helm_release
 from components.identity import WORKLOADS
@@ -92,6 +92,7 @@ METRICS_PORT_NAME = "metrics"
 RUN_AS = 10001
 """Non-root uid/gid the trainer runs as: the `trainer` user of `workloads/trainer/Dockerfile`."""
 JOB_LABEL = "aicloud.dev/training-job"
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 TRAINER_POD_LABELS = {"app.kubernetes.io/name": "trainer"}
 """Labels every trainer pod carries (jobs declared here and those the retraining loop launches)."""
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
@@ -394,6 +395,16 @@ class PoolShape:
     def tolerations(self) -> list[dict[str, str]]:
         return tolerations_for([{"key": k, "value": v, "effect": e} for k, v, e in self.taints])
 
+    def pod_metadata(self, labels: dict[str, str]) -> dict[str, Any]:
+        """Template metadata of the pool's trainer pods: their labels and, on a GKE pool ordered by a
+        ComputeClass with active migration, `safe-to-evict: "false"`: GKE's active migration does
+        not evict such pods (GKE docs, "About custom ComputeClasses"), so a running gang finishes
+        on the tier it started on instead of restarting from its checkpoint when a preferred tier
+        frees up."""
+        if any(k == COMPUTE_CLASS_LABEL for k, _ in self.node_selector):
+            return {"labels": labels, "annotations": {SAFE_TO_EVICT: "false"}}
+        return {"labels": labels}
+
 
 @dataclass(frozen=True, slots=True)
 class Trial:
@@ -571,7 +582,7 @@ def pytorchjob_manifest(
     """A kubeflow.org/v1 PyTorchJob: Master + `nodes - 1` Workers, optional elastic policy."""
     labels = _labels(job.name, trial.name)
     template = {
-        "metadata": {"labels": labels},
+        "metadata": pool.pod_metadata(labels),
         "spec": pod_spec(
             pool=pool,
             image=image,
@@ -681,7 +692,7 @@ def training_runtime_manifest(
                                     # needs every node to restart together (the JobSet does that).
                                     "backoffLimit": 0,
                                     "podFailurePolicy": {"rules": preemption_rules(TRAINJOB_CONTAINER, "FailJob")},
-                                    "template": {"metadata": {"labels": labels}, "spec": pod},
+                                    "template": {"metadata": pool.pod_metadata(labels), "spec": pod},
                                 },
                             },
                         }
@@ -782,7 +793,7 @@ def indexed_job_manifests(
             # without counting against backoffLimit; torchrun's elastic rendezvous takes it back.
             "podFailurePolicy": {"rules": preemption_rules(CONTAINER_NAME, "Ignore")},
             "suspend": not trial.active,
-            "template": {"metadata": {"labels": labels}, "spec": pod},
+            "template": {"metadata": pool.pod_metadata(labels), "spec": pod},
         },
     }
     service = {

@@ -131,3 +131,13 @@ def test_a_gke_chain_on_kubernetes_1_30_fails_at_plan_time_naming_the_key():
 
     errors = config_errors(raw, mutate, "prod")
     assert any("regions[" in e and "cluster.version" in e and "ComputeClass" in e and "1.31" in e for e in errors), errors
+
+
+def test_gke_chain_training_pods_are_not_moved_by_active_migration_mid_run(prod):
+    # GKE's active migration does not evict pods annotated safe-to-evict "false": a running gang
+    # stays on its tier; serving pods (PodDisruptionBudgets) do move back to the preferred tier.
+    job = next(r for r in prod.resources if r.name == "gcp-usc1-training-pretrain-gcp-job")
+    meta = job.inputs["spec"]["template"]["metadata"]
+    assert meta["annotations"] == {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
+    aws = next(r for r in prod.resources if r.name == "aws-use1-training-pretrain-job")
+    assert "annotations" not in aws.inputs["spec"]["template"]["metadata"]

@@ -70,6 +70,17 @@ PINNED_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+
 """`name[extras]==version`: a package requirement pinned to one version."""
 
 
+WORKLOADS_DOCKERFILE = "workloads/Dockerfile"
+"""The workload images' Dockerfile: a shared `base` stage and one target stage per workload."""
+WORKLOAD_BUILD_ARGS: dict[str, dict[str, str]] = {
+    "trainer": {"VARIANT": "cuda"},
+    "server": {"VARIANT": "cpu"},
+}
+"""Build arguments of the default Dockerfile's targets: the trainer runs on GPU pools (the CUDA
+wheel); the server's default precision on CPU is int8, and a GPU endpoint sets
+`buildArgs: {VARIANT: cuda}`."""
+
+
 class WorkloadImageSpec(Spec):
     """One workload image: built from a Dockerfile (the default) or pinned by digest."""
 
@@ -77,7 +88,11 @@ class WorkloadImageSpec(Spec):
     """A reference pinned by digest, `registry/name[:tag]@sha256:<64 hex>` (e.g. pushed by CI):
     nothing is built and no registry is created for it. Conflicts with every build field."""
     dockerfile: str | None = None
-    """Dockerfile path relative to the repository root; default `workloads/<workload>/Dockerfile`."""
+    """Dockerfile path relative to the repository root; default `workloads/Dockerfile`, the
+    multi-stage file with one target per workload (`trainer`, `server`)."""
+    target: str | None = None
+    """Build stage (`docker build --target`); default: the workload's name with the default
+    Dockerfile, the file's last stage with another one."""
     context: str = "."
     """Build context relative to the repository root (default: the root itself)."""
     platforms: list[Literal["linux/amd64", "linux/arm64"]] = Field(
@@ -112,14 +127,26 @@ class WorkloadImageSpec(Spec):
 
     def dockerfile_path(self, workload: str) -> str:
         """The Dockerfile, relative to the repository root."""
-        return self.dockerfile or f"workloads/{workload}/Dockerfile"
+        return self.dockerfile or WORKLOADS_DOCKERFILE
+
+    def target_stage(self, workload: str) -> str | None:
+        """The stage to build (None: the Dockerfile's last stage)."""
+        if self.target is not None:
+            return self.target
+        return workload if self.dockerfile is None else None
+
+    def effective_build_args(self, workload: str) -> dict[str, str]:
+        """The workload's default build arguments (`WORKLOAD_BUILD_ARGS`) under `build_args`."""
+        defaults = WORKLOAD_BUILD_ARGS.get(workload, {}) if self.dockerfile is None else {}
+        return {**defaults, **self.build_args}
 
 
 class ImagesSpec(Spec):
     """The `aicloud:images` section: the workload images of the stack and their registries."""
 
     workloads: dict[str, WorkloadImageSpec] = Field(min_length=1)
-    """Images by workload name (`trainer`, `server`, ...); `{}` builds the default Dockerfile."""
+    """Images by workload name (`trainer`, `server`, ...); `{}` builds the workload's target of
+    the default Dockerfile (`workloads/Dockerfile`)."""
     keep_last: int = Field(default=50, ge=1, le=1000)
     """Lifecycle: each repository keeps its newest N images (older ones are deleted)."""
     replicate: bool = True
@@ -177,6 +204,11 @@ class ImagesSpec(Spec):
                     problems.append(f"{name}.{key}: {rel!r} is outside the repository")
                 elif not (REPO_ROOT / rel).exists():
                     problems.append(f"{name}.{key}: {rel!r} does not exist under the repository root")
+                elif key == "dockerfile" and (target := spec.target_stage(name)) is not None:
+                    stages = dockerfile_stages((REPO_ROOT / rel).read_text())
+                    if target not in stages:
+                        allowed = ", ".join(stages) or "none (the file names no stage)"
+                        problems.append(f"{name}.target: {target!r} is not a stage of {rel}; stages: {allowed}")
         if problems:
             raise ValueError("; ".join(problems))
         return value
@@ -207,6 +239,15 @@ def dockerfile_sources(dockerfile: str) -> list[str]:
     return sources
 
 
+def dockerfile_stages(dockerfile: str) -> list[str]:
+    """The named stages (`FROM image AS name`) of a Dockerfile, in order (Docker's own parser)."""
+    return [
+        c.value[2]
+        for c in parse_dockerfile(dockerfile)
+        if c.cmd.upper() == "FROM" and len(c.value) == 3 and c.value[1].upper() == "AS"
+    ]
+
+
 def _files(root: Path, pattern: str) -> list[Path]:
     out: list[Path] = []
     for base in sorted(root.glob(pattern.lstrip("/"))) if pattern not in (".", "./") else [root]:
@@ -222,15 +263,17 @@ def _files(root: Path, pattern: str) -> list[Path]:
 def source_tag(
     spec: WorkloadImageSpec, workload: str, root: Path = REPO_ROOT, packages: list[str] | tuple[str, ...] = ()
 ) -> str:
-    """`src-<12 hex>`: a hash of everything that makes the image: the Dockerfile, the names and
-    bytes of every file its `COPY`/`ADD` instructions read (caches skipped), the build arguments
-    and the platforms, and the model `packages` (the files under each source path, the pinned
-    requirements as written). Unchanged inputs give the same tag, changed inputs a new one."""
+    """`src-<12 hex>`: a hash of everything that makes the image: the Dockerfile and the target
+    stage, the names and bytes of every file its `COPY`/`ADD` instructions read (caches skipped),
+    the build arguments and the platforms, and the model `packages` (the files under each source
+    path, the pinned requirements as written). Unchanged inputs give the same tag, changed inputs
+    a new one."""
     dockerfile = root / spec.dockerfile_path(workload)
     context = root / spec.context
     text = dockerfile.read_text()
     digest = hashlib.sha256(text.encode())
-    digest.update(json.dumps([spec.build_args, spec.platforms, list(packages)], sort_keys=True).encode())
+    build = [spec.effective_build_args(workload), spec.platforms, list(packages), spec.target_stage(workload)]
+    digest.update(json.dumps(build, sort_keys=True).encode())
     source_paths = [p for p in packages if not PINNED_REQUIREMENT.match(p)]
     for pattern in [*dockerfile_sources(text), *source_paths]:
         for path in _files(context, pattern):
@@ -498,11 +541,12 @@ class WorkloadImage(pulumi.ComponentResource):
             push=True,
             context={"location": _from_cwd(spec.context)},
             dockerfile={"location": _from_cwd(dockerfile)},
+            target=spec.target_stage(workload),
             platforms=list(spec.platforms),
             build_args={
                 "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
                 **registry.spec.package_build_args(),
-                **spec.build_args,
+                **spec.effective_build_args(workload),
             },
             tags=tags,
             labels={
@@ -527,7 +571,8 @@ class WorkloadImage(pulumi.ComponentResource):
         self.digest = self.image.digest
         for r in registry.regions:
             self.refs[r.key] = ImageRef(workload, self._pull_repository(registry, r, primary_repo), self.digest)
-        self.register_outputs(self._outputs("build", dockerfile))
+        target = spec.target_stage(workload)
+        self.register_outputs(self._outputs("build", f"{dockerfile}#{target}" if target else dockerfile))
 
     def _repositories(self, name: str, workload: str, registry: ImageRegistry) -> list[aws.ecr.Repository]:
         """ECR repositories in the AWS push and replica regions, each with its lifecycle policy."""

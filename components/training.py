@@ -90,7 +90,7 @@ METRICS_PORT = 9090
 METRICS_PORT_NAME = "metrics"
 """Container port name the trainer's PodMonitor (components.monitoring) scrapes."""
 RUN_AS = 10001
-"""Non-root uid/gid the trainer runs as: the `trainer` user of `workloads/trainer/Dockerfile`."""
+"""Non-root uid/gid the trainer runs as: the `trainer` user of the `trainer` target of `workloads/Dockerfile`."""
 JOB_LABEL = "aicloud.dev/training-job"
 SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 TRAINER_POD_LABELS = {"app.kubernetes.io/name": "trainer"}

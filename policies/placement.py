@@ -12,15 +12,18 @@ from typing import Any
 
 from pulumi_policy import ReportViolation
 
+from components.catalog import load_catalog
 from policies.common import (
     INTERRUPTIBLE_LABEL,
     UNKNOWN,
     Pool,
+    PoolGroup,
     Rule,
     StackView,
     dig,
     environment,
     money,
+    pool_groups,
     pools,
     truthy,
 )
@@ -111,26 +114,63 @@ def spot_interruptible(view: StackView, config: dict[str, Any], report: ReportVi
             )
 
 
-def _gpus_at_max(pool: Pool) -> int | None:
-    if not pool.gpus_per_node or not isinstance(pool.max_nodes, int):
+def _pool_region(view: StackView, pool: Pool) -> str | None:
+    """The cloud region a pool's nodes run in: its region component's, else its provider's (a GKE
+    node pool's location; a Karpenter NodePool's EKS cluster's provider)."""
+    _, region = view.scope(pool.res)
+    node = view.by_urn.get(region or "")
+    if node is not None and isinstance(node.props.get("region"), str):
+        return node.props["region"]
+    if pool.cloud == "gcp":
+        return _gcp_region(pool.res.props.get("location"))
+    own = view.providers.get(pool.res.provider_urn or "", {}).get("region")
+    if isinstance(own, str):
+        return own
+    for cluster in view.of_type("aws:eks/cluster:Cluster"):
+        if view.same_scope(cluster, pool.res):
+            found = view.providers.get(cluster.provider_urn or "", {}).get("region")
+            if isinstance(found, str):
+                return found
+    return None
+
+
+def _node_price(view: StackView, pool: Pool) -> float | None:
+    """On-demand price per node-hour in the pool's region: the catalog's reference price x the
+    region's factor (the plan's Node pools and Cost sections price nodes the same way)."""
+    if pool.price is None:
         return None
-    return pool.gpus_per_node * pool.max_nodes
+    region = _pool_region(view, pool)
+    factor = load_catalog().price_factor(pool.cloud, region) if region else None
+    return pool.price * (factor or 1.0)
 
 
 def gpu_cost_ceiling(view: StackView, config: dict[str, Any], report: ReportViolation) -> None:
     limit = config.get("maxGpuCostPerHour")
     if not isinstance(limit, int | float):
         return
-    costs = [
-        (pool, pool.price * pool.max_nodes)
-        for pool in pools(view)
-        if pool.is_gpu and pool.price is not None and isinstance(pool.max_nodes, int)
-    ]
+    costs: list[tuple[PoolGroup, float]] = []
+    unbounded: list[str] = []
+    for group in pool_groups(view):
+        if not group.is_gpu:
+            continue
+        unbounded += [m.res.name for m in group.unbounded]
+        cost = 0.0
+        for m in group.members:
+            price = _node_price(view, m)
+            if m.is_gpu and price is not None and isinstance(m.max_nodes, int):
+                cost += price * m.max_nodes
+        costs.append((group, cost))
+    if unbounded:
+        report(
+            f"GPU node pools {', '.join(unbounded)} have no upper bound (a Karpenter NodePool without limits), so "
+            f"this stack's GPU cost per hour has no ceiling; aicloud:policy.maxGpuCostPerHour is {money(limit)}. "
+            "Give every GPU NodePool limits (aicloud renders them from the pool's maxNodes)."
+        )
     total = sum(cost for _, cost in costs)
     if total <= limit:
         return
-    top = sorted(costs, key=lambda pc: -pc[1])[:3]
-    largest = ", ".join(f"{p.res.name} ({p.max_nodes} x {p.machine_type}, {money(c)}/h)" for p, c in top)
+    top = sorted(costs, key=lambda gc: -gc[1])[:3]
+    largest = ", ".join(f"{g.name} ({g.breakdown()}, {money(c)}/h)" for g, c in top)
     report(
         f"The GPU node pools of this stack can cost {money(total)} per hour at max scale, above its ceiling of "
         f"{money(limit)} (aicloud:policy.maxGpuCostPerHour); the largest are {largest}. Lower maxNodes, choose "
@@ -142,14 +182,24 @@ def gpus_per_pool(view: StackView, config: dict[str, Any], report: ReportViolati
     limit = config.get("maxGpusPerPool")
     if not isinstance(limit, int):
         return
-    for pool in pools(view):
-        gpus = _gpus_at_max(pool)
-        if gpus is not None and gpus > limit:
+    for group in pool_groups(view):
+        first = group.members[0].res.urn
+        if group.unbounded:
             report(
-                f"Node pool '{pool.res.name}' can scale to {gpus} GPUs ({pool.max_nodes} x {pool.machine_type} "
-                f"with {pool.gpus_per_node} each), above this stack's ceiling of {limit} GPUs per pool "
+                f"Node pool '{group.name}' can scale without bound ({', '.join(m.res.name for m in group.unbounded)} "
+                f"has no limits), past this stack's ceiling of {limit} GPUs per pool (aicloud:policy.maxGpusPerPool). "
+                "Give the NodePool limits.",
+                first,
+            )
+            continue
+        gpus = group.gpus_at_max()
+        if gpus is not None and gpus > limit:
+            per_node = sorted({m.gpus_per_node for m in group.members if m.gpus_per_node})
+            report(
+                f"Node pool '{group.name}' can scale to {gpus} GPUs ({group.breakdown()} with "
+                f"{', '.join(map(str, per_node))} each), above this stack's ceiling of {limit} GPUs per pool "
                 "(aicloud:policy.maxGpusPerPool). Lower maxNodes or raise the ceiling.",
-                pool.res.urn,
+                first,
             )
 
 
@@ -178,7 +228,7 @@ RULES = [
     ),
     Rule(
         "aicloud-gpu-cost-ceiling",
-        "The GPU node pools' on-demand cost per hour at max scale stays under the stack's ceiling.",
+        "The GPU node pools' on-demand cost per hour at max scale (regional prices) stays under the stack's ceiling.",
         "cost",
         gpu_cost_ceiling,
         stack=True,
@@ -186,14 +236,15 @@ RULES = [
             "maxGpuCostPerHour": {
                 "type": "number",
                 "exclusiveMinimum": 0,
-                "description": "USD per hour at max scale at catalog on-demand prices "
+                "description": "USD per hour at max scale at catalog on-demand prices x the region's factor "
                 "(aicloud:policy.maxGpuCostPerHour).",
             }
         },
     ),
     Rule(
         "aicloud-gpus-per-pool-ceiling",
-        "No node pool can scale past the stack's ceiling of GPUs per pool.",
+        "No node pool (all its node groups, NodePools and tiers together) can scale past the stack's ceiling of "
+        "GPUs per pool.",
         "cost",
         gpus_per_pool,
         stack=True,

@@ -31,7 +31,16 @@ from policies.common.pods import (
     taint,
     tolerates,
 )
-from policies.common.pools import KARPENTER_NODEPOOL, Pool, karpenter_pool, money, pool_of, pools
+from policies.common.pools import (
+    KARPENTER_NODEPOOL,
+    Pool,
+    PoolGroup,
+    karpenter_pool,
+    money,
+    pool_groups,
+    pool_of,
+    pools,
+)
 from policies.common.rule import Check, Rule
 from policies.common.stack import CLUSTER_COMPONENTS, REGION_COMPONENT, Res, StackView
 from policies.common.values import (
@@ -67,6 +76,7 @@ __all__ = [
     "POOL_LABEL",
     "PodTemplate",
     "Pool",
+    "PoolGroup",
     "REGION_COMPONENT",
     "ROLE_LABEL",
     "Res",
@@ -89,6 +99,7 @@ __all__ = [
     "pod_templates",
     "policy_json",
     "karpenter_pool",
+    "pool_groups",
     "pool_of",
     "pools",
     "quote_list",

@@ -149,5 +149,62 @@ def pools(view: StackView) -> list[Pool]:
     return [p for p in (pool_of(r) for r in view.resources) if p is not None]
 
 
+@dataclass
+class PoolGroup:
+    """One aicloud node pool as the clouds hold it: every node-pool resource of one cluster that
+    carries the same `aicloud.dev/pool` label. An EKS pool under Karpenter is a fixed managed node
+    group (its floor) plus a NodePool per capacity tier (the rest, bounded by `limits`); a GKE pool
+    with a capacity chain is one node pool per tier. Its GPUs and cost at max scale are the sums of
+    its members: each member bounds only its own part, none shares the others' limit. A resource
+    without the label is a group of its own."""
+
+    key: tuple[str, str]
+    members: list[Pool]
+
+    @property
+    def name(self) -> str:
+        """The member's name for a pool of one resource, else `<label> (<member>, <member>)`."""
+        if len(self.members) == 1:
+            return self.members[0].res.name
+        return f"{self.key[1]} ({', '.join(m.res.name for m in self.members)})"
+
+    @property
+    def is_gpu(self) -> bool:
+        return any(m.is_gpu for m in self.members)
+
+    @property
+    def unbounded(self) -> list[Pool]:
+        """GPU members with no upper bound (a Karpenter NodePool without `limits`)."""
+        return [m for m in self.members if m.is_gpu and m.max_nodes is None]
+
+    def gpus_at_max(self) -> int | None:
+        """GPUs of every member at its max; None when a GPU member's size or GPUs are unknown."""
+        total = 0
+        for m in self.members:
+            if not m.is_gpu:
+                continue
+            if m.gpus_per_node is None or not isinstance(m.max_nodes, int):
+                return None
+            total += m.gpus_per_node * m.max_nodes
+        return total
+
+    def breakdown(self) -> str:
+        """`3 x g6.xlarge`, or for several members `2 + 10 x g6e.xlarge` (their maxima, in order)."""
+        sizes = " + ".join(str(m.max_nodes) if m.max_nodes is not None else "unbounded" for m in self.members)
+        types = sorted({str(m.machine_type) for m in self.members})
+        return f"{sizes} x {', '.join(types)}"
+
+
+def pool_groups(view: StackView) -> list[PoolGroup]:
+    """The stack's node pools grouped into aicloud pools (`PoolGroup`), in resource order."""
+    groups: dict[tuple[str, str], PoolGroup] = {}
+    for p in pools(view):
+        cluster, region = view.scope(p.res)
+        label = p.label if isinstance(p.label, str) and p.label else None
+        key = (cluster or region or p.res.urn, label) if label else (p.res.urn, p.res.name)
+        groups.setdefault(key, PoolGroup(key=(key[0], label or p.res.name), members=[])).members.append(p)
+    return list(groups.values())
+
+
 def money(x: float) -> str:
     return f"${x:,.2f}"

@@ -28,13 +28,33 @@ from stacks.plan import sections as _sections  # noqa: F401
 from stacks.plan.mocks import PlanMocks, RecordingMonitor, Registration, open_event_loop
 from stacks.plan.model import REGION_TYPE, Plan, is_unknown
 
-__all__ = ["PROJECT", "REGION_TYPE", "Plan", "is_unknown", "record", "run_plan", "run_program"]
+__all__ = ["PROJECT", "REGION_TYPE", "Plan", "is_unknown", "canonical_order", "record", "run_plan", "run_program"]
 
 PROJECT = "aicloud"
 
 
+def canonical_order(registrations: list[Registration]) -> list[Registration]:
+    """The registrations in an order that depends on the program only: parents before their
+    children, siblings by (name, type), walked depth-first from the roots.
+
+    The engine receives registrations as their inputs resolve, so the arrival order changes from
+    run to run (and with the interpreter's hash seed); every table, list and verdict of the plan
+    reads this order, so the same stack gives the same report on every run."""
+    by_urn = {r.urn: r for r in registrations}
+    children: dict[str | None, list[Registration]] = {}
+    for r in registrations:
+        children.setdefault(r.parent if r.parent in by_urn else None, []).append(r)
+    out: list[Registration] = []
+    stack = sorted(children.get(None, []), key=lambda r: (r.name, r.type, r.urn), reverse=True)
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        stack.extend(sorted(children.get(node.urn, []), key=lambda r: (r.name, r.type, r.urn), reverse=True))
+    return out
+
+
 def record(program: Callable[[], Any], *, stack: str, flat_config: dict[str, str] | None = None) -> list[Registration]:
-    """Run `program` under the mock runtime and return what it registered, in order.
+    """Run `program` under the mock runtime and return what it registered, in `canonical_order`.
 
     Each call runs in a fresh context (the runtime keeps its settings in context variables), so
     plans and tests never see each other's resources.
@@ -62,7 +82,7 @@ def record(program: Callable[[], Any], *, stack: str, flat_config: dict[str, str
             pulumi_resource._get_stack_trace = stack_trace
             if gc_enabled:
                 gc.enable()
-        return list(monitor.registrations.values())
+        return canonical_order(list(monitor.registrations.values()))
 
     return contextvars.Context().run(_run)
 

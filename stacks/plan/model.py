@@ -41,7 +41,7 @@ def build_sections(plan: Plan) -> dict[str, Section]:
 
 @dataclass
 class Plan:
-    """The resources a stack would create, in registration order."""
+    """The resources a stack would create, parents first (`stacks.plan.canonical_order`)."""
 
     stack: str
     config: StackConfig
@@ -116,13 +116,21 @@ class Plan:
 
     @property
     def pools(self) -> list[dict[str, Any]]:
-        """The capacity record of every node pool (GPUs and cost at min and max)."""
+        """The capacity record of every node pool (GPUs and cost at min and max), in the stack
+        config's order: regions as listed, each region's pools as listed."""
         # Pulumi drops None values from registered outputs: `gpu` is absent on CPU pools.
-        return [
+        records = [
             {"gpu": None, **r.outputs["capacity"], "regionKey": self.region_of(r)}
             for r in self.resources
             if r.type.startswith("aicloud:compute:") and "capacity" in r.outputs
         ]
+        order = {
+            (spec.name, pool.name): (i, j)
+            for i, spec in enumerate(self.config.regions)
+            for j, pool in enumerate(spec.node_pools)
+        }
+        last = (len(order), 0)
+        return sorted(records, key=lambda p: (*order.get((p["regionKey"], p["pool"]), last), p["regionKey"], p["pool"]))
 
     def summary(self) -> dict[str, Any]:
         from stacks.plan.cost import estimate

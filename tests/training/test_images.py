@@ -14,6 +14,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
 import pytest
+from dockerfile import parse_string as parse_dockerfile
 
 from components.base import DataSafety
 from components.image import (
@@ -191,7 +192,7 @@ def test_registries_hold_data_and_are_retained_and_protected(record):
 
 
 def test_one_replication_configuration_in_the_primary_region_to_the_serving_regions(record):
-    regs = record(program({"trainer": {}, "server": {"dockerfile": "workloads/trainer/Dockerfile"}}))
+    regs = record(program({"trainer": {}, "server": {}}))
     replication = regs.one("aws:ecr/replicationConfiguration:ReplicationConfiguration")
     assert provider_region(regs, replication) == "us-east-1"
     (rule,) = replication.inputs["replicationConfiguration"]["rules"]
@@ -225,7 +226,9 @@ def test_one_build_pushes_a_content_tag_to_every_push_registry_after_they_exist(
             f"europe-west4-docker.pkg.dev/acme-test-1/aicloud-test/trainer:{tag}",
         ]
     )
-    assert image.inputs["dockerfile"]["location"].endswith("workloads/trainer/Dockerfile")
+    assert image.inputs["dockerfile"]["location"].endswith("workloads/Dockerfile")
+    assert image.inputs["target"] == "trainer"  # the trainer's stage of the shared Dockerfile
+    assert image.inputs["buildArgs"]["VARIANT"] == "cuda"  # GPU pools: the CUDA wheel
     assert image.inputs["buildArgs"]["SOURCE_DATE_EPOCH"] == "0"
     assert image.inputs["buildOnPreview"] is False
     cache = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/aicloud-test/trainer:{CACHE_TAG}"
@@ -272,7 +275,8 @@ def test_unpinned_references_are_rejected(bad):
 
 # ------------------------------------------------------------------ reproducible workload images
 ROOT = Path(__file__).resolve().parents[2]
-DOCKERFILES = [ROOT / "workloads" / "trainer" / "Dockerfile", ROOT / "workloads" / "server" / "Dockerfile"]
+DOCKERFILE = ROOT / "workloads" / "Dockerfile"
+TARGETS = ["trainer", "server"]
 LOCK = ROOT / "requirements" / "workloads.txt"
 
 
@@ -290,19 +294,88 @@ def _lock() -> dict[str, str]:
     return pins
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
-def test_images_install_the_tested_torch_on_a_base_pinned_by_digest(dockerfile: Path):
-    text = dockerfile.read_text()
+def _stages(text: str) -> dict[str, tuple[str, list]]:
+    """Stage name -> (what its FROM names, its instructions), read by Docker's own parser."""
+    stages: dict[str, tuple[str, list]] = {}
+    current: list | None = None
+    for command in parse_dockerfile(text):
+        if command.cmd.upper() == "FROM":
+            assert len(command.value) == 3 and command.value[1].upper() == "AS", f"unnamed stage: {command.original}"
+            current = []
+            stages[command.value[2]] = (command.value[0], current)
+        elif current is not None:
+            current.append(command)
+    return stages
+
+
+def _chain(text: str, target: str) -> tuple[str, list[str]]:
+    """The image `target` finally starts from and every instruction of its stages (base first)."""
+    stages = _stages(text)
+    lines: list[str] = []
+    name = target
+    while name in stages:
+        parent, commands = stages[name]
+        lines = [c.original for c in commands] + lines
+        name = parent
+    return name, lines
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_images_install_the_tested_torch_on_a_base_pinned_by_digest(target: str):
+    text = DOCKERFILE.read_text()
     tested_torch = importlib.metadata.version("torch").split("+")[0]
     assert _arg(text, "TORCH_VERSION") == tested_torch == _lock()["torch"]
     base = _arg(text, "BASE_IMAGE")
     assert re.fullmatch(r"[a-z0-9./-]+:[\w.-]+@sha256:[0-9a-f]{64}", base), base
     assert re.match(rf"python:{sys.version_info.major}\.{sys.version_info.minor}-", base)  # the tested Python
-    assert all(line.split()[1] == "${BASE_IMAGE}" for line in text.splitlines() if line.startswith("FROM "))
+    # every stage starts from the pinned base or from a stage defined before it: no other image
+    seen: list[str] = []
+    for name, (parent, _) in _stages(text).items():
+        assert parent == "${BASE_IMAGE}" or parent in seen, f"stage {name} starts from {parent}"
+        seen.append(name)
+    origin, lines = _chain(text, target)
+    assert origin == "${BASE_IMAGE}"
+    body = "\n".join(lines)
     # CPU and CUDA variants of the same torch version, from the PyTorch index of each
-    assert 'cpu) index=cpu ;; cuda) index="${CUDA_INDEX}"' in text
-    assert '"torch==${TORCH_VERSION}" --index-url "https://download.pytorch.org/whl/${index}"' in text
-    assert "pip install -c requirements/workloads.txt -r /tmp/workloads.txt" in text
+    assert 'cpu) index=cpu ;; cuda) index="${CUDA_INDEX}"' in body
+    assert '"torch==${TORCH_VERSION}" --index-url "https://download.pytorch.org/whl/${index}"' in body
+    assert "pip install -c requirements/workloads.txt -r /tmp/workloads.txt" in body
+
+
+def test_one_dockerfile_with_a_target_per_workload_and_the_shared_steps_once():
+    text = DOCKERFILE.read_text()
+    stages = _stages(text)
+    assert set(TARGETS) <= set(stages)
+    parents = {stages[t][0] for t in TARGETS}
+    assert len(parents) == 1 and parents <= set(stages)  # both targets build on one shared stage
+    for target in TARGETS:
+        assert not any("pip install" in c.original for c in stages[target][1]), target
+    assert text.count('"torch==${TORCH_VERSION}"') == 1
+    assert not (ROOT / "workloads" / "trainer" / "Dockerfile").exists()
+    assert not (ROOT / "workloads" / "server" / "Dockerfile").exists()
+    for target in TARGETS:  # the default spec of each workload builds its own target
+        assert WorkloadImageSpec().target_stage(target) == target
+        assert WorkloadImageSpec().dockerfile_path(target) == "workloads/Dockerfile"
+    assert WorkloadImageSpec().effective_build_args("trainer") == {"VARIANT": "cuda"}
+    assert WorkloadImageSpec(build_args={"VARIANT": "cpu"}).effective_build_args("trainer") == {"VARIANT": "cpu"}
+    assert _arg(text, "VARIANT") == "cpu"  # a hand-made build without arguments is the CPU one
+
+
+def test_a_target_that_is_not_a_stage_is_rejected_naming_the_stages():
+    with pytest.raises(ValueError) as info:
+        ImagesSpec.model_validate({"workloads": {"tool": {}}})
+    message = str(info.value)
+    assert "tool.target: 'tool' is not a stage of workloads/Dockerfile; stages: base, trainer, server" in message
+    with pytest.raises(ValueError, match="trainer.target: 'trainr' is not a stage"):
+        ImagesSpec.model_validate({"workloads": {"trainer": {"target": "trainr"}}})
+    ok = ImagesSpec.model_validate({"workloads": {"tool": {"target": "server"}}})
+    assert ok.workloads["tool"].target_stage("tool") == "server"
+
+
+def test_the_target_and_its_build_args_change_the_tag():
+    trainer, server = source_tag(WorkloadImageSpec(), "trainer"), source_tag(WorkloadImageSpec(), "server")
+    assert trainer != server
+    assert source_tag(WorkloadImageSpec(build_args={"VARIANT": "cpu"}), "trainer") != trainer
 
 
 def test_the_lock_is_the_tested_environment_and_covers_the_workloads_extra():

@@ -74,7 +74,8 @@ def test_good_config_validates_and_defaults_to_the_first_primary_region():
     (spec,) = cfg.training.jobs
     assert spec.backend == "trainjob" and spec.region is None and spec.schedule == "none"
     assert cfg.training.operator == "install"
-    assert cfg.images.workloads["trainer"].dockerfile_path("trainer") == "workloads/trainer/Dockerfile"
+    assert cfg.images.workloads["trainer"].dockerfile_path("trainer") == "workloads/Dockerfile"
+    assert cfg.images.workloads["trainer"].target_stage("trainer") == "trainer"
 
 
 def test_pool_must_exist_in_the_region():
@@ -274,8 +275,14 @@ def test_a_pinned_image_is_not_built():
 
 
 def test_the_dockerfile_must_exist_in_the_repository():
-    err = only(errors_for(lambda r: r["images"]["workloads"].update(tool={})), "aicloud:images.workloads")
+    err = only(
+        errors_for(lambda r: r["images"]["workloads"].update(tool={"dockerfile": "workloads/tool/Dockerfile"})),
+        "aicloud:images.workloads",
+    )
     assert "tool.dockerfile: 'workloads/tool/Dockerfile' does not exist" in err
+    # without a dockerfile, a workload is a target of workloads/Dockerfile: it must be a stage there
+    err = only(errors_for(lambda r: r["images"]["workloads"].update(tool={})), "aicloud:images.workloads")
+    assert "tool.target: 'tool' is not a stage of workloads/Dockerfile; stages: base, trainer, server" in err
     err = only(
         errors_for(lambda r: r["images"]["workloads"].update(trainer={"dockerfile": "../../etc/passwd"})),
         "aicloud:images.workloads",

@@ -55,6 +55,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from contracts.serving import LIVE_PATH, METRICS_PATH, READY_PATH
 from workloads.server import metrics as m
 from workloads.server.batching import DynamicBatcher
 from workloads.server.config import ServerConfig
@@ -419,10 +420,10 @@ def create_app(config: ServerConfig, *, on_load_failure: Callable[[], None] | No
     app = Starlette(
         routes=[
             Route("/v2", server_metadata, methods=["GET"]),
-            Route("/v2/health/live", live, methods=["GET"]),
-            Route("/v2/health/ready", ready, methods=["GET"]),
+            Route(LIVE_PATH, live, methods=["GET"]),
+            Route(READY_PATH, ready, methods=["GET"]),
             *model_routes,
-            *([Route("/metrics", metrics_endpoint, methods=["GET"])] if config.metrics_port is None else []),
+            *([Route(METRICS_PATH, metrics_endpoint, methods=["GET"])] if config.metrics_port is None else []),
         ],
         middleware=[Middleware(_InferFastPath, infer=infer)],
         exception_handlers={HTTPException: http_error, Exception: internal_error},
@@ -630,7 +631,7 @@ async def serve_metrics(state: ServerState, host: str, port: int) -> asyncio.Ser
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
             method, path, *_ = head.split(b"\r\n", 1)[0].split(b" ") + [b"", b""]
-            if method in (b"GET", b"HEAD") and path.split(b"?", 1)[0] == b"/metrics":
+            if method in (b"GET", b"HEAD") and path.split(b"?", 1)[0] == METRICS_PATH.encode():
                 body, status, ctype = state.render_metrics(), b"200 OK", m.CONTENT_TYPE.encode()
             else:
                 body, status, ctype = b"not found\n", b"404 Not Found", b"text/plain"

@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from contracts.serving import READY_PATH
+
 __all__ = ["DrainResult", "drain_load"]
 
 
@@ -93,7 +95,7 @@ async def drain_load(
         while time.monotonic() < stop_at:
             try:
                 reader, writer = await asyncio.open_connection(host, port)
-                writer.write(f"GET /v2/health/ready HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n".encode())
+                writer.write(f"GET {READY_PATH} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n".encode())
                 status, _ = await _read_response(reader)
                 writer.close()
             except (OSError, asyncio.IncompleteReadError):

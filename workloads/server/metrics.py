@@ -15,6 +15,8 @@ from typing import Literal
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from contracts.serving import REQUESTS_METRIC
+
 __all__ = [
     "BATCH_SIZE",
     "CONTENT_TYPE",
@@ -54,7 +56,7 @@ class MetricSpec:
 
 
 REQUESTS = MetricSpec(
-    f"{PREFIX}requests_total",
+    REQUESTS_METRIC,
     "counter",
     "Inference requests answered, by model, version and HTTP status code.",
     ("model", "version", "status"),

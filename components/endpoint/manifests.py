@@ -11,6 +11,7 @@ from typing import Any
 from components.capacity import TIER_LABEL
 from components.endpoint.release import EndpointPlan, TrackPlan
 from components.endpoint.spec import APP, LAKE_CONFIG_MAP
+from components.gateway import ISTIO_CLASS, SERVICE_TYPE_ANNOTATION
 from components.k8s_security import (
     Allow,
     allow_ingress,
@@ -458,10 +459,15 @@ def gateway_manifest(plan: EndpointPlan, annotations: dict[str, str] | None) -> 
     }
     if annotations:
         spec["infrastructure"] = {"annotations": dict(annotations)}
+    meta = _meta(plan, plan.gateway_name)
+    if gw.class_name == ISTIO_CLASS:
+        # istiod would otherwise give the data plane a Service of type LoadBalancer: a second,
+        # public load balancer beside the front door (which reaches the pods itself).
+        meta["annotations"] = {**meta.get("annotations", {}), SERVICE_TYPE_ANNOTATION: "ClusterIP"}
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "Gateway",
-        "metadata": _meta(plan, plan.gateway_name),
+        "metadata": meta,
         "spec": spec,
     }
 

@@ -33,7 +33,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 PINS = HERE / "pins.yaml"
-GENERATED = ("charts", "crds", "LICENSES")
+GENERATED = ("charts", "crds", "manifests", "LICENSES")
 _SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
 try:
     _Loader: Any = yaml.CSafeLoader
@@ -120,7 +120,9 @@ def _semver_key(v: str) -> tuple[tuple[int, ...], str]:
     return (tuple(int(x) for x in m.groups()) if m else (0, 0, 0)), v
 
 
-def _published(chart: str, pin: dict[str, Any], repo: Repo) -> tuple[dict[str, Any], dict[str, Any]]:
+def _published(
+    chart: str, pin: dict[str, Any], repo: Repo, repo_of: Any = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(published.json, its SOURCES entry): every version the chart's repository offers."""
     how = pin["published"]
     if "index" in how:
@@ -150,6 +152,32 @@ def _published(chart: str, pin: dict[str, Any], repo: Repo) -> tuple[dict[str, A
             key=_semver_key,
         )
         kind, detail = "release_tag", {"note": "chart-releaser tags `<chart>-<version>` when it publishes"}
+    elif "release_builder" in how:
+        # Istio: its charts carry a placeholder version; istio/release-builder stamps the release's
+        # version into Chart.yaml (`chartFile.Version = manifest.Version`) and publishes the charts it
+        # lists in `repoHelmCharts` to the chart repository, once per release tag of the source.
+        builder = repo_of(how["release_builder"]["source"])
+        ref, path = how["release_builder"]["ref"], how["release_builder"]["path"]
+        code = builder.show(ref, path).decode()
+        listed = re.search(r"repoHelmCharts\s*=\s*\[\]string\{([^}]*)\}", code)
+        if (
+            not listed
+            or f'"{pin["path"]}"' not in listed.group(1)
+            or "chartFile.Version = manifest.Version" not in code
+        ):
+            raise SystemExit(
+                f"{chart}: {builder.name} {path} at {ref} does not publish {pin['path']} at the tag's version"
+            )
+        versions = sorted({t for t in repo.tags() if _SEMVER.match(t)}, key=_semver_key)
+        versions = [v for v in versions if _semver_key(v) <= _semver_key(str(pin["version"]))][-40:]
+        kind, detail = (
+            "release_builder",
+            {
+                "note": f"{builder.name} {path} stamps each release tag's version into {pin['path']}/Chart.yaml "
+                "and publishes it (repoHelmCharts)"
+            },
+        )
+        repo = builder
     elif "oci" in how:
         ref, path = pin["ref"], how["oci"]
         script = repo.show(ref, path).decode()
@@ -321,7 +349,7 @@ def build(mirror: Path | None, cache: Path) -> Writer:
         sources = []
         chart_yaml = r.show(pin["ref"], f"{pin['path']}/Chart.yaml")
         declared = str(yaml.safe_load(chart_yaml).get("version"))
-        if declared != str(pin["version"]) and "oci" not in pin["published"]:
+        if declared != str(pin["version"]) and not {"oci", "release_builder"} & set(pin["published"]):
             raise SystemExit(f"{name}: Chart.yaml at {pin['ref']} says {declared}, pinned {pin['version']}")
         for file in ("Chart.yaml", "values.yaml", "values.schema.json"):
             path = f"{pin['path']}/{file}"
@@ -339,6 +367,20 @@ def build(mirror: Path | None, cache: Path) -> Writer:
                     "sha256": _sha(data),
                 }
             )
+        for extra in pin.get("files", []):
+            # Chart files the controller renders at run time (Istio's gateway Deployment template).
+            data = r.show(pin["ref"], f"{pin['path']}/{extra}")
+            out.put(f"charts/{name}/{Path(extra).name}", data)
+            sources.append(
+                {
+                    "file": Path(extra).name,
+                    "repository": r.name,
+                    "ref": pin["ref"],
+                    "commit": commit,
+                    "path": f"{pin['path']}/{extra}",
+                    "sha256": _sha(data),
+                }
+            )
         refs = r.values_refs(pin["ref"], f"{pin['path']}/templates")
         out.put_json(f"charts/{name}/values_refs.json", {"chart": name, "paths": refs})
         sources.append(
@@ -351,7 +393,7 @@ def build(mirror: Path | None, cache: Path) -> Writer:
                 "derived": "every `.Values.<path>` the templates read",
             }
         )
-        published, src = _published(name, pin, r)
+        published, src = _published(name, pin, r, repo)
         if str(pin["version"]) not in published["versions"]:
             raise SystemExit(f"{name} {pin['version']} is not published ({published['kind']}: {src})")
         out.put_json(f"charts/{name}/published.json", published)
@@ -365,6 +407,26 @@ def build(mirror: Path | None, cache: Path) -> Writer:
             vendor_crds({"source": pin["source"], "ref": pin["ref"], **entry}, name)
     for entry in pins.get("crds", []):
         vendor_crds(entry, None)
+    for bundle, entries in (pins.get("manifests") or {}).items():
+        # Manifests aicloud applies as they are (CRDs no chart installs), verbatim.
+        files = []
+        for entry in entries:
+            r = repo(entry["source"])
+            data = r.show(entry["ref"], entry["path"])
+            rel = f"manifests/{bundle}/{Path(entry['path']).name}"
+            out.put(rel, data)
+            files.append(
+                {
+                    "file": Path(rel).name,
+                    "repository": r.name,
+                    "ref": entry["ref"],
+                    "commit": r.commit(entry["ref"]),
+                    "path": entry["path"],
+                    "sha256": _sha(data),
+                }
+            )
+            license_of(r.name, entry["ref"])
+        out.put_yaml(f"manifests/{bundle}/SOURCES.yaml", {"bundle": bundle, "files": files})
     for group, entries in crd_sources.items():
         out.put_yaml(f"crds/{group}/SOURCES.yaml", {"group": group, "files": entries})
     out.put_json("crds/INDEX.json", crd_index)

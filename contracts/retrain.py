@@ -98,14 +98,17 @@ class CanaryTarget:
 #   <decisions>/regions/<region>/canary/<cycle>.json            the agent's outcome for it
 #   <decisions>/regions/<region>/canary/<cycle>.applying.json   written before its patches
 #
-# Each agent's identity may read and write `<decisions>/regions/<region>/` only.
+# Each agent's identity may list, read and create objects under `<decisions>/regions/<region>/`
+# only (never delete or overwrite), and read candidates in its region's copy of the models zone
+# (to see that one has fully arrived before its canary loads it).
 
 REGIONS_DIR = "regions"
-AGENT_STATES = ("applied", "held", "endpoint-missing", "not-replicated")
+AGENT_STATES = ("applied", "held", "endpoint-missing", "no-canary", "not-replicated")
 """What an agent records for an instruction: the canary runs the candidate (`applied`); another
 canary already runs there (`held`); the endpoint object is not in the cluster
-(`endpoint-missing`); the candidate has not reached the region's copy of the models zone yet
-(`not-replicated`, retried on the next tick, so never final)."""
+(`endpoint-missing`); the region's endpoint has no weighted canary (`no-canary`, a guard: the
+coordinator instructs canary regions only); the candidate has not reached the region's copy of the
+models zone yet (`not-replicated`: only reported, retried on the next tick, never final)."""
 
 
 def _join(base: str, *parts: str) -> str:

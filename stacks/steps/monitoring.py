@@ -118,6 +118,19 @@ def deploy_monitoring(d: Deployment) -> None:
             )
 
 
+def retraining_coverage(plan: Plan) -> dict[str, Any] | None:
+    """Serving regions whose drift the retraining loop reads and to which it rolls out: those with
+    an agent that a coordinator of their cloud lists (None when the stack does not retrain)."""
+    coordinators = [out for _, out in plan.component_outputs(RETRAINING_TYPE)]
+    if not coordinators:
+        return None
+    serving = [r.name for r in plan.config.regions if r.serving]
+    agents = {out["region"] for _, out in plan.component_outputs(AGENT_TYPE)}
+    listed = {k for out in coordinators for k in out.get("regions") or []}
+    covered = [k for k in serving if k in agents and k in listed]
+    return {"serving": serving, "covered": covered, "missing": [k for k in serving if k not in covered]}
+
+
 def _threshold(expr: str) -> str:
     """The comparison at the end of an alert expression (`> 0.5`, `< 5`, `== 0`)."""
     for op in (" > ", " < ", " == ", " >= "):

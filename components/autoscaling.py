@@ -123,7 +123,10 @@ def node_class_manifest(
                     },
                 }
             ],
-            "tags": {**(tags or {}), "aicloud:pool": spec.name, "kubernetes.io/cluster/" + cluster_name: "owned"},
+            # Karpenter adds `kubernetes.io/cluster/<cluster>: owned`, `eks:eks-cluster-name` and its
+            # own keys to what it launches (the controller policy's conditions require them); the
+            # CRD refuses them here (EC2NodeClass `spec.tags` CEL rules).
+            "tags": {**(tags or {}), "aicloud:pool": spec.name},
         },
     }
 

@@ -146,10 +146,16 @@ measured); at a multiple of 16 rows every row went through the same code at any 
 (1 to 1,300 rows, one thread). :func:`prepare_auto` checks this on the machine it runs on."""
 
 
+_SPLIT_ROWS = 128
+"""From this many rows on, :class:`BatchInvariantLinear` multiplies the whole blocks in place and
+pads only the remainder (below it, copying all rows into one padded block is cheaper)."""
+
+
 class BatchInvariantLinear(nn.Module):
-    """fp32 ``nn.Linear`` whose output for a row does not depend on the other rows: the rows are
-    padded with zero rows to a multiple of :data:`ROW_BLOCK` before the GEMM. The padding costs
-    about two tensor operations per call when the row count is not already such a multiple."""
+    """fp32 ``nn.Linear`` whose output for a row does not depend on the other rows: the GEMM only
+    ever sees whole blocks of :data:`ROW_BLOCK` rows. The whole blocks are multiplied straight
+    from the input; the remainder, if any, is padded with zero rows to one more block (a few
+    small tensor operations, whatever the batch size)."""
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
@@ -163,11 +169,21 @@ class BatchInvariantLinear(nn.Module):
         """``x @ W.T + b`` for ``x`` of shape ``[..., in_features]`` (float32)."""
         rows = x if x.dim() == 2 else x.reshape(-1, self.in_features)
         count = rows.shape[0]
-        pad = -count % ROW_BLOCK
-        if pad:
-            out = F.linear(torch.cat((rows, self._zeros[:pad])), self.weight, self.bias)[:count]
+        tail = count % ROW_BLOCK
+        weight_t = self.weight.t()
+        if not tail:
+            out = torch.addmm(self.bias, rows, weight_t)
+        elif count < _SPLIT_ROWS:
+            padded = torch.cat((rows, self._zeros[: ROW_BLOCK - tail]))
+            out = torch.addmm(self.bias, padded, weight_t)[:count]
         else:
-            out = F.linear(rows, self.weight, self.bias)
+            # Whole blocks straight from the input (no copy), the last rows as one padded block.
+            out = rows.new_empty(count, self.out_features)
+            full = count - tail
+            if full:
+                torch.addmm(self.bias, rows[:full], weight_t, out=out[:full])
+            block = torch.cat((rows[full:], self._zeros[: ROW_BLOCK - tail]))
+            out[full:] = torch.addmm(self.bias, block, weight_t)[:tail]
         return out if x.dim() == 2 else out.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:

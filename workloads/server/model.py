@@ -235,7 +235,7 @@ class ServedModel:
         if precision == "auto" and resolved == "int8" and torch_device.type == "cpu":
             example = _calibration_batch(artifact.heldout_x, warmup_batch, input_spec.shape[1])
             module, choices = prepare_auto(artifact.model, example, budget_s=calibration_s)
-            kinds = {c.precision for c in choices}
+            kinds = {c.precision for c in choices} or {"fp32"}
             resolved = "mixed" if len(kinds) > 1 else kinds.pop()
             engine = engine if resolved != "fp32" else None
         else:

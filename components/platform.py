@@ -19,7 +19,7 @@ from components.base import DataSafety, Spec, child_opts, type_token
 from components.capacity import chain_problems
 from components.catalog import load_catalog
 from components.cluster import AUTOSCALERS, ClusterSpec, EksCluster, GkeCluster
-from components.deploy import DeploySpec, cluster_reach, effective_public_cidrs
+from components.deploy import DeploySpec, cluster_reach, effective_public_cidrs, preview_reach
 from components.foundations import ClusterFoundations
 from components.helm import helm_release
 from components.network import AwsNetwork, GcpNetwork, NetworkSpec, ipv4_network, overlaps
@@ -412,6 +412,13 @@ class RegionalPlatform(pulumi.ComponentResource):
             egress_cidrs=list(deploy.egress_cidrs),
             network=deploy.network,
         )
+        preview = preview_reach(
+            deploy,
+            region_key=spec.name,
+            private_access=True,
+            public=cluster_spec.public_endpoint,
+            public_cidrs=list(cluster_spec.public_access_cidrs),
+        )
         self.register_outputs(
             {
                 "cloud": spec.cloud,
@@ -425,6 +432,8 @@ class RegionalPlatform(pulumi.ComponentResource):
                     "publicCidrs": list(cluster_spec.public_access_cidrs),
                     "route": reach.route,
                     "detail": reach.detail,
+                    "previewRoute": preview.route,
+                    "previewDetail": preview.detail,
                 },
             }
         )

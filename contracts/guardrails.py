@@ -57,6 +57,7 @@ RULE_NAMES: tuple[str, ...] = (
     "aicloud-inference-disruption-budget",
     "aicloud-inference-probes",
     "aicloud-deployer-reaches-cluster-api",
+    "aicloud-preview-reaches-cluster-api",
     "aicloud-eks-node-autoscaler-installed",
     "readiness-crd-schema",
     "readiness-crd-controller",

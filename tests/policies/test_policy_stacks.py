@@ -27,6 +27,8 @@ PLANTED = {
     "aws-eks-cluster-disallow-public-endpoint": {"aws-use1-cluster-eks"},
     "aicloud-spot-interruptible-in-prod": {"aws-use1-batch-nodepool"},
     "aicloud-deployer-reaches-cluster-api": {"aws-euw1-cluster-eks"},
+    # The same private cluster, and the pull-request preview runs on the same (hosted) runner.
+    "aicloud-preview-reaches-cluster-api": {"aws-euw1-cluster-eks"},
     "aicloud-gpu-capacity-guaranteed-in-prod": {"aws-use1-train-nodepool"},
     "aicloud-gpu-device-plugin-selects-pools": {"aws-use1-nvidia-device-plugin-release"},
     "aicloud-gpu-request-on-gpu-pool": {"aws-euw1-classifier-deploy-stable"},

@@ -21,7 +21,7 @@ from components.k8s_security import (
     from_prometheus,
     namespace_manifests,
 )
-from components.nodepool import GPU_RESOURCE, POOL_LABEL
+from components.nodepool import GPU_RESOURCE, pool_node_selector
 from contracts.lake import lake_env, split_lake
 from contracts.serving import (
     LIVE_PATH,
@@ -297,7 +297,7 @@ def pod_spec(
             "fsGroup": RUN_AS_USER,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "nodeSelector": {POOL_LABEL: plan.pool.name},
+        "nodeSelector": pool_node_selector(plan.pool),
         **tier_preference(plan.pool),
         "tolerations": [dict(t) for t in plan.tolerations],
         "topologySpreadConstraints": [

@@ -12,7 +12,7 @@ This module only reads those files:
 - `chart_truth(name)`: a chart's default values, values schema, subcharts, pass-through paths and
   published versions;
 - `crd(api_version, kind)`: a custom resource's upstream CRD (served version's openAPIV3Schema,
-  scope, the chart that installs it).
+  scope, the chart that installs it, or the cloud that serves it: GKE's ComputeClass).
 """
 
 from __future__ import annotations
@@ -130,6 +130,10 @@ class CrdTruth:
     """`components/upstream/<file>`."""
     plural: str = ""
     """The REST resource name (`spec.names.plural`): `/apis/<group>/<version>/.../<plural>`."""
+    provided_by: str | None = None
+    """The cloud that serves this CRD in every cluster of its own (`gke`), None otherwise."""
+    provided_since: str | None = None
+    """The first cluster version that serves it (`1.30.3-gke.1451000`)."""
 
 
 @functools.cache
@@ -155,6 +159,8 @@ def crd(api_version: str, kind: str) -> CrdTruth | None:
         installed_by=entry["installed_by"],
         source=f"components/upstream/{entry['file']}",
         plural=doc["plural"],
+        provided_by=entry.get("provided_by"),
+        provided_since=entry.get("provided_since"),
     )
 
 

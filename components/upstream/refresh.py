@@ -4,6 +4,9 @@ For every chart: `Chart.yaml`, `values.yaml`, `values.schema.json` (when the cha
 the evidence that its version is published (`published.json`); for every CRD file: the
 `openAPIV3Schema` of each served version (`crds/<group>/<plural>.json`); for every repository:
 its LICENSE. Each folder gets a `SOURCES.yaml` naming repository, ref, commit, path and sha256.
+A CRD that upstream ships only as a JSON schema (`adapter` in pins.yaml) is converted back to its
+openAPIV3Schema by `_datree_schema`; a CRD the cloud serves itself (`provided_by`) is marked so in
+`crds/INDEX.json`.
 
     python components/upstream/refresh.py                    # clone from github.com (needs network)
     python components/upstream/refresh.py --mirror DIR       # read git mirrors DIR/<owner>+<name>/repo
@@ -199,6 +202,46 @@ def _crd_docs(data: bytes) -> list[dict[str, Any]]:
     return out
 
 
+def _datree_schema(doc: Any, where: str = "") -> Any:
+    """The openAPIV3Schema a datreeio/CRDs-catalog JSON schema was converted from: its converter
+    (Utilities/openapi2jsonschema.py) adds `additionalProperties: false` to every object schema,
+    which a structural CRD schema cannot carry, so every one of them is removed. Any other artefact
+    of that converter (int-or-string turned into `oneOf`, nullable fields given a `null` type) is
+    refused rather than guessed back."""
+    if isinstance(doc, list):
+        return [_datree_schema(v, f"{where}[{i}]") for i, v in enumerate(doc)]
+    if not isinstance(doc, dict):
+        return doc
+    if "oneOf" in doc or isinstance(doc.get("type"), list):
+        raise SystemExit(f"datree schema: unexpected converter artefact at {where or '.'}: {sorted(doc)}")
+    out = {}
+    for key, value in doc.items():
+        if key == "additionalProperties" and value is False:
+            continue
+        # `properties` maps field names to schemas: a field may itself be named like a keyword.
+        if key == "properties" and isinstance(value, dict):
+            out[key] = {k: _datree_schema(v, f"{where}.{k}") for k, v in value.items()}
+        else:
+            out[key] = _datree_schema(value, f"{where}.{key}" if key not in ("items",) else f"{where}[]")
+    return out
+
+
+def _adapted_truth(entry: dict[str, Any], data: bytes) -> dict[str, Any]:
+    """CRD truth from a file that is not a CRD manifest (`adapter` in pins.yaml)."""
+    if entry.get("adapter") != "datree-jsonschema":
+        raise SystemExit(f"{entry['path']}: unknown adapter {entry.get('adapter')!r}")
+    names = entry["crd"]
+    schema = _datree_schema(json.loads(data))
+    return {
+        "name": f"{names['plural']}.{names['group']}",
+        "group": names["group"],
+        "kind": names["kind"],
+        "plural": names["plural"],
+        "scope": names["scope"],
+        "versions": {names["version"]: {"storage": True, "deprecated": False, "openAPIV3Schema": schema}},
+    }
+
+
 def _crd_truth(crd: dict[str, Any]) -> dict[str, Any]:
     spec = crd["spec"]
     versions = {}
@@ -277,8 +320,8 @@ def build(mirror: Path | None, cache: Path) -> Writer:
         r = repo(entry["source"])
         data = r.show(entry["ref"], entry["path"])
         commit = r.commit(entry["ref"])
-        for crd in _crd_docs(data):
-            truth = _crd_truth(crd)
+        truths = [_adapted_truth(entry, data)] if "adapter" in entry else [_crd_truth(c) for c in _crd_docs(data)]
+        for truth in truths:
             rel = f"crds/{truth['group']}/{truth['plural']}.json"
             out.put_json(rel, truth)
             crd_sources.setdefault(truth["group"], []).append(
@@ -290,10 +333,14 @@ def build(mirror: Path | None, cache: Path) -> Writer:
                     "commit": commit,
                     "path": entry["path"],
                     "sha256": _sha(data),
+                    **({"adapter": entry["adapter"]} if "adapter" in entry else {}),
                 }
             )
             for version in truth["versions"]:
-                crd_index[f"{truth['group']}/{version}/{truth['kind']}"] = {"file": rel, "installed_by": chart}
+                index: dict[str, Any] = {"file": rel, "installed_by": chart}
+                if entry.get("provided_by"):
+                    index.update(provided_by=entry["provided_by"], provided_since=str(entry["since"]))
+                crd_index[f"{truth['group']}/{version}/{truth['kind']}"] = index
         license_of(r.name, entry["ref"])
 
     for name, pin in pins["charts"].items():

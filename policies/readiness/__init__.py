@@ -389,6 +389,9 @@ def check_objects(c: Cluster, report: Report) -> None:
         if group == GATEWAY_GROUP:
             _check_gateway_api(c, res, apis, report)
             continue
+        if truth.provided_by is not None:
+            _check_provided(c, res, truth, report)
+            continue
         installer = (
             f"the {truth.installed_by} chart (pinned in components/upstream/pins.yaml)"
             if truth.installed_by
@@ -406,6 +409,48 @@ def check_objects(c: Cluster, report: Report) -> None:
                 res.urn,
             )
         )
+
+
+PROVIDERS = {"gke": ("gcp", "GKE")}
+"""`provided_by` of a vendored CRD -> (cloud whose clusters serve it, its name in findings)."""
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    """`1.30.3-gke.1451000` -> (1, 30, 3, 1451000); `1.33` -> (1, 33)."""
+    return tuple(int(n) for n in re.findall(r"\d+", version))
+
+
+def _check_provided(c: Cluster, res: Res, truth: upstream.CrdTruth, report: Report) -> None:
+    """A CRD the cloud serves itself (GKE's ComputeClass): fine in that cloud's clusters from the
+    version that serves it; on another cloud, or at a cluster version that may predate it, the API
+    server rejects the object."""
+    cloud, name = PROVIDERS.get(truth.provided_by or "", (None, str(truth.provided_by)))
+    since = truth.provided_since or ""
+    first = _version_key(since)
+    if c.cloud == cloud:
+        # The stack pins a minor (`1.30`) and the cloud picks the patch: a minor below the first
+        # serving version's, or equal to it when that needs a later patch, may run without it.
+        minor = _version_key(c.version)[:2]
+        if minor > first[:2] or (minor == first[:2] and len(first) <= 2):
+            return
+        why = (
+            f"cluster {c.key} runs Kubernetes {c.version}, which {name} may run below {since}; set "
+            f"cluster.version to {first[0]}.{first[1] + 1} or later"
+        )
+    else:
+        where = {"aws": "an EKS cluster", "gcp": "a GKE cluster"}.get(c.cloud, f"a {c.cloud} cluster")
+        why = f"cluster {c.key} is {where}, where nothing serves it; do not render it there"
+    report.findings.append(
+        Finding(
+            "readiness-crd-controller",
+            c.key,
+            _label(res),
+            "kind",
+            f"{res.props.get('kind')} ({res.props.get('apiVersion')}) is served by {name} itself, from "
+            f"{since}: {why}, or the API server rejects the object.",
+            res.urn,
+        )
+    )
 
 
 def _gateway_controllers() -> dict[str, str]:

@@ -11,10 +11,13 @@ import dataclasses
 import json
 from pathlib import Path
 
+import boto3
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 import yaml
+from moto import mock_aws
+from moto.core import set_initial_no_auth_action_count
 
 from components.lakehouse.documents import gcs_prefix_condition, s3_prefix_policy
 from components.lakehouse.gcs_roles import missing, role_permissions, roles_for
@@ -348,3 +351,78 @@ def test_a_bad_stage_or_report_window_fails_at_plan_time_naming_the_key():
     found = config_errors(raw_stack("prod"), mutate, "prod")
     assert any(e.startswith("aicloud:monitoring.retraining.reportMaxAgeMinutes:") and "0" in e for e in found), found
     assert any(e.startswith("aicloud:monitoring.retraining.stageMinutes:") and "-5" in e for e in found), found
+
+
+@set_initial_no_auth_action_count(6)
+def _as_agent(policy: dict) -> dict[str, str]:
+    """Call S3 as a role holding `policy` (moto evaluates the role's policy on every call)."""
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="models")
+    s3.create_bucket(Bucket="models-copy")
+    s3.put_object(Bucket="models-copy", Key="clf/retrain/rt-clf-2611251230/manifest.json", Body=b"{}")
+    iam = boto3.client("iam", region_name="us-east-1")
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}
+    ]}  # fmt: skip
+    iam.create_role(RoleName="agent", AssumeRolePolicyDocument=json.dumps(trust))
+    iam.put_role_policy(RoleName="agent", PolicyName="storage", PolicyDocument=json.dumps(policy))
+    creds = boto3.client("sts", region_name="us-east-1").assume_role(
+        RoleArn="arn:aws:iam::123456789012:role/agent", RoleSessionName="retrain-agent"
+    )["Credentials"]
+    s = boto3.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name="us-east-1",
+    ).client("s3")
+    own = "clf/retrain/decisions/regions/aws-usw2/"
+    calls = {
+        "put own report": lambda: s.put_object(Bucket="models", Key=f"{own}drift/r.json", Body=b"{}"),
+        "read own report": lambda: s.get_object(Bucket="models", Key=f"{own}drift/r.json"),
+        "list own instructions": lambda: s.list_objects_v2(Bucket="models", Prefix=f"{own}rollout/"),
+        "put another region's": lambda: s.put_object(
+            Bucket="models", Key="clf/retrain/decisions/regions/aws-use1/canary/x.json", Body=b"{}"
+        ),
+        "put a coordinator decision": lambda: s.put_object(
+            Bucket="models", Key="clf/retrain/decisions/20261125T120000Z-x.json", Body=b"{}"
+        ),
+        "delete own report": lambda: s.delete_object(Bucket="models", Key=f"{own}drift/r.json"),
+        "read a candidate": lambda: s.get_object(
+            Bucket="models-copy", Key="clf/retrain/rt-clf-2611251230/manifest.json"
+        ),
+        "write a candidate": lambda: s.put_object(
+            Bucket="models-copy", Key="clf/retrain/rt-clf-2611251230/model.pt", Body=b"x"
+        ),
+        "read the served model": lambda: s.get_object(Bucket="models-copy", Key="clf/v7/manifest.json"),
+    }
+    out = {}
+    for name, call in calls.items():
+        try:
+            call()
+            out[name] = "allowed"
+        except Exception as exc:  # botocore ClientError: the code names the refusal
+            out[name] = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+    return out
+
+
+def test_moto_lets_an_agent_touch_its_regions_prefix_and_candidates_only(monkeypatch):
+    """moto evaluates actions and resources (it does not evaluate the `s3:prefix` condition of
+    ListBucket: that statement is checked as written in the test above)."""
+    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    grants = [{**g, "bucket_arn": f"arn:aws:s3:::{g['zone']}"} for g in agent_grants("clf", "aws-usw2")]
+    with mock_aws():
+        result = _as_agent(s3_prefix_policy(grants, {}))
+    assert result == {
+        "put own report": "allowed",
+        "read own report": "allowed",
+        "list own instructions": "allowed",
+        "put another region's": "AccessDenied",
+        "put a coordinator decision": "AccessDenied",
+        "delete own report": "AccessDenied",
+        "read a candidate": "allowed",
+        "write a candidate": "AccessDenied",
+        "read the served model": "AccessDenied",
+    }

@@ -392,7 +392,7 @@ def test_reports_and_instructions_live_under_each_regions_prefix_on_s3(tmp_path,
     assert w.kinds() == ["training-launched", "canary-rolling-out"]
 
 
-def test_agent_settings_round_trip_and_the_cli_runs_an_agent_tick(tmp_path, models, capsys, monkeypatch):
+def test_agent_settings_round_trip_and_bad_ones_exit_with_2(tmp_path, models, capsys, monkeypatch):
     w = World(tmp_path, models)
     agent = w.agents["aws-usw2"]
     assert AgentSettings.from_json(json.loads(json.dumps(agent.to_json()))) == agent
@@ -421,3 +421,81 @@ def _settings_doc() -> dict[str, Any]:
         "runPrefix": "rt-clf",
         "canary": None,
     }
+
+
+def test_the_cli_runs_an_agent_tick_against_a_real_http_prometheus(tmp_path, models, capsys):
+    """`python -m workloads.retrain agent` with a blue-green region's settings: no Kubernetes API
+    (its pod mounts no token), its Prometheus over HTTP on 127.0.0.1, its report in the lake."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlparse
+
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            query = parse_qs(urlparse(self.path).query)["query"][0]
+            seen.append(query)
+            if "aicloud_server_drift_rows" in query and "feature" not in query:
+                result = [{"metric": {"model": "clf"}, "value": [1.7e9, "2400"]}]
+            else:
+                result = [{"metric": {"feature": "0"}, "value": [1.7e9, "0.27"]}]
+            body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        w = World(tmp_path, models, strategy="blue-green")
+        doc = {**w.agents["aws-usw2"].to_json(), "prometheusUrl": f"http://127.0.0.1:{server.server_address[1]}"}
+        path = tmp_path / "agent-settings.json"
+        path.write_text(json.dumps(doc))
+        assert cli.main(["agent", "--settings", str(path)]) == cli.EXIT_OK
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["region"] == "aws-usw2" and printed["psi"] == {"0": 0.27} and printed["rows"] == 2400
+    assert len(seen) == 2
+    reports = [
+        u for u in storage.list_prefix(f"{w.settings.decisions_uri}/regions/aws-usw2/drift") if u.endswith(".json")
+    ]
+    assert len(reports) == 1 and json.loads(storage.read_bytes(reports[0])) == printed
+
+
+def test_an_agent_never_reads_or_heads_an_object_it_has_not_listed(tmp_path, models, monkeypatch):
+    """S3 answers a GET or HEAD of a missing key with 403, not 404, to a caller without an
+    unconditioned s3:ListBucket, which an agent's prefix-scoped grant is: planted here, every
+    read of a missing object and every HEAD fails as S3 would fail it for the agent."""
+    w = World(tmp_path, models)
+    launched = train_candidate(w, models, T0)
+    w.coordinator(T0 + timedelta(hours=1))
+    w.coordinator(T0 + timedelta(hours=1, minutes=1))
+    real_read = storage.read_bytes
+
+    def read_as_agent(uri):
+        try:
+            return real_read(uri)
+        except FileNotFoundError as exc:
+            raise PermissionError(f"AccessDenied: {uri}") from exc
+
+    def head_as_agent(uri):
+        raise PermissionError(f"AccessDenied (HeadObject without s3:ListBucket): {uri}")
+
+    monkeypatch.setattr(storage, "read_bytes", read_as_agent)
+    monkeypatch.setattr(storage, "exists", head_as_agent)
+    # aws-usw2 is not instructed yet, aws-use1 applies, then both tick again (outcome written).
+    for minutes in (5, 10):
+        for key in REGIONS:
+            w.agent(key, T0 + timedelta(hours=1, minutes=minutes))
+    monkeypatch.undo()
+    outcome = json.loads(storage.read_bytes(canary_state_uri(w.settings.decisions_uri, "aws-use1", launched["cycle"])))
+    assert outcome["state"] == "applied" and len(w.clusters["aws-use1"].patches) == 2

@@ -201,10 +201,11 @@ def healthy() -> dict[str, Any]:
 def build(spec: dict[str, Any]) -> list[R]:
     region = R(REGION, "aws-use1", {})
     out = [region]
+    version = spec.get("version", "1.33")
     if spec["cloud"] == "aws":
-        out.append(R("aws:eks/cluster:Cluster", "eks", {"version": "1.33"}, parent=region))
+        out.append(R("aws:eks/cluster:Cluster", "eks", {"version": version}, parent=region))
     else:
-        out.append(R("gcp:container/cluster:Cluster", "gke", {"minMasterVersion": "1.33"}, parent=region))
+        out.append(R("gcp:container/cluster:Cluster", "gke", {"minMasterVersion": version}, parent=region))
     provider = R("pulumi:providers:kubernetes", "k8s", {}, parent=region)
     out.append(provider)
     for p in spec["pools"]:
@@ -275,6 +276,29 @@ def test_crd_controller_reports_a_custom_resource_whose_chart_is_not_in_the_clus
     spec["releases"] = [r for r in spec["releases"] if r["name"] != "keda"]
     assert findings(spec, "readiness-crd-controller") == [("readiness-crd-controller", "ScaledObject/server", "kind")]
     assert "keda chart" in messages(spec, "readiness-crd-controller")[0]
+
+
+def test_crd_controller_knows_gke_serves_computeclass_itself_and_eks_does_not():
+    compute_class = _k8s("cloud.google.com/v1", "ComputeClass", "aicloud-gpu", None, spec={
+        "priorities": [{"nodepools": ["gpu-res0"]}, {"nodepools": ["gpu-od"]}],
+        "activeMigration": {"optimizeRulePriority": True}, "whenUnsatisfiable": "DoNotScaleUp"})  # fmt: skip
+    eks = healthy()
+    eks["objects"].append(compute_class)
+    assert findings(eks, "readiness-crd-controller") == [
+        ("readiness-crd-controller", "ComputeClass/aicloud-gpu", "kind")
+    ]
+    assert "an EKS cluster, where nothing serves it" in messages(eks, "readiness-crd-controller")[0]
+    # Valid against the vendored schema wherever it lands: the schema rule is quiet.
+    assert findings(eks, "readiness-crd-schema") == []
+    gke = healthy() | {"cloud": "gcp"}
+    gke["objects"].append(compute_class)
+    assert ("readiness-crd-controller", "ComputeClass/aicloud-gpu", "kind") not in findings(gke)
+    old = gke | {"version": "1.30"}
+    assert findings(old, "readiness-crd-controller") == [
+        ("readiness-crd-controller", "ComputeClass/aicloud-gpu", "kind")
+    ]
+    assert "from 1.30.3-gke.1451000" in messages(old, "readiness-crd-controller")[0]
+    assert "1.31 or later" in messages(old, "readiness-crd-controller")[0]
 
 
 def test_helm_chart_reports_an_unpublished_version_and_a_chart_without_truth():

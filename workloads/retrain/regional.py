@@ -82,13 +82,22 @@ def _stamp(now: datetime) -> str:
 # ----------------------------------------------------------------------------------- agent
 
 
+def _listed(prefix: str) -> set[str]:
+    """Names of the objects directly under ``prefix``. The agent learns what exists only by
+    listing its prefixes: its S3 grant lists them under an ``s3:prefix`` condition, and S3 answers
+    a GET or HEAD of a missing key with 403 (not 404) to a caller without an unconditioned
+    ``s3:ListBucket``."""
+    return {u.rsplit("/", 1)[-1] for u in storage.list_prefix(prefix)}
+
+
 def _replicated(candidate: str) -> bool:
     """Whether the candidate's artifact is complete at ``candidate`` (its manifest, written last
     by the trainer, and every file it lists): a replica gets objects one by one, in any order."""
-    manifest = _read_json(storage.join(candidate, "manifest.json"))
-    if manifest is None:
+    present = _listed(candidate)
+    if "manifest.json" not in present:
         return False
-    return all(storage.exists(storage.join(candidate, name)) for name in manifest.get("files", {}))
+    manifest = json.loads(storage.read_bytes(storage.join(candidate, "manifest.json")))
+    return all(name in present for name in manifest.get("files", {}))
 
 
 def apply_instruction(settings: AgentSettings, *, cluster: Any, now: datetime) -> dict[str, Any] | None:
@@ -106,9 +115,10 @@ def apply_instruction(settings: AgentSettings, *, cluster: Any, now: datetime) -
     instruction = json.loads(storage.read_bytes(uris[-1]))
     cycle = instruction["cycle"]
     final_uri = canary_state_uri(settings.decisions_uri, settings.region, cycle)
-    done = _read_json(final_uri)
-    if done is not None:
-        return done
+    applying_uri = canary_state_uri(settings.decisions_uri, settings.region, cycle, applying=True)
+    written = _listed(final_uri.rsplit("/", 1)[0])
+    if final_uri.rsplit("/", 1)[-1] in written:
+        return json.loads(storage.read_bytes(final_uri))
     base = {"region": settings.region, "cycle": cycle, "candidate": instruction["candidate"]}
     target = settings.canary
     if target is None:
@@ -118,8 +128,7 @@ def apply_instruction(settings: AgentSettings, *, cluster: Any, now: datetime) -
     if endpoint is None:
         reason = f"endpoint {read.kind} {read.namespace}/{read.name} not found"
         return _write_json(final_uri, {**base, "time": now.isoformat(), "state": "endpoint-missing", "reason": reason})
-    applying_uri = canary_state_uri(settings.decisions_uri, settings.region, cycle, applying=True)
-    applying = storage.exists(applying_uri)
+    applying = applying_uri.rsplit("/", 1)[-1] in written
     percent = _dig(endpoint, target.read_path)
     if not applying and isinstance(percent, int) and 0 < percent < 100:
         reason = f"a canary already runs at {percent} % on {read.kind} {read.namespace}/{read.name}"

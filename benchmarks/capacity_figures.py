@@ -1,6 +1,7 @@
 """Capacity-chain figures of the prod review (issue 17): every GPU pool's chain with each tier's
-price per node-hour, its best and worst case per hour, and how many prod GPU pools hold a
-reservation, Capacity Block or flex-start tier; and that the review Markdown shows the section.
+price per node-hour and its source, its best and worst case per hour, how many prod GPU pools hold a
+reservation, Capacity Block or flex-start tier; that the review Markdown shows the section; and the
+GKE ComputeClasses (one per GKE pool with a chain) validated against the vendored CRD.
 
     python benchmarks/capacity_figures.py
 """
@@ -12,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from components.k8s_schema import object_errors  # noqa: E402
 from stacks.plan import run_plan  # noqa: E402
 from stacks.plan.render import render_markdown  # noqa: E402
 from stacks.plan.sections import capacity_section  # noqa: E402
@@ -31,8 +33,16 @@ def main() -> int:
         f"review Markdown: {len(markdown):,} chars; 'Capacity chains' section present: {'Capacity chains' in markdown}"
     )
     rule = [f for f in plan.findings if f["policy"] == "aicloud-gpu-capacity-guaranteed-in-prod"]
-    print(f"aicloud-gpu-capacity-guaranteed-in-prod findings on prod: {len(rule)}")
-    return 0 if len(shown) == len(gpu_pools) else 1
+    level = {f["level"] for f in rule}
+    print(f"aicloud-gpu-capacity-guaranteed-in-prod findings on prod: {len(rule)} {sorted(level)}")
+    classes = [r for r in plan.resources if r.type == "kubernetes:cloud.google.com/v1:ComputeClass"]
+    valid = [r for r in classes if not object_errors({k: v for k, v in r.inputs.items() if k != "name"}, "1.33")]
+    gke_chains = [p for p in plan.pools if p["cloud"] == "gcp" and p.get("capacity")]
+    print(
+        f"GKE ComputeClasses: {len(classes)} for {len(gke_chains)} GKE pool(s) with a chain; "
+        f"validated against the vendored CRD: {len(valid)}/{len(classes)}"
+    )
+    return 0 if len(shown) == len(gpu_pools) and len(valid) == len(classes) == len(gke_chains) else 1
 
 
 if __name__ == "__main__":

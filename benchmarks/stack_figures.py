@@ -14,7 +14,8 @@
    workloads placed on them and that no autoscaler grows (target 0), pools whose autoscaler cannot
    reach their maximum, volume claims without a StorageClass whose provisioner is installed (target
    0), custom resources without their controller and Helm releases from charts that cannot be
-   resolved (readiness findings), and clusters the deployer cannot reach (target 0).
+   resolved (readiness findings), and clusters the deployer cannot reach (target 0); serving
+   regions whose drift the retraining loop reads and to which it rolls out (target: all).
 
     python benchmarks/stack_figures.py
 """
@@ -32,6 +33,7 @@ from stacks.plan import run_plan  # noqa: E402
 from stacks.plan.readiness import figures as readiness_figures  # noqa: E402
 from stacks.plan.readiness import readiness_report  # noqa: E402
 from stacks.plan.render import GITHUB_COMMENT_LIMIT, render_markdown  # noqa: E402
+from stacks.steps.monitoring import retraining_coverage  # noqa: E402
 from stacks.steps.platform import pool_scaling, volume_claims  # noqa: E402
 from stacks.steps.storage import DATA_HOLDING_TYPES  # noqa: E402
 from tests.lakehouse.samples import star_on_star  # noqa: E402
@@ -84,6 +86,12 @@ def main() -> int:
             f"custom resources without their controller {found.count('readiness-crd-controller')}, "
             f"unresolvable charts {found.count('readiness-helm-chart')}; "
             f"clusters the deployer cannot reach {len(unreachable)}/{len(regions)}"
+        )
+        cover = retraining_coverage(plan)
+        print(
+            f"{name:8} retraining: serving regions covered by drift reports and rollout "
+            + (f"{len(cover['covered'])}/{len(cover['serving'])}" if cover else "- (no retraining)")
+            + (f" (missing: {', '.join(cover['missing'])})" if cover and cover["missing"] else "")
         )
         if name == "prod":
             cmd = [sys.executable, "-m", "stacks.cli", "plan", "prod", "--summary", "--quiet"]

@@ -13,7 +13,9 @@ cloud-neutral in config, each with an optional node limit:
 The autoscaler tries the tiers in order (EKS: one Karpenter NodePool per tier, weights falling
 along the chain, `karpenter.sh/capacity-type` `reserved` / `on-demand` / `spot`, reserved tiers
 selecting their reservation by id in the EC2NodeClass; GKE: one node pool per tier with
-reservation affinity, flex-start or Spot VMs). Every node carries `aicloud.dev/capacity-tier`
+reservation affinity, flex-start or Spot VMs, ordered by a ComputeClass whose priorities name the
+tier pools in chain order, with active migration back to the preferred tier; the pool's pods
+select that class). Every node carries `aicloud.dev/capacity-tier`
 naming its tier, so a training job can require one and dashboards can tell them apart.
 
 This module holds the spec, its checks (pool-level here; cloud and region aware in
@@ -38,6 +40,11 @@ TIER_LABEL = "aicloud.dev/capacity-tier"
 """Node label naming the tier a node came from (`reservation`, `capacity-block`, `on-demand`,
 `flex`, `spot`)."""
 KARPENTER_CAPACITY_TYPE = "karpenter.sh/capacity-type"
+COMPUTE_CLASS_LABEL = "cloud.google.com/compute-class"
+"""GKE's node label and taint key that associate a manually created node pool with a ComputeClass,
+and the nodeSelector key by which pods request the class (GKE docs, "About custom ComputeClasses":
+"Configure manually-created node pools for ComputeClass use")."""
+COMPUTE_CLASS_API = "cloud.google.com/v1"
 
 TierKind = Literal["reservation", "capacity-block", "on-demand", "flex", "spot"]
 TIER_KINDS: tuple[str, ...] = ("reservation", "capacity-block", "on-demand", "flex", "spot")
@@ -100,8 +107,10 @@ class CapacityTier(Spec):
     max_nodes: int | None = Field(default=None, ge=1, le=1000)
     """Nodes this tier may provide (default: the pool's maxNodes; a reservation's size)."""
     price_per_hour: float | None = Field(default=None, ge=0)
-    """Committed USD per node-hour (a Capacity Block's or a committed-use price); default the
-    catalog's on-demand price (ODCRs and plain reservations bill at on-demand rates)."""
+    """Contracted USD per node-hour: a Capacity Block's effective rate (required there: AWS prices
+    each block at purchase), a committed-use or Savings Plan rate, a flex-start SKU's price.
+    Default (components/catalog/prices.yaml `capacity_tiers`): reservations at the on-demand rate
+    they bill at; flex-start at the on-demand list price as an upper bound."""
 
     @model_validator(mode="before")
     @classmethod
@@ -146,6 +155,17 @@ class CapacityTier(Spec):
             yield Problem(("zone",), "zone applies to reservation and capacityBlock tiers only", self.zone)
         if self.instance_type is not None and kinds[0] != "capacity-block":
             yield Problem(("instanceType",), "instanceType applies to capacityBlock tiers only", self.instance_type)
+
+    @check("capacity_block", "price_per_hour")
+    def _block_price(self) -> Iterator[Problem]:
+        # AWS sets Capacity Block prices by supply and demand and bills a block at the rate of its
+        # purchase (aws.amazon.com/ec2/capacityblocks/pricing): there is no list price to assume.
+        if self.capacity_block is not None and self.price_per_hour is None:
+            yield Problem(
+                ("pricePerHour",),
+                "a Capacity Block is priced when it is bought (AWS re-prices blocks by supply and demand): set "
+                "pricePerHour to its effective USD per instance-hour (upfront fee / hours / instances)",
+            )
 
     @check("flex")
     def _flex(self) -> Iterator[Problem]:
@@ -293,18 +313,32 @@ def chain_problems(
 
 
 def tier_prices(tier: CapacityTier, *, cloud: str, on_demand: float) -> dict[str, Any]:
-    """A tier's USD per node-hour as a range [low, high] and where the price comes from."""
+    """A tier's USD per node-hour as a range [low, high], where the price comes from, and whether
+    the range is only an upper bound (`upperBound`: the real price is lower, not known here).
+
+    A tier's `pricePerHour` (a committed or contracted rate) wins; otherwise the catalog's
+    `capacity_tiers` rule of the cloud (components/catalog/prices.yaml, with sources): reservations
+    bill at the on-demand rate, a Capacity Block must carry its price (config validation), flex-start
+    is at most the on-demand list price; spot is the cloud's spot range."""
     if tier.kind == "spot":
         low, high = load_catalog().prices[cloud]["spot_factor"]
-        return {"low": round(on_demand * low, 4), "high": round(on_demand * high, 4), "source": "spot range (catalog)"}
+        return {
+            "low": round(on_demand * low, 4),
+            "high": round(on_demand * high, 4),
+            "source": "spot range (catalog)",
+            "upperBound": False,
+        }
     if tier.price_per_hour is not None:
-        return {"low": tier.price_per_hour, "high": tier.price_per_hour, "source": "committed (config)"}
+        return {"low": tier.price_per_hour, "high": tier.price_per_hour, "source": "config", "upperBound": False}
+    rule = load_catalog().prices[cloud].get("capacity_tiers", {}).get(tier.kind, "on-demand")
+    if rule == "config":  # refused by CapacityTier's own check: kept as a guard
+        raise ValueError(f"a {tier.kind} tier needs pricePerHour")
     source = {
         "reservation": "on-demand rate (reservations bill at it)",
-        "capacity-block": "on-demand list (set pricePerHour to the block's price)",
-        "flex": "on-demand list (flex-start discount not in catalog)",
+        "flex": "at most on-demand list (flex-start is discounted; set pricePerHour)",
     }.get(tier.kind, "on-demand list")
-    return {"low": round(on_demand, 4), "high": round(on_demand, 4), "source": source}
+    bound = rule == "at-most-on-demand"
+    return {"low": round(on_demand, 4), "high": round(on_demand, 4), "source": source, "upperBound": bound}
 
 
 def chain_summary(
@@ -313,8 +347,10 @@ def chain_summary(
     """The chain as the plan shows it: per tier its kind, node limit, price range per node-hour and
     whether it can serve gang-scheduled training (all of a gang from one tier, none lost to
     preemption: every tier but spot); the best case (the pool's maxNodes from the cheapest tiers,
-    spot at its lowest) and the worst case (every tier at its limit at its highest price: Karpenter
-    and GKE limit each tier's NodePool / node pool, none shares the pool's maxNodes)."""
+    spot at its lowest; `bestCaseUpperBound` when a tier it uses is priced at an upper bound), the
+    worst case (every tier at its limit at its highest price: Karpenter and GKE limit each tier's
+    NodePool / node pool, none shares the pool's maxNodes) and the committed cost per hour
+    (reservations and Capacity Blocks at their limit, billed even when idle)."""
     tiers = []
     for j, t in enumerate(chain):
         price = tier_prices(t, cloud=cloud, on_demand=price_per_node)
@@ -328,19 +364,32 @@ def chain_summary(
                 "maxNodes": nodes,
                 "pricePerNodeHour": [price["low"], price["high"]],
                 "priceSource": price["source"],
+                "priceUpperBound": price["upperBound"],
                 "gang": t.kind != "spot",
             }
         )
-    left, best = max_nodes, 0.0
+    left, best, best_bound = max_nodes, 0.0, False
     for t in sorted(tiers, key=lambda x: x["pricePerNodeHour"][0]):
         take = min(left, t["maxNodes"])
         best += take * t["pricePerNodeHour"][0]
+        best_bound = best_bound or (take > 0 and t["priceUpperBound"])
         left -= take
     exposure = sum(t["maxNodes"] for t in tiers)
     return {
         "tiers": tiers,
         "bestCasePerHour": round(best, 4),
         "bestCaseNodes": max_nodes - left,
+        "bestCaseUpperBound": best_bound,
+        # Reservations and Capacity Blocks bill whether nodes run or not (the catalog's sources):
+        # this much per hour is spent even at 0 nodes while they are held.
+        "committedPerHour": round(
+            sum(
+                t["maxNodes"] * t["pricePerNodeHour"][0]
+                for t in tiers
+                if t["kind"] in ("reservation", "capacity-block")
+            ),
+            4,
+        ),
         "worstCasePerHour": round(sum(t["maxNodes"] * t["pricePerNodeHour"][1] for t in tiers), 4),
         "worstCaseNodes": exposure,
         "gangTiers": [t["tier"] for t in tiers if t["gang"]],
@@ -449,6 +498,40 @@ def gke_tier_args(tier: CapacityTier, *, training: bool) -> dict[str, Any]:
             # all (GKE ProvisioningRequest); it needs autoscaling with location policy ANY.
             pool["queued_provisioning"] = {"enabled": True}
     return {"node_config": node, "pool": pool}
+
+
+def compute_class_name(pool: str) -> str:
+    """The ComputeClass of GKE pool `pool` (a class name may not start with `gke` or `autopilot`)."""
+    return f"aicloud-{pool}"
+
+
+def compute_class_manifest(name: str, tier_pools: list[str], *, pool: str) -> dict[str, Any]:
+    """A GKE ComputeClass that orders a chain's tier node pools (GKE docs, "About custom
+    ComputeClasses"):
+
+    - one `nodepools` priority rule per tier, in chain order: the tiers are manually created node
+      pools that already carry their provisioning model (reservation affinity, flex-start, Spot), and
+      "to consume reservations in manually created node pools" GKE names them in `nodepools` rules;
+      such a rule takes no other field, and a list inside one rule has no order, hence one pool per
+      rule;
+    - `activeMigration.optimizeRulePriority`: when a preferred tier has room again, GKE replaces
+      nodes of later tiers with nodes of earlier ones (respecting PodDisruptionBudgets and pods
+      annotated `cluster-autoscaler.kubernetes.io/safe-to-evict: "false"`);
+    - `nodePoolAutoCreation` off: only the tier pools serve the class, never a pool GKE makes up;
+    - `whenUnsatisfiable: DoNotScaleUp`: when every tier is exhausted pods wait (the default from
+      GKE 1.33; set explicitly so an upgrade does not change it).
+    """
+    return {
+        "apiVersion": COMPUTE_CLASS_API,
+        "kind": "ComputeClass",
+        "metadata": {"name": name, "labels": {"aicloud.dev/pool": pool}},
+        "spec": {
+            "priorities": [{"nodepools": [p]} for p in tier_pools],
+            "activeMigration": {"optimizeRulePriority": True},
+            "nodePoolAutoCreation": {"enabled": False},
+            "whenUnsatisfiable": "DoNotScaleUp",
+        },
+    }
 
 
 def chain_kinds(chain: list[Any] | None) -> list[str]:

@@ -9,7 +9,12 @@ A stack with an `aicloud:ci` section creates, for its own environment:
 - a **preview** identity, read-only, trusted only by `repo:<owner>/<repo>:environment:preview-<stack>`,
   the environment of the `pulumi-preview` job of `.github/workflows/preview.yml`. Give that
   environment required reviewers (the maintainers): a pull request's code reaches it only after a
-  maintainer approves the run, and then can describe, not change.
+  maintainer approves the run, and then can describe, not change. Inside the clusters it reads too
+  (`pulumi preview` reads each cluster's API): an EKS access entry with `AmazonEKSViewPolicy` on
+  every cluster (`stacks/steps/platform.py`), and on GKE a project role that maps to Kubernetes read
+  (`roles/viewer` or `roles/container.viewer`, `GKE_OBJECT_READ_ROLES`). Its server-side dry-runs
+  are refused (Kubernetes authorizes a dry-run like the write), and the provider then diffs that
+  object client-side (README, "Deploy path").
 
 On AWS: the account's IAM OIDC provider for `token.actions.githubusercontent.com` (one per
 account: set `existingOidcProviderArn` where another stack made it), and two roles whose trust
@@ -57,7 +62,14 @@ AWS_WRITE_POLICIES = frozenset(
         "arn:aws:iam::aws:policy/IAMFullAccess",
     }
 )
-GCP_READ_ONLY_ROLES = frozenset({"roles/viewer", "roles/iam.securityReviewer", "roles/browser"})
+GCP_READ_ONLY_ROLES = frozenset(
+    {"roles/viewer", "roles/container.viewer", "roles/iam.securityReviewer", "roles/browser"}
+)
+GKE_OBJECT_READ_ROLES = frozenset({"roles/viewer", "roles/container.viewer"})
+"""Project roles whose `container.*` get/list permissions GKE maps to reading Kubernetes objects
+(roles/browser and roles/iam.securityReviewer reach no object inside a cluster)."""
+CI_ROLE_TAG = "aicloud:ci-role"
+"""Tag naming the CI identity (`deploy` / `preview`) a role or an EKS access entry belongs to."""
 GCP_DEFAULT_DEPLOY_ROLES = (
     "roles/container.admin",
     "roles/compute.admin",
@@ -310,7 +322,7 @@ class CiAccess(pulumi.ComponentResource):
                 ),
                 max_session_duration=7200 if kind == "deploy" else 3600,
                 permissions_boundary=boundary,
-                tags=merge_tags(tags, {"aicloud:ci-role": kind}, name=f"{name}-{kind}"),
+                tags=merge_tags(tags, {CI_ROLE_TAG: kind}, name=f"{name}-{kind}"),
                 opts=opts,
             )
             for i, arn in enumerate(policies):

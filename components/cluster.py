@@ -20,6 +20,8 @@ from components.validation import Problem, check
 
 SUPPORTED_VERSIONS = ("1.30", "1.31", "1.32", "1.33", "1.34")
 EKS_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+EKS_VIEW_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy"
+"""EKS's read-only access policy (like Kubernetes' `view` ClusterRole: get/list/watch, no Secrets)."""
 Autoscaler = Literal["karpenter", "cluster-autoscaler", "gke"]
 AUTOSCALERS: dict[str, tuple[str, ...]] = {"aws": ("karpenter", "cluster-autoscaler"), "gcp": ("gke",)}
 """The node autoscalers each cloud supports; the first is the default."""

@@ -17,8 +17,16 @@ APIs are private by default. The design (README, "Deploy path"):
   the guardrails forbid. A stack left at `runner: github-hosted` with private clusters is flagged by
   the `aicloud-deployer-reaches-cluster-api` policy before anything is created.
 
+The pull-request `pulumi preview` needs the same network path (README, "Deploy path"): the
+provider reads each cluster's API (discovery, OpenAPI schema, live objects) and sends every apply as
+a server-side dry-run. `aicloud:deploy.previewRunsOn` names the preview job's runners (default:
+`runsOn`); self-hosted preview runners are in the same deploy network as the deployer (same egress
+addresses, same `network`), under their own label and ephemeral, so pull-request code never shares a
+machine with a later `pulumi up`. `preview_reach` judges them like the deployer; the
+`aicloud-preview-reaches-cluster-api` policy reports a cluster the preview cannot reach or read.
+
 `cluster_reach` is the one place that decides reachability; the plan's "Cluster access" section and
-the policy both use it.
+the policies use it.
 """
 
 from __future__ import annotations
@@ -47,6 +55,10 @@ class DeploySpec(Spec):
     inside allows exactly these on its public API endpoint."""
     network: str | None = None
     """Region key whose network the runner runs inside (it reaches that cluster privately)."""
+    preview_runs_on: list[str] | None = Field(default=None, min_length=1)
+    """The `runs-on` labels of the pull-request `pulumi preview` job (`.github/workflows/preview.yml`
+    reads them); default: `runsOn`. Self-hosted preview runners must live in the deploy network
+    (the same egress addresses); give them their own label and run them ephemeral."""
     aws_role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
     """The IAM role `pulumi up` assumes (the workflow's AWS_ROLE_ARN); it gets a cluster-admin
     access entry on every EKS cluster."""
@@ -78,6 +90,16 @@ class DeploySpec(Spec):
             raise ValueError("runner 'self-hosted' needs 'self-hosted' among runsOn (the job's runner labels)")
         return self
 
+    @property
+    def preview_labels(self) -> list[str]:
+        """The preview job's runner labels (`previewRunsOn`, else `runsOn`)."""
+        return list(self.preview_runs_on or self.runs_on)
+
+    @property
+    def preview_runner(self) -> Runner:
+        """`self-hosted` when the preview job's labels name a self-hosted runner."""
+        return "self-hosted" if "self-hosted" in self.preview_labels else "github-hosted"
+
 
 @dataclass(frozen=True)
 class Reach:
@@ -98,6 +120,15 @@ def deployer_text(spec: DeploySpec) -> str:
     where = f"inside {spec.network}'s network" if spec.network else "a deploy network"
     egress = f", egress {', '.join(spec.egress_cidrs)}" if spec.egress_cidrs else ""
     return f"self-hosted runner ({where}{egress})"
+
+
+def previewer_text(spec: DeploySpec) -> str:
+    """One line: where the pull-request `pulumi preview` runs."""
+    if spec.preview_runner == "github-hosted":
+        return "GitHub-hosted runner (internet, no fixed address)"
+    if spec.runner != "self-hosted":
+        return "self-hosted runner (no deploy network declared: no egress addresses)"
+    return deployer_text(spec)
 
 
 def _covered(cidr: str, allowed: list[str]) -> bool:
@@ -149,6 +180,23 @@ def cluster_reach(
     return Reach("allow-listed", f"public endpoint allow-listed to {', '.join(egress_cidrs)}")
 
 
+def preview_reach(
+    spec: DeploySpec, *, region_key: str, private_access: bool, public: bool, public_cidrs: list[str]
+) -> Reach:
+    """How the pull-request preview reaches one cluster's API: `cluster_reach` for the preview
+    runner, which shares the deploy network (egress, `network`) when both are self-hosted."""
+    shared = spec.preview_runner == "self-hosted" and spec.runner == "self-hosted"
+    return cluster_reach(
+        region_key=region_key,
+        private_access=private_access,
+        public=public,
+        public_cidrs=public_cidrs,
+        runner=spec.preview_runner,
+        egress_cidrs=list(spec.egress_cidrs) if shared else [],
+        network=spec.network if shared else None,
+    )
+
+
 def effective_public_cidrs(spec_public: bool, spec_cidrs: list[str], region_key: str, deploy: DeploySpec) -> list[str]:
     """The allow-list a cluster's public endpoint gets: its own CIDRs plus the deployer's egress
     (unless the deployer is inside this region's network, or has no fixed egress)."""
@@ -163,6 +211,9 @@ def deploy_outputs(spec: DeploySpec) -> dict[str, Any]:
         "egressCidrs": list(spec.egress_cidrs),
         "network": spec.network,
         "appliedFrom": deployer_text(spec),
+        "previewRunsOn": spec.preview_labels,
+        "previewRunner": spec.preview_runner,
+        "previewedFrom": previewer_text(spec),
     }
 
 

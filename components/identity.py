@@ -49,6 +49,7 @@ API_ACCESS = "aicloud.dev/kubernetes-api"
 """Annotation stating why a workload's pods mount a ServiceAccount token (they call the API)."""
 API_USERS: dict[str, str] = {
     "retrain": "launches the retraining job and patches the canary's weights (Roles of retraining.py)",
+    "retrain-agent": "patches its region's canary when the coordinator instructs it (Role of retraining.py)",
 }
 """Workloads that call the Kubernetes API, and why; every other ServiceAccount mounts no token."""
 
@@ -57,6 +58,8 @@ WORKLOADS: dict[str, Workload] = {
     "server": Workload(SERVING_NAMESPACE, "aicloud-server"),
     # The drift-to-retraining trigger (a CronJob beside the training jobs it launches).
     "retrain": Workload(TRAINING_NAMESPACE, "aicloud-retrain"),
+    # Its agent in every serving region (drift reports, the region's canary), beside it.
+    "retrain-agent": Workload(TRAINING_NAMESPACE, "aicloud-retrain-agent"),
 }
 """The workloads that get identities, with their namespace and ServiceAccount name."""
 
@@ -223,7 +226,7 @@ class GkeWorkloadIdentity(WorkloadIdentity):
         *,
         project: str,
         account_id: str,
-        bucket_roles: Sequence[tuple[str, pulumi.Input[str], str]],
+        bucket_roles: Sequence[tuple[str, pulumi.Input[str], str] | tuple[str, pulumi.Input[str], str, Any]],
         zone_uris: Mapping[str, pulumi.Output[str]],
         namespace: k8s.core.v1.Namespace | None = None,
         namespace_name: str | None = None,
@@ -231,7 +234,9 @@ class GkeWorkloadIdentity(WorkloadIdentity):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`bucket_roles`: `(zone, bucket name, role)` triples (see
-        `components.lakehouse.documents.gcs_workload_bindings`); `account_id`: 6-30 characters;
+        `components.lakehouse.documents.gcs_workload_bindings`), or with a fourth item, the IAM
+        condition `{title, expression}` (an Output is fine) limiting the role to an object prefix
+        (`gcs_prefix_condition`); `account_id`: 6-30 characters;
         `namespace_name`: the workload's namespace when the stack names its own (`serving.namespace`)."""
         super().__init__(type_token("identity", "GkeWorkloadIdentity"), name, None, opts)
         spec = workload_in(workload, namespace_name)
@@ -252,12 +257,15 @@ class GkeWorkloadIdentity(WorkloadIdentity):
             opts=pulumi.ResourceOptions(parent=gsa),
         )
         member = gsa.email.apply(lambda e: f"serviceAccount:{e}")
-        for zone, bucket, role in bucket_roles:
+        for zone, bucket, role, *conditioned in bucket_roles:
+            condition = conditioned[0] if conditioned else None
             gcp.storage.BucketIAMMember(
-                f"{name}-{zone}",
+                # Unconditioned grants keep their names (one role per zone); conditioned ones name the role.
+                f"{name}-{zone}" if condition is None else f"{name}-{zone}-{role.rsplit('.', 1)[-1]}",
                 bucket=bucket,
                 role=role,
                 member=member,
+                condition=condition,
                 opts=pulumi.ResourceOptions(parent=gsa),
             )
         self.gcp_service_account = gsa

@@ -244,7 +244,8 @@ class RetrainJobSpec(Spec):
 
 
 class RetrainingSpec(Spec):
-    """Drift-triggered retraining in each cloud's primary region."""
+    """Drift-triggered retraining: trained in each cloud's primary region, drift read and the
+    candidate rolled out in every serving region of that cloud (`components.retraining`)."""
 
     schedule: str = Field(default="*/30 * * * *", pattern=r"^(\S+\s+){4}\S+$")
     """Cron schedule of the trigger (five fields, UTC)."""
@@ -257,6 +258,12 @@ class RetrainingSpec(Spec):
     """Traffic share of a candidate that passed the evaluation gate."""
     cooldown_hours: int = Field(default=24, ge=0, le=24 * 30)
     """After a run that ended without a canary (gate rejected, training failed), wait this long."""
+    report_max_age_minutes: int = Field(default=90, ge=1, le=24 * 60)
+    """Serving regions' drift reports older than this are stale: the coordinator ignores them and
+    names them in its decision (keep it above the schedule's interval)."""
+    stage_minutes: int = Field(default=60, ge=0, le=7 * 24 * 60)
+    """Staged rollout: how long the first region's canary must hold before the other serving
+    regions get the candidate."""
     fresh_data: str = Field(pattern=r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
     """Shards prefix of recent data under the lakehouse `features` zone: drift is confirmed on it
     and the candidate is trained on it (with a held-out split the gate scores both models on)."""
@@ -309,6 +316,11 @@ def drift_query(
         f"max by ({', '.join(by)}) ({FEATURE_PSI}{sel} and on (instance, model, version) "
         f"({DRIFT_ROWS}{sel} >= {min_rows}))"
     )
+
+
+def drift_rows_query(min_rows: int, *, model: str) -> str:
+    """Rows behind the drift windows that count (replicas holding at least `min_rows`), per model."""
+    return f'sum by (model) ({DRIFT_ROWS}{{model="{model}"}} >= {min_rows})'
 
 
 def alert_rules(alerts: AlertsSpec) -> list[dict[str, Any]]:

@@ -17,10 +17,20 @@ from typing import Any, Literal
 import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
-from pydantic import Field
+import pulumi_kubernetes as k8s
+from pydantic import Field, PrivateAttr
 
 from components.base import Spec, child_opts, gcp_labels, merge_tags, type_token
-from components.capacity import CapacityTier, chain_summary, gke_tier_args, tier_name, tier_zone
+from components.capacity import (
+    COMPUTE_CLASS_LABEL,
+    CapacityTier,
+    chain_summary,
+    compute_class_manifest,
+    compute_class_name,
+    gke_tier_args,
+    tier_name,
+    tier_zone,
+)
 from components.capacity import pool_problems as capacity_problems
 from components.catalog import MachineType, load_catalog
 from components.validation import Problem, check
@@ -92,6 +102,14 @@ class NodePoolSpec(Spec):
     chain. Default: one tier, on-demand or spot per `spot`. Each tier renders with its own limit
     (`maxNodes` of the tier, else the pool's): Karpenter and GKE limit per NodePool / node pool, so
     the worst case is every tier at its limit."""
+
+    _cloud: str | None = PrivateAttr(default=None)
+    """The cloud of the region that holds the pool (set by `RegionSpec`; None for a pool validated
+    on its own)."""
+
+    @property
+    def cloud(self) -> str | None:
+        return self._cloud
 
     @check("capacity", "machine_type", "max_nodes", "spot")
     def _capacity(self) -> Iterator[Problem]:
@@ -186,15 +204,35 @@ def pool_zones(spec: NodePoolSpec, region: str, network_zones: list[str] | tuple
     return machine.zones_in(region, network_zones) if machine is not None else list(network_zones)
 
 
+def compute_class(spec: NodePoolSpec) -> str | None:
+    """The GKE ComputeClass that orders a GKE pool's capacity tiers (`aicloud-<pool>`); None for
+    pools without a chain and on EKS (Karpenter weights order the tiers there)."""
+    return compute_class_name(spec.name) if spec.capacity and spec.cloud == "gcp" else None
+
+
+def pool_node_selector(spec: NodePoolSpec) -> dict[str, str]:
+    """What a workload's pods select to run on the pool: its `aicloud.dev/pool` label and, on a GKE
+    pool with a capacity chain, its ComputeClass (`cloud.google.com/compute-class`): GKE's
+    autoscaler follows the class's tier priorities only for pods that select the class."""
+    selector = {POOL_LABEL: spec.name}
+    if cc := compute_class(spec):
+        selector[COMPUTE_CLASS_LABEL] = cc
+    return selector
+
+
 def pool_taints(spec: NodePoolSpec) -> list[Taint]:
     """The pool's taints: the GPU taint on GPU pools, the interruptible taint on interruptible
-    pools, then the spec's own (deduplicated)."""
+    pools, the ComputeClass taint on a GKE pool with a capacity chain (GKE schedules a class's pods
+    only on manually created node pools labelled and tainted with it), then the spec's own
+    (deduplicated)."""
     taints: list[Taint] = []
     machine = spec.machine
     if machine is not None and machine.is_gpu:
         taints.append(Taint(key=GPU_TAINT_KEY, value="present", effect="NoSchedule"))
     if spec.interruptible:
         taints.append(Taint(key=INTERRUPTIBLE_KEY, value="true", effect="NoSchedule"))
+    if cc := compute_class(spec):
+        taints.append(Taint(key=COMPUTE_CLASS_LABEL, value=cc, effect="NoSchedule"))
     for t in spec.taints:
         if all((t.key, t.effect) != (s.key, s.effect) for s in taints):
             taints.append(t)
@@ -212,6 +250,8 @@ def pool_labels(spec: NodePoolSpec, cloud: str) -> dict[str, str]:
     }
     if spec.interruptible:
         labels[INTERRUPTIBLE_KEY] = "true"
+    if cloud == "gcp" and spec.capacity:
+        labels[COMPUTE_CLASS_LABEL] = compute_class_name(spec.name)
     if machine is not None and machine.is_gpu:
         accel = load_catalog().accelerators[machine.gpu]  # type: ignore[index]
         labels[ACCELERATOR_LABEL] = accel.name
@@ -253,7 +293,8 @@ def tolerations_for(taints: list[Taint] | list[dict[str, str]]) -> list[dict[str
 
 
 def pool_capacity(spec: NodePoolSpec, *, cloud: str, region: str) -> dict[str, Any]:
-    """GPUs and cost per hour of the pool at its floor and at its ceiling.
+    """GPUs and cost per hour of the pool at its floor and at its ceiling (`reachableNodes`: the
+    nodes its resources allow, above `maxNodes` when a capacity chain's tier limits add up to more).
 
     Prices: the catalog's on-demand list price in the cloud's reference region, times the
     region's price factor where the catalog records one (`priceFactor`, else None: reference
@@ -265,6 +306,17 @@ def pool_capacity(spec: NodePoolSpec, *, cloud: str, region: str) -> dict[str, A
     factor = catalog.price_factor(cloud, region)
     price = machine.price_per_hour * (factor or 1.0)
     low, high = catalog.prices[cloud]["spot_factor"] if spec.spot else (1.0, 1.0)
+    chain = (
+        chain_summary(
+            spec.capacity, cloud=cloud, price_per_node=price, max_nodes=spec.max_nodes, gpus_per_node=machine.gpus
+        )
+        if spec.capacity
+        else None
+    )
+    # Each tier of a chain is its own Karpenter NodePool / GKE node pool with its own limit: none
+    # shares maxNodes, so the tiers together may launch more. GPUs and cost at max count what the
+    # resources allow (the guardrails read the resources and count the same).
+    reach = max(spec.max_nodes, chain["worstCaseNodes"]) if chain else spec.max_nodes
     return {
         "cloud": cloud,
         "region": region,
@@ -278,23 +330,18 @@ def pool_capacity(spec: NodePoolSpec, *, cloud: str, region: str) -> dict[str, A
         "interruptible": spec.interruptible,
         "minNodes": spec.min_nodes,
         "maxNodes": spec.max_nodes,
+        "reachableNodes": reach,
         "gpusMin": machine.gpus * spec.min_nodes,
-        "gpusMax": machine.gpus * spec.max_nodes,
+        "gpusMax": machine.gpus * reach,
         "pricePerNodeHour": round(price, 4),
         "priceFactor": factor,
         "spotFactor": [low, high] if spec.spot else None,
         "diskGiB": spec.disk_size_gb,
         "costPerHourMin": round(price * high * spec.min_nodes, 4),
-        "costPerHourMax": round(price * high * spec.max_nodes, 4),
+        "costPerHourMax": round(price * high * reach, 4),
         "costPerHourMinLow": round(price * low * spec.min_nodes, 4),
-        "costPerHourMaxLow": round(price * low * spec.max_nodes, 4),
-        "capacity": (
-            chain_summary(
-                spec.capacity, cloud=cloud, price_per_node=price, max_nodes=spec.max_nodes, gpus_per_node=machine.gpus
-            )
-            if spec.capacity
-            else None
-        ),
+        "costPerHourMaxLow": round(price * low * reach, 4),
+        "capacity": chain,
     }
 
 
@@ -496,8 +543,9 @@ class GkeGpuNodePool(GpuNodePool):
                 guest["gpu_partition_size"] = spec.mig_profile
             accelerators.append(guest)
         # One node pool per capacity tier (components/capacity.py); without a chain, one pool of the
-        # spec's capacity type. GKE does not order node pools by itself: the tier label lets a
-        # workload require a tier (a ComputeClass would order them; no upstream CRD to validate).
+        # spec's capacity type. GKE's autoscaler does not order node pools by itself: the pool's
+        # ComputeClass (`compute_class_manifest`, applied by the region in the cluster) lists the
+        # tier pools in chain order, and the tier label lets a workload require a tier.
         tiers: list[tuple[str, Any, int, int]] = [("", None, spec.min_nodes, spec.max_nodes)]
         if spec.capacity:
             tiers = [
@@ -559,7 +607,27 @@ class GkeGpuNodePool(GpuNodePool):
         pool = pools[0]
         self.tier_pools = pools
         self.node_pool = pool
+        self.compute_class: Any = None
         self._register(spec, "gcp", region, pool.name, autoscaler="gke")
+
+    def add_compute_class(self, name: str, k8s_provider: pulumi.ProviderResource) -> Any:
+        """The pool's ComputeClass in its cluster: one `nodepools` priority per tier node pool, in
+        chain order, with active migration back to the preferred tier (None without a chain).
+        GKE serves the ComputeClass CRD itself (1.30.3-gke.1451000+)."""
+        cc = compute_class(self.spec)
+        if cc is None:
+            return None
+        names = pulumi.Output.all(*[p.name for p in self.tier_pools])
+        manifest = names.apply(lambda ns: compute_class_manifest(cc, list(ns), pool=self.spec.name))
+        self.compute_class = k8s.apiextensions.CustomResource(
+            f"{name}-computeclass",
+            api_version="cloud.google.com/v1",
+            kind="ComputeClass",
+            metadata={"name": cc, "labels": {POOL_LABEL: self.spec.name}},
+            spec=manifest.apply(lambda m: m["spec"]),
+            opts=child_opts(self, provider=k8s_provider, depends_on=list(self.tier_pools)),
+        )
+        return self.compute_class
 
 
 def device_plugin_values(pools: list[NodePoolSpec]) -> dict[str, Any]:

@@ -12,14 +12,14 @@ from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from components.autoscaling import ClusterAutoscaler, Karpenter, KarpenterNodes, add_karpenter_nodes
 from components.base import DataSafety, Spec, child_opts, type_token
 from components.capacity import chain_problems
 from components.catalog import load_catalog
 from components.cluster import AUTOSCALERS, ClusterSpec, EksCluster, GkeCluster
-from components.deploy import DeploySpec, cluster_reach, effective_public_cidrs
+from components.deploy import DeploySpec, cluster_reach, effective_public_cidrs, preview_reach
 from components.foundations import ClusterFoundations
 from components.helm import helm_release
 from components.network import AwsNetwork, GcpNetwork, NetworkSpec, ipv4_network, overlaps
@@ -65,6 +65,15 @@ class RegionSpec(Spec):
     """GKE only: the /28 range of the control plane's private endpoint."""
     node_pools: list[NodePoolSpec] = Field(min_length=1)
     """Node pools; at least one untainted general pool is needed for system pods."""
+
+    @model_validator(mode="after")
+    def _pools_know_their_cloud(self) -> RegionSpec:
+        # A pool's ComputeClass, its taint and the pods' selector depend on the cloud it runs on
+        # (`components.nodepool.compute_class`).
+        for p in self.node_pools:
+            if isinstance(p, NodePoolSpec):
+                p._cloud = self.cloud
+        return self
 
     @field_validator("gke_master_cidr")
     @classmethod
@@ -159,6 +168,19 @@ class RegionSpec(Spec):
                 ("nodePools",),
                 "needs a general pool without taints and minNodes >= 1 for system pods "
                 "(CoreDNS, the device plugin's controller, metrics)",
+            )
+
+    @check("cloud", "cluster", "node_pools")
+    def _compute_class_version(self) -> Iterator[Problem]:
+        # GKE serves custom ComputeClasses from 1.30.3-gke.1451000 (GKE docs, "About custom
+        # ComputeClasses"); a stack pins the minor and GKE picks the patch, so 1.30 may predate it.
+        chains = [p.name for p in self.node_pools if is_valid(p) and p.capacity]
+        if self.cloud == "gcp" and chains and self.cluster.version == "1.30":
+            yield Problem(
+                ("cluster", "version"),
+                f"pools {', '.join(chains)} have capacity chains, ordered on GKE by a ComputeClass, which GKE "
+                "serves from 1.30.3-gke.1451000 on; 1.30 may run an earlier patch: use 1.31 or later",
+                "1.30",
             )
 
     @check("cloud", "cluster")
@@ -388,6 +410,8 @@ class RegionalPlatform(pulumi.ComponentResource):
                 )
                 for p in spec.node_pools
             }
+            for p in spec.node_pools:
+                pools[p.name].add_compute_class(f"{name}-{p.name}", cluster.k8s_provider)  # type: ignore[attr-defined]
             self.device_plugin = None
         self.foundations = ClusterFoundations(
             f"{name}-foundations",
@@ -412,6 +436,13 @@ class RegionalPlatform(pulumi.ComponentResource):
             egress_cidrs=list(deploy.egress_cidrs),
             network=deploy.network,
         )
+        preview = preview_reach(
+            deploy,
+            region_key=spec.name,
+            private_access=True,
+            public=cluster_spec.public_endpoint,
+            public_cidrs=list(cluster_spec.public_access_cidrs),
+        )
         self.register_outputs(
             {
                 "cloud": spec.cloud,
@@ -425,6 +456,8 @@ class RegionalPlatform(pulumi.ComponentResource):
                     "publicCidrs": list(cluster_spec.public_access_cidrs),
                     "route": reach.route,
                     "detail": reach.detail,
+                    "previewRoute": preview.route,
+                    "previewDetail": preview.detail,
                 },
             }
         )

@@ -1,4 +1,6 @@
-"""Drift-triggered retraining as infrastructure, in one primary region.
+"""Drift-triggered retraining as infrastructure: a coordinator in each cloud's primary region
+(where the lakehouse, the trainer's identity and the training pools are) and an agent in every
+serving region of that cloud.
 
 `RetrainingPipeline` creates what runs the loop of `workloads.retrain` in the region's cluster:
 
@@ -14,6 +16,21 @@
 - its **ServiceAccount** and **Roles**: in the training namespace, create and read the training
   job's kinds; in the serving namespace, read and patch exactly the endpoint objects that carry
   the canary (by `resourceNames`). Nothing else.
+
+Across regions (`RetrainingAgent`, one per serving region): cluster APIs and Prometheus are private
+to their region, so no region calls another; the coordinator and the agents share state through
+the lakehouse, under the decision log's prefix (layout in `contracts.retrain`). Each agent is a
+CronJob in the trainer image (`python -m workloads.retrain agent`) that writes its region's drift
+report (its own Prometheus: PSI per feature and the rows behind it), applies the coordinator's
+rollout instruction for its region once (its own canary, at the configured percent, with the
+candidate's URI in the region's copy of the models zone, and only once that copy is complete) and
+writes back the outcome (`applied`, `held`, `endpoint-missing`). The coordinator pools the fresh
+reports (drift if any region with enough rows drifted; stale reports ignored and named), trains,
+gates, and stages the rollout: the first canary region, then the others once its canary held for
+`stageMinutes`. Its own Role then holds no serving rules: each agent's Role patches its region's
+canary objects only, by `resourceNames`; its identity (IRSA / Workload Identity, from
+`components.identity`) may read and create objects under its region's prefix of the decision log
+and read candidates, nothing else (`agent_grants`).
 
 Rollout by release strategy: `canary` on backend `deployment` patches the canary Deployment's
 server arguments (strategic merge by container name) and the HTTPRoute's weights; on backend
@@ -41,7 +58,7 @@ from components.endpoint import (
 )
 from components.identity import API_ACCESS, API_USERS
 from components.k8s_schema import resource_name
-from components.monitoring import PROMETHEUS_URL, RetrainingSpec, drift_query
+from components.monitoring import PROMETHEUS_URL, RetrainingSpec, drift_query, drift_rows_query
 from components.nodepool import LABEL_PREFIX, NodePoolSpec
 from components.platform import RegionSpec
 from components.training import (
@@ -64,13 +81,18 @@ from contracts.retrain import (
     MODEL_URI,
     PERCENT,
     STABLE_PERCENT,
+    AgentSettings,
     CanaryTarget,
     ObjectRef,
+    RegionTarget,
     Settings,
+    region_prefix,
 )
 
 SERVICE_ACCOUNT = "aicloud-retrain"
 """ServiceAccount of the trigger (in the training namespace)."""
+AGENT_SERVICE_ACCOUNT = "aicloud-retrain-agent"
+"""ServiceAccount of a serving region's agent (beside the trigger's, in the training namespace)."""
 SETTINGS_DIR = "/etc/aicloud-retrain"
 RUN_STAMP = "yymmddhhmm"
 """Stands for the run's UTC `yymmddHHMM` stamp in the rendered templates (same length)."""
@@ -104,11 +126,36 @@ class Lake:
         return f"{self.checkpoints.rstrip('/')}/retrain/{model}/{placeholder(model)}"
 
     def decisions(self, model: str) -> str:
-        return f"{self.models.rstrip('/')}/{model}/retrain/decisions"
+        return f"{self.models.rstrip('/')}/{decisions_key(model)}"
 
     def resolve(self, uri: str) -> str:
         """A `lake://<zone>/<key>` URI of one of these zones as the zone's real URI; others unchanged."""
         return lake.resolve(uri, {"features": self.features, "checkpoints": self.checkpoints, "models": self.models})
+
+
+def decisions_key(model: str) -> str:
+    """Key prefix of the decision log in the models zone."""
+    return f"{model}/retrain/decisions"
+
+
+def candidates_key(model: str) -> str:
+    """Key prefix of every run's candidate in the models zone (run names start with the prefix)."""
+    return f"{model}/retrain/{run_prefix(model)}-"
+
+
+def agent_prefix_key(model: str, region_key: str) -> str:
+    """Key prefix (in the primary models zone) that the agent of `region_key` reads and writes."""
+    return region_prefix(decisions_key(model), region_key)
+
+
+def agent_grants(model: str, region_key: str) -> list[dict[str, str]]:
+    """What a region's agent may do in the lake: list, read and create objects under its region's
+    prefix of the decision log (`zone` models of the primary lakehouse), and read candidates (in the
+    region's copy of the models zone, `zone` models-copy) to see that one has fully arrived."""
+    return [
+        {"zone": "models", "prefix": agent_prefix_key(model, region_key), "access": "create"},
+        {"zone": "models-copy", "prefix": candidates_key(model), "access": "read"},
+    ]
 
 
 def retrain_runtime(model: str) -> str:
@@ -246,17 +293,28 @@ def role_rules(jobs: list[dict[str, Any]], canary: CanaryTarget | None) -> tuple
 
 
 def cron_job_manifest(
-    spec: RetrainingSpec, model: str, *, image: Any, namespace: str, service_account: str, settings_map: str
+    spec: RetrainingSpec,
+    model: str,
+    *,
+    image: Any,
+    namespace: str,
+    service_account: str,
+    settings_map: str,
+    agent: bool = False,
+    calls_api: bool = True,
 ) -> dict[str, Any]:
-    """The trigger: one tick of `python -m workloads.retrain` per schedule, never two at once."""
+    """The trigger (or, `agent`, a serving region's agent): one tick of `python -m
+    workloads.retrain` per schedule, never two at once. `calls_api`: whether the pod mounts its
+    ServiceAccount token (an agent without a canary to patch never calls the API)."""
+    labels = _labels(model, agent=agent)
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
         "metadata": {
-            "name": f"retrain-{model}"[:52],
+            "name": (f"retrain-{model}"[:46] + "-agent") if agent else f"retrain-{model}"[:52],
             "namespace": namespace,
-            "labels": _labels(model),
-            "annotations": {API_ACCESS: API_USERS["retrain"]},
+            "labels": labels,
+            "annotations": {API_ACCESS: API_USERS["retrain-agent" if agent else "retrain"]} if calls_api else {},
         },
         "spec": {
             "schedule": spec.schedule,
@@ -266,17 +324,17 @@ def cron_job_manifest(
             "successfulJobsHistoryLimit": 3,
             "failedJobsHistoryLimit": 5,
             "jobTemplate": {
-                "metadata": {"labels": _labels(model)},
+                "metadata": {"labels": labels},
                 "spec": {
                     "backoffLimit": 1,
-                    # Scoring two models on the held-out rows is the longest step.
-                    "activeDeadlineSeconds": 3600,
+                    # Scoring two models on the held-out rows is the longest step (the agent's is short).
+                    "activeDeadlineSeconds": 600 if agent else 3600,
                     "template": {
-                        "metadata": {"labels": _labels(model)},
+                        "metadata": {"labels": labels},
                         "spec": {
                             "serviceAccountName": service_account,
-                            # The trigger calls the Kubernetes API (the only workload that does).
-                            "automountServiceAccountToken": True,
+                            # The trigger and the agents that patch a canary call the Kubernetes API.
+                            "automountServiceAccountToken": calls_api,
                             "restartPolicy": "Never",
                             "nodeSelector": {f"{LABEL_PREFIX}/role": "general"},
                             "securityContext": {
@@ -291,12 +349,21 @@ def cron_job_manifest(
                                     "image": image,
                                     "imagePullPolicy": "IfNotPresent",
                                     "command": ["python", "-m", "workloads.retrain"],
-                                    "args": ["--settings", f"{SETTINGS_DIR}/settings.json"],
+                                    "args": [
+                                        *(["agent"] if agent else []),
+                                        "--settings",
+                                        f"{SETTINGS_DIR}/settings.json",
+                                    ],
                                     "env": [
                                         {"name": "HOME", "value": "/tmp"},
                                         {"name": "PYTHONUNBUFFERED", "value": "1"},
                                     ],
                                     "resources": {
+                                        "requests": {"cpu": "250m", "memory": "512Mi"},
+                                        "limits": {"memory": "2Gi"},
+                                    }
+                                    if agent
+                                    else {
                                         "requests": {"cpu": "500m", "memory": "1Gi"},
                                         "limits": {"memory": "4Gi"},
                                     },
@@ -323,11 +390,13 @@ def cron_job_manifest(
     }
 
 
-def _labels(model: str) -> dict[str, str]:
+def _labels(model: str, *, agent: bool = False) -> dict[str, str]:
+    # The agent keeps the trigger's name label: the monitoring namespace lets it query Prometheus.
     return {
         "app.kubernetes.io/name": "aicloud-retrain",
         "app.kubernetes.io/instance": model,
         "app.kubernetes.io/part-of": "aicloud",
+        "app.kubernetes.io/component": "agent" if agent else "coordinator",
     }
 
 
@@ -339,10 +408,11 @@ def rbac_manifests(
     serving_namespace: str,
     service_account: str,
     create_service_account: bool = True,
+    agent: bool = False,
 ) -> list[dict[str, Any]]:
-    """The trigger's ServiceAccount (unless it runs as an existing one), and per namespace a Role
-    with its rules and a RoleBinding to that ServiceAccount."""
-    name = f"retrain-{model}"[:52]
+    """The trigger's (or an agent's) ServiceAccount (unless it runs as an existing one), and per
+    namespace a Role with its rules and a RoleBinding to that ServiceAccount."""
+    name = (f"retrain-{model}"[:46] + "-agent") if agent else f"retrain-{model}"[:52]
     out: list[dict[str, Any]] = []
     if create_service_account:
         out.append(
@@ -364,7 +434,7 @@ def rbac_manifests(
     for ns, ns_rules in by_namespace.items():
         if not ns_rules:
             continue
-        meta = {"name": name, "namespace": ns, "labels": _labels(model)}
+        meta = {"name": name, "namespace": ns, "labels": _labels(model, agent=agent)}
         out.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta, "rules": ns_rules})
         out.append(
             {
@@ -405,8 +475,11 @@ def settings_for(
     namespace: str,
     job_service_account: str,
     prometheus_url: str = PROMETHEUS_URL,
+    regions: list[RegionTarget] | None = None,
 ) -> Settings:
-    """The trigger's settings for `region` (validated by `Settings` itself)."""
+    """The trigger's settings for `region` (validated by `Settings` itself). `regions`: the
+    serving regions whose agents report drift and apply rollouts (`region_target`); without them
+    the single-region loop (this cluster's Prometheus and endpoint)."""
     plan = plan_endpoint(serving, region, default_image=server_image) if region.serving else None
     pool = next(p for p in region.node_pools if p.name == spec.job.pool)
     model = serving.model
@@ -434,6 +507,45 @@ def settings_for(
         canary=canary_target(plan) if plan is not None else None,
         fresh_data=lake.fresh_data(spec),
         cooldown_minutes=spec.cooldown_hours * 60,
+        regions=list(regions or []),
+        report_max_age_minutes=spec.report_max_age_minutes,
+        stage_minutes=spec.stage_minutes,
+    )
+
+
+def region_target(serving: ServingSpec, region: RegionSpec, models_copy: str) -> RegionTarget:
+    """What the coordinator knows of a serving region: where its servers find a run's candidate
+    (`models_copy`: the region's models zone, a replica or the primary's) and whether its endpoint
+    has a weighted canary."""
+    plan = plan_endpoint(serving, region, default_image="server-image")
+    model = serving.model
+    return RegionTarget(
+        region=region.name,
+        candidate_uri=f"{models_copy.rstrip('/')}/{model}/retrain/{placeholder(model)}",
+        canary=plan.strategy == "canary",
+    )
+
+
+def agent_settings_for(
+    spec: RetrainingSpec,
+    serving: ServingSpec,
+    region: RegionSpec,
+    *,
+    decisions_uri: str,
+    server_image: str | None = None,
+    prometheus_url: str = PROMETHEUS_URL,
+) -> AgentSettings:
+    """A serving region's agent settings: its own Prometheus, its endpoint's canary objects."""
+    plan = plan_endpoint(serving, region, default_image=server_image or "server-image")
+    model = serving.model
+    return AgentSettings(
+        model=model,
+        region=region.name,
+        prometheus_url=prometheus_url,
+        drift_query=drift_query(spec.min_samples, by=("feature",), model=model),
+        samples_query=drift_rows_query(spec.min_samples, model=model),
+        decisions_uri=decisions_uri,
+        canary=canary_target(plan),
     )
 
 
@@ -466,7 +578,10 @@ class RetrainingPipeline(pulumi.ComponentResource):
     `lake_uris` are the `features`, `checkpoints` and `models` zone URIs (outputs are fine);
     `job_identity` is the (namespace, service account) training jobs run as (the trainer's
     workload identity); `runner_identity` the one the trigger runs as when the stack gives it a
-    workload identity of its own (else a plain ServiceAccount is created).
+    workload identity of its own (else a plain ServiceAccount is created). `regions`: the serving
+    regions of this cloud, each with the URI of its copy of the models zone, whose agents
+    (`RetrainingAgent`) report drift and apply the rollout; without them the single-region loop
+    reads this cluster's Prometheus and patches this cluster's endpoint.
     """
 
     def __init__(
@@ -483,14 +598,17 @@ class RetrainingPipeline(pulumi.ComponentResource):
         runner_identity: tuple[str, str] | None = None,
         depends_on: list[pulumi.Resource] | None = None,
         install_operator: bool = False,
+        regions: list[tuple[RegionSpec, pulumi.Input[str]]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(type_token("observability", "RetrainingPipeline"), name, None, opts)
         model = serving.model
         namespace, job_sa = job_identity or (TRAINING_NAMESPACE, TRAINER_SERVICE_ACCOUNT)
         runner_ns, runner_sa = runner_identity or (namespace, SERVICE_ACCOUNT)
+        regions = list(regions or [])
         plan = plan_endpoint(serving, region, default_image="server-image") if region.serving else None
-        canary = canary_target(plan) if plan is not None else None
+        # Across regions the agents patch their own canaries: the trigger itself patches nothing.
+        canary = canary_target(plan) if plan is not None and not regions else None
         shape_jobs = job_manifests(
             spec,
             model,
@@ -523,12 +641,14 @@ class RetrainingPipeline(pulumi.ComponentResource):
         )
         created = [_create(f"{name}-{m['kind'].lower()}-{m['metadata']['namespace']}", m, opts_k8s) for m in rbac]
         zone = {k: pulumi.Output.from_input(lake_uris[k]) for k in ("features", "checkpoints", "models")}
+        copies = pulumi.Output.all(*[pulumi.Output.from_input(uri) for _, uri in regions])
         settings_json = pulumi.Output.all(
             pulumi.Output.from_input(trainer_image),
             pulumi.Output.from_input(server_image),
             zone["features"],
             zone["checkpoints"],
             zone["models"],
+            copies,
         ).apply(
             lambda v: json.dumps(
                 settings_for(
@@ -540,6 +660,7 @@ class RetrainingPipeline(pulumi.ComponentResource):
                     lake=Lake(v[2], v[3], v[4]),
                     namespace=namespace,
                     job_service_account=job_sa,
+                    regions=[region_target(serving, r, uri) for (r, _), uri in zip(regions, v[5], strict=True)],
                 ).to_json(),
                 indent=1,
                 sort_keys=True,
@@ -570,7 +691,10 @@ class RetrainingPipeline(pulumi.ComponentResource):
                 "minSamples": spec.min_samples,
                 "canaryPercent": spec.canary_percent,
                 "cooldownHours": spec.cooldown_hours,
-                "rollout": rollout_mode(plan, region.name),
+                "rollout": rollout_mode(plan, region.name) if not regions else "per region, by its agent (staged)",
+                "regions": [r.name for r, _ in regions],
+                "reportMaxAgeMinutes": spec.report_max_age_minutes,
+                "stageMinutes": spec.stage_minutes,
                 "operator": self.operator is not None,
                 "job": {
                     "backend": spec.job.backend,
@@ -582,5 +706,96 @@ class RetrainingPipeline(pulumi.ComponentResource):
                 "decisions": zone["models"].apply(lambda m: Lake("", "", m).decisions(model)),
                 "serviceAccount": f"{runner_ns}/{runner_sa}",
                 "rules": {"training": rules[0], "serving": rules[1]},
+            }
+        )
+
+
+class RetrainingAgent(pulumi.ComponentResource):
+    """The retraining loop's agent in one serving region (see the module docstring).
+
+    Create it under the region's Kubernetes provider. `identity` is the (namespace, service
+    account) of its workload identity (`retrain-agent`, granted `agent_grants`); `decisions_uri`
+    the coordinator's decision log (the primary lakehouse's models zone, an output is fine).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        spec: RetrainingSpec,
+        *,
+        serving: ServingSpec,
+        region: RegionSpec,
+        coordinator: str,
+        trainer_image: pulumi.Input[str],
+        decisions_uri: pulumi.Input[str],
+        identity: tuple[str, str] | None = None,
+        server_image: pulumi.Input[str] | None = None,
+        depends_on: list[pulumi.Resource] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(type_token("observability", "RetrainingAgent"), name, None, opts)
+        model = serving.model
+        namespace, sa = identity or (TRAINING_NAMESPACE, AGENT_SERVICE_ACCOUNT)
+        plan = plan_endpoint(serving, region, default_image="server-image")
+        canary = canary_target(plan)
+        rules = role_rules([], canary)
+        deps = list(depends_on or [])
+        opts_k8s = child_opts(self, depends_on=deps)
+        rbac = rbac_manifests(
+            model,
+            rules,
+            namespace=namespace,
+            serving_namespace=serving.namespace,
+            service_account=sa,
+            create_service_account=identity is None,
+            agent=True,
+        )
+        created = [_create(f"{name}-{m['kind'].lower()}-{m['metadata']['namespace']}", m, opts_k8s) for m in rbac]
+        settings_json = pulumi.Output.all(
+            pulumi.Output.from_input(server_image), pulumi.Output.from_input(decisions_uri)
+        ).apply(
+            lambda v: json.dumps(
+                agent_settings_for(spec, serving, region, server_image=v[0], decisions_uri=v[1]).to_json(),
+                indent=1,
+                sort_keys=True,
+            )
+        )
+        settings_map = f"retrain-{model}-agent-settings"[:63]
+        config_map = k8s.core.v1.ConfigMap(
+            f"{name}-settings",
+            metadata={"name": settings_map, "namespace": namespace, "labels": _labels(model, agent=True)},
+            data={"settings.json": settings_json},
+            opts=opts_k8s,
+        )
+        cron = cron_job_manifest(
+            spec,
+            model,
+            image=trainer_image,
+            namespace=namespace,
+            service_account=sa,
+            settings_map=settings_map,
+            agent=True,
+            calls_api=canary is not None,
+        )
+        k8s.batch.v1.CronJob(
+            f"{name}-cron",
+            metadata=cron["metadata"],
+            spec=cron["spec"],
+            opts=child_opts(self, depends_on=[*deps, config_map, *created]),
+        )
+        self.register_outputs(
+            {
+                "region": region.name,
+                "coordinator": coordinator,
+                "model": model,
+                "schedule": spec.schedule,
+                "driftSource": f"{PROMETHEUS_URL} (this region's)",
+                "rollout": rollout_mode(plan, region.name),
+                "canary": canary is not None,
+                "prefix": pulumi.Output.from_input(decisions_uri).apply(
+                    lambda d: region_prefix(d, region.name)  # type: ignore[arg-type]
+                ),
+                "serviceAccount": f"{namespace}/{sa}",
+                "rules": {"serving": rules[1]},
             }
         )

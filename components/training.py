@@ -52,12 +52,19 @@ import pulumi_kubernetes as k8s
 from pydantic import Field, field_validator
 
 from components.base import Spec, child_opts, custom_resource, type_token
-from components.capacity import TIER_LABEL, TierKind
+from components.capacity import COMPUTE_CLASS_LABEL, TIER_LABEL, TierKind
 from components.catalog import MachineType
 from components.helm import helm_release
 from components.identity import WORKLOADS
 from components.k8s_security import EPHEMERAL_PORTS, Allow, from_pods, from_prometheus, secure_namespace
-from components.nodepool import GPU_RESOURCE, POOL_LABEL, NodePoolSpec, pool_taints, tolerations_for
+from components.nodepool import (
+    GPU_RESOURCE,
+    POOL_LABEL,
+    NodePoolSpec,
+    pool_node_selector,
+    pool_taints,
+    tolerations_for,
+)
 from components.platform import RegionSpec
 from components.upstream import chart_pin
 from components.validation import INVALID, Problem, check, repeated
@@ -85,6 +92,7 @@ METRICS_PORT_NAME = "metrics"
 RUN_AS = 10001
 """Non-root uid/gid the trainer runs as: the `trainer` user of the `trainer` target of `workloads/Dockerfile`."""
 JOB_LABEL = "aicloud.dev/training-job"
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 TRAINER_POD_LABELS = {"app.kubernetes.io/name": "trainer"}
 """Labels every trainer pod carries (jobs declared here and those the retraining loop launches)."""
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
@@ -362,6 +370,8 @@ class PoolShape:
     memory_gib: float
     taints: tuple[tuple[str, str, str], ...]
     """(key, value, effect) of every taint of the pool."""
+    node_selector: tuple[tuple[str, str], ...] = ()
+    """(key, value) of what the pods select: the pool label, and the pool's GKE ComputeClass."""
 
     @classmethod
     def of(cls, spec: NodePoolSpec) -> PoolShape:
@@ -374,6 +384,7 @@ class PoolShape:
             vcpus=machine.vcpus,
             memory_gib=machine.memory_gib,
             taints=tuple((t.key, t.value, t.effect) for t in pool_taints(spec)),
+            node_selector=tuple(pool_node_selector(spec).items()),
         )
 
     @property
@@ -383,6 +394,16 @@ class PoolShape:
 
     def tolerations(self) -> list[dict[str, str]]:
         return tolerations_for([{"key": k, "value": v, "effect": e} for k, v, e in self.taints])
+
+    def pod_metadata(self, labels: dict[str, str]) -> dict[str, Any]:
+        """Template metadata of the pool's trainer pods: their labels and, on a GKE pool ordered by a
+        ComputeClass with active migration, `safe-to-evict: "false"`: GKE's active migration does
+        not evict such pods (GKE docs, "About custom ComputeClasses"), so a running gang finishes
+        on the tier it started on instead of restarting from its checkpoint when a preferred tier
+        frees up."""
+        if any(k == COMPUTE_CLASS_LABEL for k, _ in self.node_selector):
+            return {"labels": labels, "annotations": {SAFE_TO_EVICT: "false"}}
+        return {"labels": labels}
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,7 +530,7 @@ def pod_spec(
         "serviceAccountName": service_account,
         # The trainer never calls the Kubernetes API (its cloud credentials come by workload identity).
         "automountServiceAccountToken": False,
-        "nodeSelector": {POOL_LABEL: pool.name},
+        "nodeSelector": dict(pool.node_selector) or {POOL_LABEL: pool.name},
         "tolerations": pool.tolerations(),
         "securityContext": {
             "runAsNonRoot": True,
@@ -561,7 +582,7 @@ def pytorchjob_manifest(
     """A kubeflow.org/v1 PyTorchJob: Master + `nodes - 1` Workers, optional elastic policy."""
     labels = _labels(job.name, trial.name)
     template = {
-        "metadata": {"labels": labels},
+        "metadata": pool.pod_metadata(labels),
         "spec": pod_spec(
             pool=pool,
             image=image,
@@ -671,7 +692,7 @@ def training_runtime_manifest(
                                     # needs every node to restart together (the JobSet does that).
                                     "backoffLimit": 0,
                                     "podFailurePolicy": {"rules": preemption_rules(TRAINJOB_CONTAINER, "FailJob")},
-                                    "template": {"metadata": {"labels": labels}, "spec": pod},
+                                    "template": {"metadata": pool.pod_metadata(labels), "spec": pod},
                                 },
                             },
                         }
@@ -772,7 +793,7 @@ def indexed_job_manifests(
             # without counting against backoffLimit; torchrun's elastic rendezvous takes it back.
             "podFailurePolicy": {"rules": preemption_rules(CONTAINER_NAME, "Ignore")},
             "suspend": not trial.active,
-            "template": {"metadata": {"labels": labels}, "spec": pod},
+            "template": {"metadata": pool.pod_metadata(labels), "spec": pod},
         },
     }
     service = {

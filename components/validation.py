@@ -145,7 +145,7 @@ def checks_of(model: type) -> tuple[tuple[tuple[str, ...], Callable[..., Iterabl
 
 RESERVED_NAMESPACES: tuple[str, ...] = ("default", "kube-system", "kube-public", "kube-node-lease")
 """Namespaces every cluster already has (Kubernetes docs, "Namespaces: initial namespaces")."""
-OWNED_NAMESPACES: tuple[str, ...] = ("aicloud-training", "kubeflow", "monitoring", "keda", "kserve")
+OWNED_NAMESPACES: tuple[str, ...] = ("aicloud-training", "kubeflow", "monitoring", "keda", "kserve", "istio-system")
 """Namespaces aicloud or the add-ons it installs create for their own workloads."""
 
 

@@ -57,6 +57,7 @@ RULE_NAMES: tuple[str, ...] = (
     "aicloud-inference-disruption-budget",
     "aicloud-inference-probes",
     "aicloud-deployer-reaches-cluster-api",
+    "aicloud-preview-reaches-cluster-api",
     "aicloud-eks-node-autoscaler-installed",
     "readiness-crd-schema",
     "readiness-crd-controller",
@@ -70,3 +71,20 @@ RULE_NAMES: tuple[str, ...] = (
     "readiness-identity",
 )
 """Every rule of the aicloud pack."""
+
+ADVISORY_BY_DEFAULT: dict[str, str] = {
+    "aicloud-gpu-capacity-guaranteed-in-prod": (
+        "a training pool of H100/H200-class GPUs without a reservation, Capacity Block or flex-start tier "
+        "still runs when the zone has on-demand GPUs; outside prod that is a warning worth reading, in prod "
+        "(ENVIRONMENT_LEVELS) a run that waits days for GPUs is an outage"
+    ),
+}
+"""The rules the pack ships at `advisory` instead of `mandatory`, each with the reason. Every other
+rule is mandatory by default (tests/policies assert it); a stack raises or lowers any rule with
+`aicloud:policy.enforcement`."""
+
+ENVIRONMENT_LEVELS: dict[str, dict[str, Level]] = {
+    "prod": {"aicloud-gpu-capacity-guaranteed-in-prod": "mandatory"},
+}
+"""Levels an environment gets before the stack's own `enforcement` (which still wins): prod makes
+the capacity guardrail mandatory, so every prod stack (not only the shipped one) is held to it."""

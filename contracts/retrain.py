@@ -7,20 +7,28 @@ and check the same object the trigger will load.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
+    "AGENT_STATES",
     "DEFAULT_ALPHA",
     "MODEL_URI",
     "PERCENT",
     "STABLE_PERCENT",
+    "AgentSettings",
     "CanaryTarget",
     "ObjectRef",
+    "RegionTarget",
     "Settings",
+    "canary_state_uri",
+    "drift_reports_prefix",
+    "region_prefix",
     "render_canary_patch",
     "render_job",
+    "rollout_prefix",
+    "rollout_uri",
     "run_name",
 ]
 
@@ -79,6 +87,123 @@ class CanaryTarget:
         }
 
 
+# ----------------------------------------------------------------------------- regional layout
+# Cluster APIs and Prometheus are private to each region, so the coordinator (the trigger in the
+# cloud's primary region) and the agents (one per serving region) never call each other: they
+# share state through the lakehouse, under the decision log's prefix:
+#
+#   <decisions>/<stamp>-<kind>-<token>.json                    the coordinator's decisions
+#   <decisions>/regions/<region>/drift/<YYYYMMDD>/<stamp>.json   the agent's drift reports
+#   <decisions>/regions/<region>/rollout/<cycle>.json           the coordinator's instruction
+#   <decisions>/regions/<region>/canary/<cycle>.json            the agent's outcome for it
+#   <decisions>/regions/<region>/canary/<cycle>.applying.json   written before its patches
+#
+# Each agent's identity may list, read and create objects under `<decisions>/regions/<region>/`
+# only (never delete or overwrite), and read candidates in its region's copy of the models zone
+# (to see that one has fully arrived before its canary loads it).
+
+REGIONS_DIR = "regions"
+AGENT_STATES = ("applied", "held", "endpoint-missing", "no-canary", "not-replicated")
+"""What an agent records for an instruction: the canary runs the candidate (`applied`); another
+canary already runs there (`held`); the endpoint object is not in the cluster
+(`endpoint-missing`); the region's endpoint has no weighted canary (`no-canary`, a guard: the
+coordinator instructs canary regions only); the candidate has not reached the region's copy of the
+models zone yet (`not-replicated`: only reported, retried on the next tick, never final)."""
+
+
+def _join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def region_prefix(decisions_uri: str, region: str) -> str:
+    """The part of the lake one region's agent may read and write."""
+    return _join(decisions_uri, REGIONS_DIR, region) + "/"
+
+
+def drift_reports_prefix(decisions_uri: str, region: str, day: datetime) -> str:
+    """One UTC day's drift reports of a region (a day per prefix keeps every listing short)."""
+    return _join(region_prefix(decisions_uri, region), "drift", day.astimezone(UTC).strftime("%Y%m%d")) + "/"
+
+
+def rollout_prefix(decisions_uri: str, region: str) -> str:
+    return _join(region_prefix(decisions_uri, region), "rollout") + "/"
+
+
+def rollout_uri(decisions_uri: str, region: str, cycle: str) -> str:
+    """The coordinator's instruction of one cycle to one region (written once, never rewritten)."""
+    return _join(region_prefix(decisions_uri, region), "rollout", f"{cycle}.json")
+
+
+def canary_state_uri(decisions_uri: str, region: str, cycle: str, *, applying: bool = False) -> str:
+    """The agent's outcome of one cycle's instruction (``applying``: its marker before patching)."""
+    name = f"{cycle}.applying.json" if applying else f"{cycle}.json"
+    return _join(region_prefix(decisions_uri, region), "canary", name)
+
+
+@dataclass(kw_only=True, slots=True)
+class RegionTarget:
+    """One serving region the coordinator covers (rendered from the stack's serving regions)."""
+
+    region: str
+    candidate_uri: str
+    """Where that region's servers find a run's candidate (the region's copy of the models zone,
+    a replica or the primary lakehouse), with the settings' placeholder for the run name."""
+    canary: bool
+    """Whether the region's endpoint has a weighted canary (else ``candidate-ready`` for a person)."""
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> RegionTarget:
+        return cls(region=doc["region"], candidate_uri=doc["candidateUri"], canary=bool(doc["canary"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"region": self.region, "candidateUri": self.candidate_uri, "canary": self.canary}
+
+
+@dataclass(kw_only=True, slots=True)
+class AgentSettings:
+    """What one regional agent reads and may do; rendered by the RetrainingAgent component."""
+
+    model: str
+    region: str
+    prometheus_url: str
+    """The region's own Prometheus (never another region's)."""
+    drift_query: str
+    samples_query: str
+    """PromQL giving the rows behind the drift windows that count (replicas with enough rows)."""
+    decisions_uri: str
+    """The coordinator's decision log (the agent writes under ``regions/<region>/`` only)."""
+    canary: CanaryTarget | None
+    """The region's endpoint objects carrying the canary (None: no weighted canary there)."""
+
+    def __post_init__(self) -> None:
+        if not self.region or "/" in self.region:
+            raise ValueError(f"retraining agent settings: region: got {self.region!r}; allowed: a region key")
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> AgentSettings:
+        return cls(
+            model=doc["model"],
+            region=doc["region"],
+            prometheus_url=doc["prometheusUrl"],
+            drift_query=doc["driftQuery"],
+            samples_query=doc["samplesQuery"],
+            decisions_uri=doc["decisionsUri"],
+            canary=CanaryTarget.from_json(doc["canary"]) if doc.get("canary") else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "role": "agent",
+            "model": self.model,
+            "region": self.region,
+            "prometheusUrl": self.prometheus_url,
+            "driftQuery": self.drift_query,
+            "samplesQuery": self.samples_query,
+            "decisionsUri": self.decisions_uri,
+            "canary": self.canary.to_json() if self.canary is not None else None,
+        }
+
+
 @dataclass(kw_only=True, slots=True)
 class Settings:
     """What one trigger watches and may do; rendered by the RetrainingPipeline component."""
@@ -114,6 +239,13 @@ class Settings:
     """Held-out rows the gate needs to compare the models at all."""
     cooldown_minutes: int = 24 * 60
     """Wait after a cycle that ended without a canary before launching another run."""
+    regions: list[RegionTarget] = field(default_factory=list)
+    """Serving regions whose agents report drift and apply rollouts, the first one first (staged);
+    empty: the single-region loop (drift from ``prometheus_url``, canary patched here)."""
+    report_max_age_minutes: int = 90
+    """Drift reports older than this are stale: ignored, and named in the decision."""
+    stage_minutes: int = 60
+    """How long the first region's canary must hold before the other regions get the candidate."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -131,6 +263,16 @@ class Settings:
             problems.append(f"cooldownMinutes: got {self.cooldown_minutes!r}; allowed: an integer >= 0")
         if len(self.run_prefix) > 29:
             problems.append(f"runPrefix: {self.run_prefix!r} is longer than 29 characters")
+        if not 1 <= self.report_max_age_minutes <= 24 * 60:
+            problems.append(f"reportMaxAgeMinutes: got {self.report_max_age_minutes!r}; allowed: 1..1440")
+        if self.stage_minutes < 0:
+            problems.append(f"stageMinutes: got {self.stage_minutes!r}; allowed: an integer >= 0")
+        names = [r.region for r in self.regions]
+        if len(set(names)) != len(names):
+            problems.append(f"regions: {names} names a region twice")
+        for r in self.regions:
+            if self.placeholder not in r.candidate_uri:
+                problems.append(f"regions.{r.region}.candidateUri: the placeholder {self.placeholder!r} does not occur")
         if problems:
             raise ValueError("retraining settings: " + "; ".join(problems))
 
@@ -155,6 +297,9 @@ class Settings:
             alpha=float(doc.get("alpha", DEFAULT_ALPHA)),
             min_eval_rows=int(doc.get("minEvalRows", 100)),
             cooldown_minutes=int(doc.get("cooldownMinutes", 24 * 60)),
+            regions=[RegionTarget.from_json(r) for r in doc.get("regions") or []],
+            report_max_age_minutes=int(doc.get("reportMaxAgeMinutes", 90)),
+            stage_minutes=int(doc.get("stageMinutes", 60)),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -179,6 +324,10 @@ class Settings:
         }
         if self.fresh_data is not None:
             doc["freshData"] = self.fresh_data
+        if self.regions:
+            doc["regions"] = [r.to_json() for r in self.regions]
+            doc["reportMaxAgeMinutes"] = self.report_max_age_minutes
+            doc["stageMinutes"] = self.stage_minutes
         return doc
 
 

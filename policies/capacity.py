@@ -2,19 +2,20 @@
 does not depend on the zone having on-demand GPUs left: a reservation, a Capacity Block or
 flex-start tier before on-demand in their capacity chain (components/capacity.py).
 
-The rule judges prod stacks only (dev and staging may wait for on-demand GPUs) and is mandatory
-there, like every rule of the pack; a stack can lower it with `aicloud:policy.enforcement`.
+The pack ships the rule advisory (`contracts.guardrails.ADVISORY_BY_DEFAULT`): in dev and staging
+a training pool that waits for on-demand GPUs is worth a warning, not a blocked preview. Prod
+stacks get it mandatory (`contracts.guardrails.ENVIRONMENT_LEVELS`, applied by
+`policies.config.pack_config`); any stack can still set it with `aicloud:policy.enforcement`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pulumi_policy import ReportViolation
+from pulumi_policy import EnforcementLevel, ReportViolation
 
 from components.capacity import SCARCE_GPUS
-from policies.common import Rule, StackView, dig, environment, pools
-from policies.data_safety import ENVIRONMENT_CONFIG
+from policies.common import Rule, StackView, dig, pools
 
 ROLE_LABEL = "aicloud.dev/role"
 ACCELERATOR_LABEL = "aicloud.dev/accelerator"
@@ -22,8 +23,6 @@ ACCELERATOR_LABEL = "aicloud.dev/accelerator"
 
 def guaranteed_capacity(view: StackView, config: dict[str, Any], report: ReportViolation) -> None:
     every = pools(view)
-    if not every or environment(config, every[0].res.urn) != "prod":
-        return
     seen: set[str] = set()
     for pool in every:
         if pool.labels.get(ROLE_LABEL) != "training" or pool.labels.get(ACCELERATOR_LABEL) not in SCARCE_GPUS:
@@ -39,7 +38,7 @@ def guaranteed_capacity(view: StackView, config: dict[str, Any], report: ReportV
         kinds = " > ".join(t.get("kind", "?") for t in chain.get("tiers", [])) if isinstance(chain, dict) else None
         name = dig(owner.props, "capacity.pool") if owner is not None else pool.res.name
         report(
-            f"Training pool '{name}' ({pool.labels.get(ACCELERATOR_LABEL)}) in prod has "
+            f"Training pool '{name}' ({pool.labels.get(ACCELERATOR_LABEL)}) has "
             + (f"the capacity chain {kinds}" if kinds else "no capacity chain")
             + ", so it waits on on-demand GPUs the zone may not have. Put a reservation, capacityBlock (EKS) or "
             "flex (GKE) tier before on-demand in the pool's `capacity`.",
@@ -50,11 +49,11 @@ def guaranteed_capacity(view: StackView, config: dict[str, Any], report: ReportV
 RULES = [
     Rule(
         "aicloud-gpu-capacity-guaranteed-in-prod",
-        "In prod, training pools of H100/H200-class GPUs hold a reservation, Capacity Block or flex-start "
-        "tier before on-demand.",
+        "Training pools of H100/H200-class GPUs hold a reservation, Capacity Block or flex-start tier before "
+        "on-demand (advisory by default, mandatory in prod stacks).",
         "placement",
         guaranteed_capacity,
         stack=True,
-        config=ENVIRONMENT_CONFIG,
+        level=EnforcementLevel.ADVISORY,
     ),
 ]

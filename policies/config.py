@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from contracts.guardrails import LEVELS, Level  # noqa: F401 (re-exported)
+from contracts.guardrails import ENVIRONMENT_LEVELS, LEVELS, Level  # noqa: F401 (re-exported)
 from policies.common import Rule
 from policies.registry import BY_NAME, RULES
 from stacks.policy_settings import PolicySpec  # noqa: F401 (re-exported: the section's type)
@@ -61,14 +61,18 @@ def pack_config(
 ) -> dict[str, dict[str, Any]]:
     """The policy-pack config of a stack: every rule's enforcement level and config properties.
 
-    Levels: the rule's default, then the stack's `enforcement` (`all` first, then the rule), then
-    `overrides` (the same way; `aicloud plan --enforcement`).
+    Levels: the rule's default (mandatory, or advisory for the rules in
+    `contracts.guardrails.ADVISORY_BY_DEFAULT`), then the environment's
+    (`contracts.guardrails.ENVIRONMENT_LEVELS`: prod makes the capacity guardrail mandatory), then
+    the stack's `enforcement` (`all` first, then the rule), then `overrides` (the same way;
+    `aicloud plan --enforcement`).
     """
     spec = spec or PolicySpec()
     values = _settings(environment, spec)
+    env_levels = ENVIRONMENT_LEVELS.get(environment, {})
     config: dict[str, dict[str, Any]] = {}
     for rule in RULES:
-        entry: dict[str, Any] = {"enforcementLevel": _level(rule, spec.enforcement, overrides or {})}
+        entry: dict[str, Any] = {"enforcementLevel": _level(rule, env_levels, spec.enforcement, overrides or {})}
         entry.update({k: values[k] for k in rule.config if k in values})
         config[rule.name] = entry
     return config

@@ -6,6 +6,12 @@ may grow has a node autoscaler that grows it.
   authorized networks) against where `pulumi up` runs (the `aicloud:platform:DeployPath`
   component's outputs; a stack without one is deployed from a GitHub-hosted runner, the default
   workflow). Decided by `components.deploy.cluster_reach`.
+- `aicloud-preview-reaches-cluster-api`: the pull-request `pulumi preview` reads each such cluster:
+  its runner (`previewRunsOn`) reaches the API (`components.deploy.preview_reach`), and the stack's
+  read-only CI preview identity (`aicloud:ci`) can read objects there and write nothing: on EKS an
+  access entry tagged `aicloud:ci-role=preview` associated with `AmazonEKSViewPolicy` only, on GKE
+  a project role GKE maps to Kubernetes read (`roles/viewer`, `roles/container.viewer`) and no
+  other role. Without `aicloud:ci` the stack names no preview identity, and only the route is judged.
 - `aicloud-eks-node-autoscaler-installed`: an EKS managed node group whose size may vary needs the
   Cluster Autoscaler in its cluster; a Karpenter NodePool needs Karpenter's controller there.
 """
@@ -16,6 +22,8 @@ from typing import Any
 
 from pulumi_policy import ReportViolation
 
+from components.ci import CI_ROLE_TAG, GCP_READ_ONLY_ROLES, GKE_OBJECT_READ_ROLES
+from components.cluster import EKS_VIEW_POLICY
 from components.deploy import cluster_reach
 from policies.common import (
     REGION_COMPONENT,
@@ -34,6 +42,13 @@ EKS_CLUSTER = "aws:eks/cluster:Cluster"
 GKE_CLUSTER = "gcp:container/cluster:Cluster"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 KARPENTER_NODEPOOL = "kubernetes:karpenter.sh/v1:NodePool"
+IAM_ROLE = "aws:iam/role:Role"
+ACCESS_ENTRY = "aws:eks/accessEntry:AccessEntry"
+ACCESS_POLICY = "aws:eks/accessPolicyAssociation:AccessPolicyAssociation"
+GCP_ACCOUNT = "gcp:serviceaccount/account:Account"
+GCP_PROJECT_MEMBER = "gcp:projects/iAMMember:IAMMember"
+PREVIEW_ACCOUNT_PREFIX = "ci-preview-"
+"""`accountId` prefix of the CI preview service account (`components.ci.CiAccess`)."""
 
 
 def _access(res: Res) -> tuple[bool, bool, list[str]] | None:
@@ -115,6 +130,112 @@ def deployer_reaches_cluster(view: StackView, config: dict[str, Any], report: Re
         )
 
 
+def _tagged_preview(res: Res) -> bool:
+    return as_dict(res.props.get("tags")).get(CI_ROLE_TAG) == "preview"
+
+
+def _preview_route(view: StackView, res: Res, deploy: dict[str, Any]) -> str | None:
+    """Why the preview runner cannot reach this cluster's API; None when it can (or unknown)."""
+    access = _access(res)
+    if access is None:
+        return None
+    labels = [x for x in as_list(deploy.get("previewRunsOn") or deploy.get("runsOn")) if isinstance(x, str)]
+    preview = "self-hosted" if "self-hosted" in labels else "github-hosted"
+    shared = preview == "self-hosted" and deploy.get("runner") == "self-hosted"
+    private, public, cidrs = access
+    reach = cluster_reach(
+        region_key=_region_key(view, res) or "?",
+        private_access=private,
+        public=public,
+        public_cidrs=cidrs,
+        runner=preview,
+        egress_cidrs=[c for c in as_list(deploy.get("egressCidrs")) if isinstance(c, str)] if shared else [],
+        network=deploy.get("network") if shared and isinstance(deploy.get("network"), str) else None,
+    )
+    if reach.ok:
+        return None
+    where = deploy.get("previewedFrom") or "a GitHub-hosted runner (the default preview workflow)"
+    return f"the preview runner, {where}, cannot reach its API: {reach.detail}"
+
+
+def _eks_preview_read(view: StackView, cluster: Res) -> list[str]:
+    """What is wrong with the preview identity's access to one EKS cluster (empty: reads, cannot write)."""
+    entries = [e for e in view.of_type(ACCESS_ENTRY) if _tagged_preview(e) and view.same_scope(e, cluster)]
+    if not entries:
+        return ["the CI preview role has no access entry there, so EKS answers its requests 401 and the provider "
+                "previews without the cluster"]  # fmt: skip
+    policies = [
+        a.props.get("policyArn")
+        for a in view.of_type(ACCESS_POLICY)
+        if a.parent is not None and any(a.parent.urn == e.urn for e in entries)
+    ]
+    problems = []
+    if EKS_VIEW_POLICY not in policies:
+        problems.append(
+            "the CI preview role's access entry is not associated with AmazonEKSViewPolicy, so it reads nothing"
+        )
+    writes = sorted({str(p) for p in policies if p != EKS_VIEW_POLICY and p is not UNKNOWN})
+    groups = [g for e in entries for g in as_list(e.props.get("kubernetesGroups"))]
+    if writes:
+        problems.append(f"the CI preview role is also associated with {', '.join(writes)}: a preview must not write")
+    if groups:
+        problems.append(f"the CI preview role's access entry maps Kubernetes groups {groups}, whose RBAC may write")
+    return problems
+
+
+def _gke_preview_read(view: StackView) -> list[str]:
+    """What is wrong with the preview service account's project roles for reading GKE objects."""
+    accounts = [
+        a for a in view.of_type(GCP_ACCOUNT) if str(a.props.get("accountId", "")).startswith(PREVIEW_ACCOUNT_PREFIX)
+    ]
+    roles = {
+        m.props.get("role")
+        for m in view.of_type(GCP_PROJECT_MEMBER)
+        if m.parent is not None and any(m.parent.urn == a.urn for a in accounts)
+    }
+    problems = []
+    if not roles & GKE_OBJECT_READ_ROLES:
+        problems.append(
+            f"the CI preview service account has {', '.join(sorted(map(str, roles))) or 'no project role'}, none of "
+            f"which GKE maps to reading Kubernetes objects ({', '.join(sorted(GKE_OBJECT_READ_ROLES))})"
+        )
+    writes = sorted(str(r) for r in roles - GCP_READ_ONLY_ROLES if r is not UNKNOWN)
+    if writes:
+        problems.append(f"the CI preview service account also holds {', '.join(writes)}: a preview must not write")
+    return problems
+
+
+def preview_reaches_cluster(view: StackView, config: dict[str, Any], report: ReportViolation) -> None:
+    paths = view.of_type(DEPLOY_PATH)
+    deploy = paths[0].props if paths else {}
+    objects = _k8s_objects(view)
+    aws_identity = any(_tagged_preview(r) for r in view.of_type(IAM_ROLE))
+    gcp_identity = any(
+        str(a.props.get("accountId", "")).startswith(PREVIEW_ACCOUNT_PREFIX) for a in view.of_type(GCP_ACCOUNT)
+    )
+    for res in view.of_type(EKS_CLUSTER, GKE_CLUSTER):
+        cluster, _ = view.scope(res)
+        count = objects.get(cluster or "", 0)
+        if not count:
+            continue
+        problems = [p for p in [_preview_route(view, res, deploy)] if p]
+        if res.type == EKS_CLUSTER and aws_identity:
+            problems += _eks_preview_read(view, res)
+        if res.type == GKE_CLUSTER and gcp_identity:
+            problems += _gke_preview_read(view)
+        if not problems:
+            continue
+        region = _region_key(view, res) or "?"
+        report(
+            f"Cluster '{res.name}' (region {region}) gets {count} Kubernetes objects, but the pull-request `pulumi "
+            f"preview` cannot read it: {'; '.join(problems)}. Such a preview shows input-level diffs only (no "
+            "server-side dry-run, schema or live state) and fails on `--refresh`. Run it on self-hosted runners in "
+            "the deploy network (aicloud:deploy.previewRunsOn, default runsOn) and let aicloud:ci give the preview "
+            "identity read-only cluster access (README: Deploy path).",
+            res.urn,
+        )
+
+
 def _releases(view: StackView, word: str) -> list[Res]:
     return [r for r in view.of_type(HELM_RELEASE) if word in str(r.props.get("chart", ""))]
 
@@ -150,6 +271,13 @@ RULES = [
         "The machine running `pulumi up` can reach the API of every cluster the stack applies objects to.",
         "platform",
         deployer_reaches_cluster,
+        stack=True,
+    ),
+    Rule(
+        "aicloud-preview-reaches-cluster-api",
+        "The pull-request `pulumi preview` reaches and reads (read-only) every cluster the stack applies objects to.",
+        "platform",
+        preview_reaches_cluster,
         stack=True,
     ),
     Rule(

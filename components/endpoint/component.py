@@ -15,6 +15,7 @@ from components.endpoint.kserve import knative_features, knative_features_patch
 from components.endpoint.manifests import neg_annotation
 from components.endpoint.release import EndpointPlan
 from components.endpoint.render import render_endpoint
+from components.gateway import ISTIO_CLASS, IstioGatewayImplementation
 from components.helm import helm_release
 from components.k8s_security import Allow, from_cidrs, from_pods, secure_namespace
 from components.upstream import chart_pin
@@ -104,12 +105,15 @@ class InferenceEndpoint(pulumi.ComponentResource):
         identity: Any = None,
         neg: bool = False,
         front_door_cidrs: list[str] | None = None,
+        system_pool: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`identity`: the server's workload identity (`.service_account_name`, `.namespace`),
         or None to create the namespace and a plain service account. `neg`: annotate the entry
         for GKE standalone NEGs (`plan.neg_name`) so a global load balancer can reach it.
-        `front_door_cidrs`: where that load balancer connects from (its NetworkPolicy peers)."""
+        `front_door_cidrs`: where that load balancer connects from (its NetworkPolicy peers).
+        `system_pool`: the region's system pool, where the Gateway implementation's controller
+        runs (None: any untainted node)."""
         super().__init__(type_token("serving", "InferenceEndpoint"), name, None, opts)
         if identity is not None and identity.namespace != plan.namespace:
             raise ValueError(
@@ -142,6 +146,12 @@ class InferenceEndpoint(pulumi.ComponentResource):
                 namespace=KEDA_NAMESPACE,
                 opts=child_opts(self, depends_on=[keda_ns]),
             )
+        self.gateway_implementation: IstioGatewayImplementation | None = None
+        gw = plan.spec.gateway
+        if plan.spec.backend == "deployment" and gw is not None and gw.install and gw.class_name == ISTIO_CLASS:
+            self.gateway_implementation = IstioGatewayImplementation(
+                f"{name}-{gw.class_name}", system_pool=system_pool, opts=child_opts(self)
+            )
         self.knative_features: k8s.core.v1.ConfigMapPatch | None = None
         isvc = next((m for m in manifests if m["kind"] == "InferenceService"), None)
         if isvc is not None and knative_features(isvc["spec"]["predictor"]):
@@ -160,6 +170,8 @@ class InferenceEndpoint(pulumi.ComponentResource):
             depends = [*deps, *first] if kind not in ("Namespace",) else deps
             if kind == "ScaledObject" and self.keda is not None:
                 depends = [*depends, self.keda]  # its CRD comes with KEDA
+            if kind in ("Gateway", "HTTPRoute") and self.gateway_implementation is not None:
+                depends = [*depends, *self.gateway_implementation.ready]  # CRDs and controller
             extra: dict[str, Any] = {}
             if kind == "Deployment":
                 # Pulumi waits for the rollout: a GPU node may first have to join, then the model load.

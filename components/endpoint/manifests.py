@@ -11,6 +11,7 @@ from typing import Any
 from components.capacity import TIER_LABEL
 from components.endpoint.release import EndpointPlan, TrackPlan
 from components.endpoint.spec import APP, LAKE_CONFIG_MAP
+from components.gateway import ISTIO_CLASS, SERVICE_TYPE_ANNOTATION
 from components.k8s_security import (
     Allow,
     allow_ingress,
@@ -20,7 +21,7 @@ from components.k8s_security import (
     from_prometheus,
     namespace_manifests,
 )
-from components.nodepool import GPU_RESOURCE, POOL_LABEL
+from components.nodepool import GPU_RESOURCE, pool_node_selector
 from contracts.lake import lake_env, split_lake
 from contracts.serving import (
     LIVE_PATH,
@@ -296,7 +297,7 @@ def pod_spec(
             "fsGroup": RUN_AS_USER,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "nodeSelector": {POOL_LABEL: plan.pool.name},
+        "nodeSelector": pool_node_selector(plan.pool),
         **tier_preference(plan.pool),
         "tolerations": [dict(t) for t in plan.tolerations],
         "topologySpreadConstraints": [
@@ -458,10 +459,15 @@ def gateway_manifest(plan: EndpointPlan, annotations: dict[str, str] | None) -> 
     }
     if annotations:
         spec["infrastructure"] = {"annotations": dict(annotations)}
+    meta = _meta(plan, plan.gateway_name)
+    if gw.class_name == ISTIO_CLASS:
+        # istiod would otherwise give the data plane a Service of type LoadBalancer: a second,
+        # public load balancer beside the front door (which reaches the pods itself).
+        meta["annotations"] = {**meta.get("annotations", {}), SERVICE_TYPE_ANNOTATION: "ClusterIP"}
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "Gateway",
-        "metadata": _meta(plan, plan.gateway_name),
+        "metadata": meta,
         "spec": spec,
     }
 

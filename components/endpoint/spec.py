@@ -223,10 +223,28 @@ class GatewaySpec(Spec):
     """
 
     class_name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
-    """The GatewayClass, e.g. `istio`."""
+    """The GatewayClass: one aicloud installs in every serving cluster (`components.gateway.
+    GATEWAY_CLASSES`: `istio`)."""
+    install: bool = True
+    """Install the class's implementation (Istio and the Gateway API CRDs) in every serving
+    cluster; `false` when the cluster already runs it (the readiness check then reports the
+    Gateway, since no controller of its class is in the stack)."""
     service_name: str | None = Field(default=None, pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$", max_length=63)
     """The data-plane Service the implementation creates for the Gateway, which the regional
     load balancer targets; default `<gateway>-<className>` (Istio's naming)."""
+
+    @check("class_name")
+    def _implemented(self) -> Iterator[Problem]:
+        from components.gateway import GATEWAY_CLASSES
+
+        if self.class_name not in GATEWAY_CLASSES:
+            yield Problem(
+                ("className",),
+                f"no Gateway API implementation of class {self.class_name!r} is installed by aicloud or built "
+                f"into the clouds it serves from; allowed: {', '.join(sorted(GATEWAY_CLASSES))} (GKE's gke-l7-* "
+                "classes provision Google load balancers, not the in-cluster Service the front door targets)",
+                self.class_name,
+            )
 
 
 class AwsFrontDoor(Spec):

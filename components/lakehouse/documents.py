@@ -467,6 +467,78 @@ def s3_workload_policy(
     return {"Version": POLICY_VERSION, "Statement": statements}
 
 
+def s3_prefix_policy(grants: Sequence[Mapping[str, str]], key_arns: Mapping[str, str]) -> dict[str, Any]:
+    """Least-privilege S3 policy scoped to key prefixes rather than whole zones (the retraining
+    agents: each may touch its own region's part of the decision log and read candidates).
+
+    `grants`: `{bucket_arn, prefix, access}` with access `read` (list the prefix, get) or
+    `create` (also put; never delete: what an agent writes is not rewritten); `key_arns`: region ->
+    key ARN of those buckets (used through S3 only).
+    """
+    if not grants:
+        raise ValueError("a prefix policy needs at least one grant")
+    for g in grants:
+        if g["access"] not in ("read", "create"):
+            raise ValueError(f"prefix grant access: got {g['access']!r}; allowed: read, create")
+        if not g["prefix"] or g["prefix"].startswith("/") or "*" in g["prefix"]:
+            raise ValueError(
+                f"prefix grant prefix: got {g['prefix']!r}; allowed: a key prefix without '/' first or '*'"
+            )
+    statements: list[dict[str, Any]] = []
+    for i, g in enumerate(grants):
+        statements.append(
+            {
+                "Sid": f"ListPrefix{i}",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": g["bucket_arn"],
+                "Condition": {"StringLike": {"s3:prefix": [g["prefix"], f"{g['prefix']}*"]}},
+            }
+        )
+    statements.append(
+        {
+            "Sid": "ReadPrefixes",
+            "Effect": "Allow",
+            "Action": S3_READ_ACTIONS,
+            "Resource": [f"{g['bucket_arn']}/{g['prefix']}*" for g in grants],
+        }
+    )
+    creates = [g for g in grants if g["access"] == "create"]
+    if creates:
+        statements.append(
+            {
+                "Sid": "CreateObjects",
+                "Effect": "Allow",
+                "Action": ["s3:PutObject"],
+                "Resource": [f"{g['bucket_arn']}/{g['prefix']}*" for g in creates],
+            }
+        )
+    for region, key_arn in sorted(key_arns.items()):
+        statements.append(
+            {
+                "Sid": f"UseZoneKey{_sid(region)}",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey"] if creates else ["kms:Decrypt"],
+                "Resource": key_arn,
+                "Condition": _via_s3(region),
+            }
+        )
+    return {"Version": POLICY_VERSION, "Statement": statements}
+
+
+def gcs_prefix_condition(bucket: str, prefix: str, *, listing: bool) -> dict[str, str]:
+    """IAM condition limiting a bucket role to objects under `prefix` (bucket needs uniform
+    bucket-level access). `listing`: also allow `objects.list` requests for that prefix, whose
+    resource is the bucket (the `storage.googleapis.com/objectListPrefix` request attribute)."""
+    if not prefix or prefix.startswith("/") or '"' in prefix or '"' in bucket:
+        raise ValueError(f"GCS prefix condition: bad bucket/prefix {bucket!r}/{prefix!r}")
+    expression = f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/{prefix}")'
+    if listing:
+        expression += f' || api.getAttribute("storage.googleapis.com/objectListPrefix", "").startsWith("{prefix}")'
+    title = f"prefix {prefix}"[:100]
+    return {"title": title, "expression": expression}
+
+
 def gcs_workload_bindings(workload: str) -> list[dict[str, str]]:
     """Bucket IAM bindings of a workload on GCS: one role per zone bucket it may use
     (`[{zone, role}]`). Zones are separate buckets, so no prefix conditions are needed."""

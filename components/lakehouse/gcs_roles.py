@@ -53,8 +53,17 @@ REQUIRED: dict[str, frozenset[str]] = {
             "storage.objects.delete",
         }
     ),  # fmt: skip
+    # The retraining agents (components.retraining): on their region's part of the decision log,
+    # list, read and create objects (never overwrite or delete); on candidates, read them.
+    "retrain-agent-own-prefix": frozenset({"storage.objects.list", "storage.objects.get", "storage.objects.create"}),
+    "retrain-agent-candidates": frozenset({"storage.objects.get"}),
 }
-"""Bucket permissions each service agent needs, by use."""
+"""Bucket permissions each service agent (or prefix-scoped workload) needs, by use."""
+
+CONDITIONAL_USES = frozenset({"retrain-agent-own-prefix", "retrain-agent-candidates"})
+"""Uses granted under an IAM condition (an object prefix; the buckets have uniform bucket-level
+access, which conditions need). Legacy roles (ACL-era, bucket-wide by design) are kept out of
+conditional grants."""
 
 
 @functools.cache
@@ -79,9 +88,10 @@ def roles_for(use: str) -> tuple[str, ...]:
     """The fewest-permission combination of `CANDIDATES` granting `REQUIRED[use]` (ties: fewer
     roles, then by name)."""
     required = REQUIRED[use]
+    pool = [r for r in CANDIDATES if not (use in CONDITIONAL_USES and r.startswith("roles/storage.legacy"))]
     best: tuple[int, int, tuple[str, ...]] | None = None
     for size in range(1, 4):
-        for combo in itertools.combinations(CANDIDATES, size):
+        for combo in itertools.combinations(pool, size):
             if missing(combo, required):
                 continue
             total = len(set().union(*(role_permissions(r) for r in combo)))

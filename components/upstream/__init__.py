@@ -12,7 +12,7 @@ This module only reads those files:
 - `chart_truth(name)`: a chart's default values, values schema, subcharts, pass-through paths and
   published versions;
 - `crd(api_version, kind)`: a custom resource's upstream CRD (served version's openAPIV3Schema,
-  scope, the chart that installs it).
+  scope, the chart that installs it, or the cloud that serves it: GKE's ComputeClass).
 """
 
 from __future__ import annotations
@@ -76,11 +76,17 @@ def chart_truth(name: str) -> ChartTruth | None:
         return None
     schema_file = folder / "values.schema.json"
     published = json.loads((folder / "published.json").read_text())
+    values = yaml.load((folder / "values.yaml").read_text(), Loader=_Loader) or {}
+    under = pin.get("defaults_under")
+    if under:
+        # The chart keeps its defaults under one key and merges them itself (Istio's
+        # templates/zzz_profile.yaml: `mergeOverwrite $defaults $.Values`): users set them at the top.
+        values = {**{k: v for k, v in values.items() if k != under}, **(values.get(under) or {})}
     return ChartTruth(
         name=name,
         version=str(pin["version"]),
         repo=pin["repo"],
-        values=yaml.load((folder / "values.yaml").read_text(), Loader=_Loader) or {},
+        values=values,
         values_schema=json.loads(schema_file.read_text()) if schema_file.is_file() else None,
         subcharts=dict(pin.get("subcharts") or {}),
         passthrough=tuple(pin.get("passthrough") or ()),
@@ -124,6 +130,10 @@ class CrdTruth:
     """`components/upstream/<file>`."""
     plural: str = ""
     """The REST resource name (`spec.names.plural`): `/apis/<group>/<version>/.../<plural>`."""
+    provided_by: str | None = None
+    """The cloud that serves this CRD in every cluster of its own (`gke`), None otherwise."""
+    provided_since: str | None = None
+    """The first cluster version that serves it (`1.30.3-gke.1451000`)."""
 
 
 @functools.cache
@@ -149,4 +159,24 @@ def crd(api_version: str, kind: str) -> CrdTruth | None:
         installed_by=entry["installed_by"],
         source=f"components/upstream/{entry['file']}",
         plural=doc["plural"],
+        provided_by=entry.get("provided_by"),
+        provided_since=entry.get("provided_since"),
     )
+
+
+def chart_file(name: str, file: str) -> str:
+    """A file of pinned chart `name` vendored verbatim (`files:` in pins.yaml, kept under its base
+    name), e.g. the template a controller renders at run time."""
+    return (HERE / "charts" / name / Path(file).name).read_text()
+
+
+@functools.cache
+def manifests(bundle: str) -> tuple[dict[str, Any], ...]:
+    """The documents of a vendored manifest bundle (`manifests.<bundle>` in pins.yaml), in file
+    order: what aicloud applies verbatim."""
+    folder = HERE / "manifests" / bundle
+    out: list[dict[str, Any]] = []
+    for entry in pins()["manifests"][bundle]:
+        text = (folder / Path(entry["path"]).name).read_text()
+        out += [d for d in yaml.load_all(text, Loader=_Loader) if isinstance(d, dict)]
+    return tuple(out)

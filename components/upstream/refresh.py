@@ -4,6 +4,9 @@ For every chart: `Chart.yaml`, `values.yaml`, `values.schema.json` (when the cha
 the evidence that its version is published (`published.json`); for every CRD file: the
 `openAPIV3Schema` of each served version (`crds/<group>/<plural>.json`); for every repository:
 its LICENSE. Each folder gets a `SOURCES.yaml` naming repository, ref, commit, path and sha256.
+A CRD that upstream ships only as a JSON schema (`adapter` in pins.yaml) is converted back to its
+openAPIV3Schema by `_datree_schema`; a CRD the cloud serves itself (`provided_by`) is marked so in
+`crds/INDEX.json`.
 
     python components/upstream/refresh.py                    # clone from github.com (needs network)
     python components/upstream/refresh.py --mirror DIR       # read git mirrors DIR/<owner>+<name>/repo
@@ -30,7 +33,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 PINS = HERE / "pins.yaml"
-GENERATED = ("charts", "crds", "LICENSES")
+GENERATED = ("charts", "crds", "manifests", "LICENSES")
 _SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
 try:
     _Loader: Any = yaml.CSafeLoader
@@ -117,7 +120,9 @@ def _semver_key(v: str) -> tuple[tuple[int, ...], str]:
     return (tuple(int(x) for x in m.groups()) if m else (0, 0, 0)), v
 
 
-def _published(chart: str, pin: dict[str, Any], repo: Repo) -> tuple[dict[str, Any], dict[str, Any]]:
+def _published(
+    chart: str, pin: dict[str, Any], repo: Repo, repo_of: Any = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(published.json, its SOURCES entry): every version the chart's repository offers."""
     how = pin["published"]
     if "index" in how:
@@ -147,6 +152,32 @@ def _published(chart: str, pin: dict[str, Any], repo: Repo) -> tuple[dict[str, A
             key=_semver_key,
         )
         kind, detail = "release_tag", {"note": "chart-releaser tags `<chart>-<version>` when it publishes"}
+    elif "release_builder" in how:
+        # Istio: its charts carry a placeholder version; istio/release-builder stamps the release's
+        # version into Chart.yaml (`chartFile.Version = manifest.Version`) and publishes the charts it
+        # lists in `repoHelmCharts` to the chart repository, once per release tag of the source.
+        builder = repo_of(how["release_builder"]["source"])
+        ref, path = how["release_builder"]["ref"], how["release_builder"]["path"]
+        code = builder.show(ref, path).decode()
+        listed = re.search(r"repoHelmCharts\s*=\s*\[\]string\{([^}]*)\}", code)
+        if (
+            not listed
+            or f'"{pin["path"]}"' not in listed.group(1)
+            or "chartFile.Version = manifest.Version" not in code
+        ):
+            raise SystemExit(
+                f"{chart}: {builder.name} {path} at {ref} does not publish {pin['path']} at the tag's version"
+            )
+        versions = sorted({t for t in repo.tags() if _SEMVER.match(t)}, key=_semver_key)
+        versions = [v for v in versions if _semver_key(v) <= _semver_key(str(pin["version"]))][-40:]
+        kind, detail = (
+            "release_builder",
+            {
+                "note": f"{builder.name} {path} stamps each release tag's version into {pin['path']}/Chart.yaml "
+                "and publishes it (repoHelmCharts)"
+            },
+        )
+        repo = builder
     elif "oci" in how:
         ref, path = pin["ref"], how["oci"]
         script = repo.show(ref, path).decode()
@@ -169,6 +200,46 @@ def _crd_docs(data: bytes) -> list[dict[str, Any]]:
         if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
             out.append(doc)
     return out
+
+
+def _datree_schema(doc: Any, where: str = "") -> Any:
+    """The openAPIV3Schema a datreeio/CRDs-catalog JSON schema was converted from: its converter
+    (Utilities/openapi2jsonschema.py) adds `additionalProperties: false` to every object schema,
+    which a structural CRD schema cannot carry, so every one of them is removed. Any other artefact
+    of that converter (int-or-string turned into `oneOf`, nullable fields given a `null` type) is
+    refused rather than guessed back."""
+    if isinstance(doc, list):
+        return [_datree_schema(v, f"{where}[{i}]") for i, v in enumerate(doc)]
+    if not isinstance(doc, dict):
+        return doc
+    if "oneOf" in doc or isinstance(doc.get("type"), list):
+        raise SystemExit(f"datree schema: unexpected converter artefact at {where or '.'}: {sorted(doc)}")
+    out = {}
+    for key, value in doc.items():
+        if key == "additionalProperties" and value is False:
+            continue
+        # `properties` maps field names to schemas: a field may itself be named like a keyword.
+        if key == "properties" and isinstance(value, dict):
+            out[key] = {k: _datree_schema(v, f"{where}.{k}") for k, v in value.items()}
+        else:
+            out[key] = _datree_schema(value, f"{where}.{key}" if key not in ("items",) else f"{where}[]")
+    return out
+
+
+def _adapted_truth(entry: dict[str, Any], data: bytes) -> dict[str, Any]:
+    """CRD truth from a file that is not a CRD manifest (`adapter` in pins.yaml)."""
+    if entry.get("adapter") != "datree-jsonschema":
+        raise SystemExit(f"{entry['path']}: unknown adapter {entry.get('adapter')!r}")
+    names = entry["crd"]
+    schema = _datree_schema(json.loads(data))
+    return {
+        "name": f"{names['plural']}.{names['group']}",
+        "group": names["group"],
+        "kind": names["kind"],
+        "plural": names["plural"],
+        "scope": names["scope"],
+        "versions": {names["version"]: {"storage": True, "deprecated": False, "openAPIV3Schema": schema}},
+    }
 
 
 def _crd_truth(crd: dict[str, Any]) -> dict[str, Any]:
@@ -249,8 +320,8 @@ def build(mirror: Path | None, cache: Path) -> Writer:
         r = repo(entry["source"])
         data = r.show(entry["ref"], entry["path"])
         commit = r.commit(entry["ref"])
-        for crd in _crd_docs(data):
-            truth = _crd_truth(crd)
+        truths = [_adapted_truth(entry, data)] if "adapter" in entry else [_crd_truth(c) for c in _crd_docs(data)]
+        for truth in truths:
             rel = f"crds/{truth['group']}/{truth['plural']}.json"
             out.put_json(rel, truth)
             crd_sources.setdefault(truth["group"], []).append(
@@ -262,10 +333,14 @@ def build(mirror: Path | None, cache: Path) -> Writer:
                     "commit": commit,
                     "path": entry["path"],
                     "sha256": _sha(data),
+                    **({"adapter": entry["adapter"]} if "adapter" in entry else {}),
                 }
             )
             for version in truth["versions"]:
-                crd_index[f"{truth['group']}/{version}/{truth['kind']}"] = {"file": rel, "installed_by": chart}
+                index: dict[str, Any] = {"file": rel, "installed_by": chart}
+                if entry.get("provided_by"):
+                    index.update(provided_by=entry["provided_by"], provided_since=str(entry["since"]))
+                crd_index[f"{truth['group']}/{version}/{truth['kind']}"] = index
         license_of(r.name, entry["ref"])
 
     for name, pin in pins["charts"].items():
@@ -274,7 +349,7 @@ def build(mirror: Path | None, cache: Path) -> Writer:
         sources = []
         chart_yaml = r.show(pin["ref"], f"{pin['path']}/Chart.yaml")
         declared = str(yaml.safe_load(chart_yaml).get("version"))
-        if declared != str(pin["version"]) and "oci" not in pin["published"]:
+        if declared != str(pin["version"]) and not {"oci", "release_builder"} & set(pin["published"]):
             raise SystemExit(f"{name}: Chart.yaml at {pin['ref']} says {declared}, pinned {pin['version']}")
         for file in ("Chart.yaml", "values.yaml", "values.schema.json"):
             path = f"{pin['path']}/{file}"
@@ -292,6 +367,20 @@ def build(mirror: Path | None, cache: Path) -> Writer:
                     "sha256": _sha(data),
                 }
             )
+        for extra in pin.get("files", []):
+            # Chart files the controller renders at run time (Istio's gateway Deployment template).
+            data = r.show(pin["ref"], f"{pin['path']}/{extra}")
+            out.put(f"charts/{name}/{Path(extra).name}", data)
+            sources.append(
+                {
+                    "file": Path(extra).name,
+                    "repository": r.name,
+                    "ref": pin["ref"],
+                    "commit": commit,
+                    "path": f"{pin['path']}/{extra}",
+                    "sha256": _sha(data),
+                }
+            )
         refs = r.values_refs(pin["ref"], f"{pin['path']}/templates")
         out.put_json(f"charts/{name}/values_refs.json", {"chart": name, "paths": refs})
         sources.append(
@@ -304,7 +393,7 @@ def build(mirror: Path | None, cache: Path) -> Writer:
                 "derived": "every `.Values.<path>` the templates read",
             }
         )
-        published, src = _published(name, pin, r)
+        published, src = _published(name, pin, r, repo)
         if str(pin["version"]) not in published["versions"]:
             raise SystemExit(f"{name} {pin['version']} is not published ({published['kind']}: {src})")
         out.put_json(f"charts/{name}/published.json", published)
@@ -318,6 +407,26 @@ def build(mirror: Path | None, cache: Path) -> Writer:
             vendor_crds({"source": pin["source"], "ref": pin["ref"], **entry}, name)
     for entry in pins.get("crds", []):
         vendor_crds(entry, None)
+    for bundle, entries in (pins.get("manifests") or {}).items():
+        # Manifests aicloud applies as they are (CRDs no chart installs), verbatim.
+        files = []
+        for entry in entries:
+            r = repo(entry["source"])
+            data = r.show(entry["ref"], entry["path"])
+            rel = f"manifests/{bundle}/{Path(entry['path']).name}"
+            out.put(rel, data)
+            files.append(
+                {
+                    "file": Path(rel).name,
+                    "repository": r.name,
+                    "ref": entry["ref"],
+                    "commit": r.commit(entry["ref"]),
+                    "path": entry["path"],
+                    "sha256": _sha(data),
+                }
+            )
+            license_of(r.name, entry["ref"])
+        out.put_yaml(f"manifests/{bundle}/SOURCES.yaml", {"bundle": bundle, "files": files})
     for group, entries in crd_sources.items():
         out.put_yaml(f"crds/{group}/SOURCES.yaml", {"group": group, "files": entries})
     out.put_json("crds/INDEX.json", crd_index)

@@ -55,6 +55,9 @@ from policies.common import (
     schedulable_on,
     tolerates,
 )
+from policies.readiness.admission import PSA_ENFORCE
+from policies.readiness.admission import violations as psa_violations
+from policies.readiness.gateways import GATEWAY_GROUP, GKE_GATEWAY_CLASSES, istio_data_plane
 from policies.readiness.helm import check_keys, dicts_named, merged_values
 from policies.readiness.schedule import RESOURCE_NAMES, allocatable, pod_requests, pods_per_node, surge
 
@@ -176,6 +179,15 @@ class Cluster:
                 out |= {f"chart:{rel.truth.name}", *(f"chart:{s}" for s in rel.truth.subcharts.values())}
         if self.gke_autoscaling:
             out.add("node-autoscaler")
+        for res in self.objects:
+            if res.kind == "CustomResourceDefinition":
+                group, kind = dig(res.props, "spec.group"), dig(res.props, "spec.names.kind")
+                if isinstance(group, str) and isinstance(kind, str):
+                    out.add(f"crd:{group}/{kind}")
+        if self.gateway_api:
+            # GKE's managed Gateway API: the CRDs and GKE's controller of its own classes.
+            out.add(f"crd:{GATEWAY_GROUP}/*")
+            out |= {f"gatewayclass:{k}" for k in GKE_GATEWAY_CLASSES}
         return out
 
 
@@ -278,7 +290,24 @@ def inventory(view: StackView) -> dict[str, Cluster]:
     for c in clusters.values():
         if not c.cloud:
             c.cloud = "gcp" if any(p.cloud == "gcp" for p in c.pools) else "aws"
+        c.objects += gateway_data_planes(c)
     return clusters
+
+
+def gateway_data_planes(c: Cluster) -> list[Res]:
+    """What the cluster's Gateway implementation creates for each Gateway of its class (Istio: the
+    data plane's ServiceAccount and Deployment in the Gateway's namespace), so that those pods are
+    checked for admission and placement like the stack's own."""
+    istiod = next((r for r in c.releases if r.truth is not None and r.truth.name == "istiod"), None)
+    if istiod is None:
+        return []
+    out = []
+    for res in c.objects:
+        if res.kind == "Gateway" and dig(res.props, "spec.gatewayClassName") == "istio":
+            for doc in istio_data_plane(res.props, istiod.merged or {}):
+                type_ = f"kubernetes:{doc['apiVersion'] if '/' in doc['apiVersion'] else 'core/v1'}:{doc['kind']}"
+                out.append(Res(type=type_, name=f"{res.name}.dataPlane.{doc['kind']}", urn=res.urn, props=doc))
+    return out
 
 
 def runtime_objects(res: Res) -> list[Res]:
@@ -357,7 +386,11 @@ def check_objects(c: Cluster, report: Report) -> None:
         group = api_version.split("/")[0]
         if truth.installed_by is not None and f"chart:{truth.installed_by}" in apis:
             continue
-        if group == "gateway.networking.k8s.io" and c.gateway_api:
+        if group == GATEWAY_GROUP:
+            _check_gateway_api(c, res, apis, report)
+            continue
+        if truth.provided_by is not None:
+            _check_provided(c, res, truth, report)
             continue
         installer = (
             f"the {truth.installed_by} chart (pinned in components/upstream/pins.yaml)"
@@ -376,6 +409,149 @@ def check_objects(c: Cluster, report: Report) -> None:
                 res.urn,
             )
         )
+
+
+PROVIDERS = {"gke": ("gcp", "GKE")}
+"""`provided_by` of a vendored CRD -> (cloud whose clusters serve it, its name in findings)."""
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    """`1.30.3-gke.1451000` -> (1, 30, 3, 1451000); `1.33` -> (1, 33)."""
+    return tuple(int(n) for n in re.findall(r"\d+", version))
+
+
+def _check_provided(c: Cluster, res: Res, truth: upstream.CrdTruth, report: Report) -> None:
+    """A CRD the cloud serves itself (GKE's ComputeClass): fine in that cloud's clusters from the
+    version that serves it; on another cloud, or at a cluster version that may predate it, the API
+    server rejects the object."""
+    cloud, name = PROVIDERS.get(truth.provided_by or "", (None, str(truth.provided_by)))
+    since = truth.provided_since or ""
+    first = _version_key(since)
+    if c.cloud == cloud:
+        # The stack pins a minor (`1.30`) and the cloud picks the patch: a minor below the first
+        # serving version's, or equal to it when that needs a later patch, may run without it.
+        minor = _version_key(c.version)[:2]
+        if minor > first[:2] or (minor == first[:2] and len(first) <= 2):
+            return
+        why = (
+            f"cluster {c.key} runs Kubernetes {c.version}, which {name} may run below {since}; set "
+            f"cluster.version to {first[0]}.{first[1] + 1} or later"
+        )
+    else:
+        where = {"aws": "an EKS cluster", "gcp": "a GKE cluster"}.get(c.cloud, f"a {c.cloud} cluster")
+        why = f"cluster {c.key} is {where}, where nothing serves it; do not render it there"
+    report.findings.append(
+        Finding(
+            "readiness-crd-controller",
+            c.key,
+            _label(res),
+            "kind",
+            f"{res.props.get('kind')} ({res.props.get('apiVersion')}) is served by {name} itself, from "
+            f"{since}: {why}, or the API server rejects the object.",
+            res.urn,
+        )
+    )
+
+
+def _gateway_controllers() -> dict[str, str]:
+    """Gateway class -> the pinned chart whose controller serves it (`provides: gatewayclass:<class>`)."""
+    out = {}
+    for name in upstream.pins()["charts"]:
+        truth = upstream.chart_truth(name)
+        for api in truth.provides if truth is not None else ():
+            if api.startswith("gatewayclass:"):
+                out[api.split(":", 1)[1]] = name
+    return out
+
+
+def _check_gateway_api(c: Cluster, res: Res, apis: set[str], report: Report) -> None:
+    """A Gateway API object needs its CRD in the cluster (applied by the stack, or GKE's), a
+    Gateway the controller of its class, a route a Gateway of this stack to attach to."""
+    kind = res.kind
+    label = _label(res)
+
+    def finding(path: str, message: str) -> None:
+        report.findings.append(Finding("readiness-crd-controller", c.key, label, path, message, res.urn))
+
+    if f"crd:{GATEWAY_GROUP}/{kind}" not in apis and f"crd:{GATEWAY_GROUP}/*" not in apis:
+        finding(
+            "kind",
+            f"{kind} ({GATEWAY_GROUP}) has no CRD in cluster {c.key}: the stack applies no Gateway API CRDs there "
+            "(and GKE's gatewayApiConfig is off), so the API server rejects the object; install the Gateway API "
+            "implementation with its CRDs, or do not route through a Gateway.",
+        )
+        return
+    if kind == "Gateway":
+        cls = dig(res.props, "spec.gatewayClassName")
+        if f"gatewayclass:{cls}" not in apis:
+            known = _gateway_controllers()
+            how = (
+                f"the {known[cls]} chart (pinned in components/upstream/pins.yaml)"
+                if cls in known
+                else f"a controller of class {cls!r} (aicloud pins none; GKE serves {', '.join(GKE_GATEWAY_CLASSES)})"
+            )
+            finding(
+                "spec.gatewayClassName",
+                f"Gateway class {cls!r} has no controller in cluster {c.key}: the stack installs {how} nowhere in "
+                "that cluster, so the Gateway is never programmed and nothing serves its routes.",
+            )
+        return
+    gateways = {
+        (_namespace(o), _meta_name(o)): o for o in c.objects if o.kind == "Gateway" and dig(o.props, "apiVersion", "")
+        .startswith(GATEWAY_GROUP)
+    }  # fmt: skip
+    for i, ref in enumerate(as_list(dig(res.props, "spec.parentRefs"))):
+        if dig(ref, "kind", "Gateway") != "Gateway":
+            continue
+        key = (dig(ref, "namespace") or _namespace(res), dig(ref, "name"))
+        parent = gateways.get(key)
+        if parent is None:
+            finding(
+                f"spec.parentRefs[{i}]",
+                f"{kind} attaches to Gateway {key[0]}/{key[1]}, which the stack does not render in cluster {c.key}: "
+                "no Gateway accepts the route.",
+            )
+        elif f"gatewayclass:{dig(parent.props, 'spec.gatewayClassName')}" not in apis:
+            finding(
+                f"spec.parentRefs[{i}]",
+                f"{kind} attaches to Gateway {key[0]}/{key[1]}, whose class "
+                f"{dig(parent.props, 'spec.gatewayClassName')!r} has no controller in cluster {c.key}: nothing "
+                "serves the route.",
+            )
+
+
+# --------------------------------------------------------------------------- Pod Security
+
+
+def check_pod_security(c: Cluster, report: Report) -> None:
+    """Every pod template of the cluster passes the Pod Security level its namespace enforces
+    (namespaces the stack creates, with their `pod-security.kubernetes.io/enforce` label)."""
+    levels = {
+        _meta_name(o): dig(o.props, "metadata.labels", {}).get(PSA_ENFORCE)
+        for o in c.objects
+        if o.kind == "Namespace" and isinstance(dig(o.props, "metadata.labels"), dict)
+    }
+    for res in c.objects:
+        level = levels.get(_namespace(res))
+        if level not in ("baseline", "restricted"):
+            continue
+        for tpl in pod_templates(res):
+            problems = psa_violations(tpl.spec, level)
+            if not problems:
+                continue
+            where, _ = problems[0]
+            report.findings.append(
+                Finding(
+                    "readiness-pod-admission",
+                    c.key,
+                    _label(res),
+                    f"{tpl.where}.{where}",
+                    f"namespace {_namespace(res)} enforces Pod Security {level!r}, which rejects these pods: "
+                    + "; ".join(f"{w}: {m}" for w, m in problems[:4])
+                    + ".",
+                    res.urn,
+                )
+            )
 
 
 # --------------------------------------------------------------------------- Helm
@@ -1153,6 +1329,7 @@ def report(view: StackView) -> Report:
             continue
         check_objects(c, rep)
         check_releases(c, rep)
+        check_pod_security(c, rep)
         check_storage(c, rep)
         check_metrics(c, rep)
         check_scheduling(c, rep)
@@ -1178,7 +1355,8 @@ _DESCRIPTIONS = {
     "upstream truth.",
     "readiness-helm-values": "Every Helm value key exists in the pinned chart (or is a pass-through subtree); "
     "merged values pass the chart's values.schema.json.",
-    "readiness-pod-admission": "Chart defaults merged with our values produce pods the API server admits.",
+    "readiness-pod-admission": "Chart defaults merged with our values produce pods the API server admits, and every "
+    "pod (including a Gateway's data plane its controller provisions) passes its namespace's Pod Security level.",
     "readiness-storage": "Every volume claim has a StorageClass whose provisioner is installed.",
     "readiness-metrics": "Every HPA has its metrics API; every ScaledObject trigger points at a Prometheus that "
     "exists in its cluster.",

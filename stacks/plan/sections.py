@@ -63,7 +63,12 @@ def pools_section(plan: Plan) -> Section:
             p["role"],
             p["machineType"],
             f"{p['gpusPerNode']} x {p['gpu']}" if p["gpu"] else "-",
-            f"{p['minNodes']}-{p['maxNodes']}",
+            f"{p['minNodes']}-{p['maxNodes']}"
+            + (
+                f" (tiers allow {p['reachableNodes']})"
+                if p.get("reachableNodes", p["maxNodes"]) > p["maxNodes"]
+                else ""
+            ),
             " > ".join(t["tier"] for t in p["capacity"]["tiers"])
             if p.get("capacity")
             else ("spot" if p["spot"] else "on-demand"),
@@ -90,14 +95,23 @@ def pools_section(plan: Plan) -> Section:
         "rows": rows,
         "notes": [
             "Cost: catalog on-demand list price per node-hour x the region's price factor; spot pools at their "
-            "highest price (AWS on-demand, GCP 40 %); the Cost section shows the spot range and everything else."
+            "highest price (AWS on-demand, GCP 40 %); the Cost section shows the spot range and everything else.",
+            *(
+                [
+                    "`tiers allow N`: the chain's tiers each have their own limit (a Karpenter NodePool / GKE node "
+                    "pool per tier) and add up to more than maxNodes; GPUs and cost at max count the N nodes."
+                ]
+                if any(p.get("reachableNodes", p["maxNodes"]) > p["maxNodes"] for p in plan.pools)
+                else []
+            ),
         ],
     }
 
 
 def capacity_section(plan: Plan) -> Section:
-    """Every GPU pool's capacity chain: each tier's limit, price per node-hour and whether it can
-    serve a gang; the pool's best and worst case per hour. Pools without a chain show their one tier."""
+    """Every GPU pool's capacity chain: each tier's limit, price per node-hour and where it comes
+    from, whether it can serve a gang; the pool's best and worst case per hour at max and what its
+    reservations cost while held. Pools without a chain show their one tier."""
     rows = []
     gpu_pools = [p for p in plan.pools if p["gpu"]]
     held = 0
@@ -115,12 +129,15 @@ def capacity_section(plan: Plan) -> Section:
                     f"1. {tier}",
                     p["maxNodes"],
                     f"{_money(price * low)}-{_money(price * high)}" if p["spot"] else _money(price),
+                    "spot range (catalog)" if p["spot"] else "on-demand list",
                     "no" if p["spot"] else f"up to {p['maxNodes']}",
                     f"{_money(p['costPerHourMaxLow'])} / {_money(p['costPerHourMax'])}",
+                    _money(0),
                 ]
             )
             continue
         held += any(t["kind"] in ("reservation", "capacity-block", "flex") for t in chain["tiers"])
+        best = ("≤ " if chain.get("bestCaseUpperBound") else "") + _money(chain["bestCasePerHour"])
         for j, t in enumerate(chain["tiers"]):
             low, high = t["pricePerNodeHour"]
             ref = f" {t['ref']}" if t.get("ref") else ""
@@ -132,26 +149,35 @@ def capacity_section(plan: Plan) -> Section:
                     f"{j + 1}. {t['kind']}{ref}" + (f" ({t['zone']})" if t.get("zone") else ""),
                     t["maxNodes"],
                     _money(low) if low == high else f"{_money(low)}-{_money(high)}",
+                    "from config" if t["priceSource"] == "config" else t["priceSource"],
                     f"up to {t['maxNodes']}" if t["gang"] else "no",
                     (
-                        f"{_money(chain['bestCasePerHour'])} ({chain['bestCaseNodes']} nodes) / "
+                        f"{best} ({chain['bestCaseNodes']} nodes) / "
                         f"{_money(chain['worstCasePerHour'])} ({chain['worstCaseNodes']} nodes)"
                     )
                     if j == 0
                     else "",
+                    _money(chain.get("committedPerHour", 0)) if j == 0 else "",
                 ]
             )
     return {
         "title": "Capacity chains",
-        "columns": ["region", "pool", "machine", "tier", "max nodes", "$/node-h", "gang", "best / worst $/h"],
+        "columns": [
+            "region", "pool", "machine", "tier", "max nodes", "$/node-h", "price from", "gang",
+            "best / worst $/h at max", "held $/h",
+        ],  # fmt: skip
         "rows": rows,
         "notes": [
             f"{held} of {len(gpu_pools)} GPU pools hold a reserved, Capacity Block or flex-start tier.",
-            "Tiers are tried in order (EKS: Karpenter NodePool weights; GKE: one node pool per tier, selectable by "
-            "the aicloud.dev/capacity-tier label). Gang: the most nodes of one gang one tier can hold (spot: none, "
-            "a preemption breaks the gang). Best case: the pool's maxNodes from the cheapest tiers, spot at its "
-            "lowest; worst case: every tier at its limit at its highest price (limits are per tier). Reservation "
-            "and flex tiers are priced at on-demand unless the tier sets pricePerHour.",
+            "Tiers are tried in order (EKS: Karpenter NodePool weights; GKE: the pool's ComputeClass, one "
+            "node-pool priority per tier, with active migration back to the preferred tier). Gang: the most "
+            "nodes of one gang one tier can hold (spot: none, a preemption breaks the gang). Best case: the "
+            "pool's maxNodes from the cheapest tiers, spot at its lowest (≤: a tier priced at its upper "
+            "bound); worst case: every tier at its limit at its highest price (limits are per tier). Held: "
+            "what reservations and Capacity Blocks bill per hour while held, nodes or not.",
+            "Prices: a tier's pricePerHour from config (required for a Capacity Block, priced at purchase); "
+            "else reservations at the on-demand rate they bill at, flex-start at most the on-demand list "
+            "(sources in components/catalog/prices.yaml).",
         ],
     }
 

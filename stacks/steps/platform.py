@@ -1,7 +1,8 @@
 """The cluster platform's step and plan sections: node autoscaling, foundations, and the deploy path.
 
 `deploy_access` (after `deploy_ci`): the CI deploy role `aicloud:ci` creates gets a cluster-admin
-access entry on every EKS cluster, so later `pulumi up` runs (as that role) can apply objects.
+access entry on every EKS cluster, so later `pulumi up` runs (as that role) can apply objects; the
+read-only preview role gets a view entry, so pull-request previews read the clusters.
 
 Sections:
 - `platform`: per region, the node autoscaler, each pool's floor and how far it can grow against the
@@ -22,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_aws as aws
 
-from components.cluster import EKS_ADMIN_POLICY
+from components.base import merge_tags
+from components.ci import CI_ROLE_TAG, GKE_OBJECT_READ_ROLES
+from components.cluster import EKS_ADMIN_POLICY, EKS_VIEW_POLICY
 from components.foundations import GKE_BUILTIN_CLASSES
 
 if TYPE_CHECKING:
@@ -36,29 +39,36 @@ HELM = "kubernetes:helm.sh/v3:Release"
 
 
 def deploy_access(d: Deployment) -> None:
-    """Cluster-admin access entries on every EKS cluster for the CI deploy role of `aicloud:ci`."""
-    role = d.outputs.get("ci:aws:deployRoleArn")
-    if role is None:
-        return
+    """Access entries on every EKS cluster for the CI identities of `aicloud:ci`: the deploy role
+    as cluster admin, the read-only preview role with `AmazonEKSViewPolicy` (what `pulumi preview`
+    reads: discovery, schemas, live objects; no Secrets, no writes)."""
+    roles = [
+        ("deploy", d.outputs.get("ci:aws:deployRoleArn"), EKS_ADMIN_POLICY),
+        ("preview", d.outputs.get("ci:aws:previewRoleArn"), EKS_VIEW_POLICY),
+    ]
     for spec in d.config.regions:
         if spec.cloud != "aws":
             continue
         cluster = d.regions[spec.name].cluster
-        entry = aws.eks.AccessEntry(
-            f"{spec.name}-ci-deploy-access",
-            cluster_name=cluster.cluster_name,
-            principal_arn=role,
-            type="STANDARD",
-            opts=pulumi.ResourceOptions(parent=cluster, provider=d.providers[spec.name]),
-        )
-        aws.eks.AccessPolicyAssociation(
-            f"{spec.name}-ci-deploy-access-policy",
-            cluster_name=cluster.cluster_name,
-            principal_arn=entry.principal_arn,
-            policy_arn=EKS_ADMIN_POLICY,
-            access_scope={"type": "cluster"},
-            opts=pulumi.ResourceOptions(parent=entry, provider=d.providers[spec.name]),
-        )
+        for kind, role, policy in roles:
+            if role is None:
+                continue
+            entry = aws.eks.AccessEntry(
+                f"{spec.name}-ci-{kind}-access",
+                cluster_name=cluster.cluster_name,
+                principal_arn=role,
+                type="STANDARD",
+                tags=merge_tags(d.tags, {CI_ROLE_TAG: kind}),
+                opts=pulumi.ResourceOptions(parent=cluster, provider=d.providers[spec.name]),
+            )
+            aws.eks.AccessPolicyAssociation(
+                f"{spec.name}-ci-{kind}-access-policy",
+                cluster_name=cluster.cluster_name,
+                principal_arn=entry.principal_arn,
+                policy_arn=policy,
+                access_scope={"type": "cluster"},
+                opts=pulumi.ResourceOptions(parent=entry, provider=d.providers[spec.name]),
+            )
 
 
 # --------------------------------------------------------------------------- readings of the plan
@@ -282,16 +292,47 @@ def platform_section(plan: Plan) -> dict[str, Any] | None:
     }
 
 
+def preview_reads(plan: Plan) -> dict[str, str]:
+    """Per region key: what the CI preview identity may read in that cluster (`-`: the stack names
+    no preview identity for that cloud)."""
+    out: dict[str, str] = {}
+    for entry in plan.of_type("aws:eks/accessEntry:AccessEntry"):
+        if (entry.inputs.get("tags") or {}).get(CI_ROLE_TAG) != "preview":
+            continue
+        names = [c.inputs.get("policyArn", "?").rsplit("/", 1)[-1] for c in plan.children(entry.urn)]
+        out[plan.region_of(entry)] = "EKS access entry: " + (", ".join(names) or "no access policy")
+    accounts = [
+        a
+        for a in plan.of_type("gcp:serviceaccount/account:Account")
+        if str(a.inputs.get("accountId", "")).startswith("ci-preview-")
+    ]
+    roles = sorted(
+        {str(m.inputs.get("role")) for a in accounts for m in plan.children(a.urn) if "role" in m.inputs}
+        & GKE_OBJECT_READ_ROLES
+    )
+    for spec in plan.config.regions:
+        if spec.cloud == "gcp" and accounts:
+            out[spec.name] = f"IAM {', '.join(roles)}" if roles else "nothing (no GKE read role)"
+    return out
+
+
 def access_section(plan: Plan) -> dict[str, Any] | None:
-    """Per cluster: API endpoint, where in-cluster objects are applied from, and the route."""
+    """Per cluster: API endpoint, where in-cluster objects are applied from, and the route; where
+    the pull-request preview runs, its route and what its identity reads."""
     regions = plan.of_type("aicloud:platform:RegionalPlatform")
     if not regions:
         return None
     deploy = next((r.outputs for r in plan.of_type("aicloud:platform:DeployPath")), {})
+    reads = preview_reads(plan)
     k8s_count: dict[str, int] = {}
     for r in plan.resources:
         if r.custom and r.type.startswith("kubernetes:"):
             k8s_count[plan.region_of(r)] = k8s_count.get(plan.region_of(r), 0) + 1
+
+    def route(api: dict[str, Any], key: str, detail: str) -> str:
+        value = api.get(key, "-")
+        return value if value != "unreachable" else f"{value}: {api.get(detail)}"
+
     rows = []
     for reg in regions:
         api = reg.outputs.get("apiAccess") or {}
@@ -302,17 +343,27 @@ def access_section(plan: Plan) -> dict[str, Any] | None:
                 endpoint,
                 k8s_count.get(reg.name, 0),
                 deploy.get("appliedFrom", "-"),
-                api.get("route", "-") + ("" if api.get("route") != "unreachable" else f": {api.get('detail')}"),
+                route(api, "route", "detail"),
+                route(api, "previewRoute", "previewDetail"),
+                reads.get(reg.name, "-"),
             ]
         )
     routes = ", ".join(f"{row[0]} {row[4].split(':')[0]}" for row in rows)
+    previews = ", ".join(f"{row[0]} {row[5].split(':')[0]}" for row in rows)
     return {
         "title": "Cluster access",
-        "compact": [f"**Cluster access** (applied from {deploy.get('appliedFrom', '-')}): {routes}"],
-        "columns": ["region", "API endpoint", "k8s objects", "applied from", "route"],
+        "compact": [
+            f"**Cluster access** (applied from {deploy.get('appliedFrom', '-')}): {routes}; "
+            f"pull-request preview: {previews}"
+        ],
+        "columns": ["region", "API endpoint", "k8s objects", "applied from", "route", "preview route", "preview reads"],
         "rows": rows,
         "notes": [
             f"`pulumi up` runs on: {', '.join(deploy.get('runsOn') or [])}; the policy "
-            "aicloud-deployer-reaches-cluster-api fails the plan when a route is unreachable (README: Deploy path)."
+            "aicloud-deployer-reaches-cluster-api fails the plan when a route is unreachable (README: Deploy path).",
+            f"The pull-request `pulumi preview` runs on: {', '.join(deploy.get('previewRunsOn') or [])} "
+            f"({deploy.get('previewedFrom', '-')}); its identity is read-only, so the cluster refuses its server-side "
+            "dry-runs and the provider diffs those objects client-side. aicloud-preview-reaches-cluster-api reports a "
+            "cluster it cannot reach or read.",
         ],
     }

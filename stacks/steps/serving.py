@@ -68,6 +68,7 @@ def deploy_serving(d: Deployment) -> None:
             identity=identity,
             front_door_cidrs=cidrs,
             neg=door is not None and region.cloud == "gcp",
+            system_pool=region.system_pool.name,
             opts=pulumi.ResourceOptions(parent=platform, providers=[platform.k8s_provider]),
         )
         d.outputs[f"{key}:serving"] = {"namespace": plan.namespace, "service": plan.model}

@@ -10,7 +10,9 @@
    curated/features, writes checkpoints/models of its cloud's lakehouse), `server` in each serving
    region (reads models: the region's replica when there is one, else the primary's bucket),
    `retrain` in each primary region when the stack retrains (reads features, appends to models;
-   it shares the trainer's namespace).
+   it shares the trainer's namespace), and `retrain-agent` in each serving region when the stack
+   retrains (list, read and create under its region's prefix of the decision log in the primary
+   lakehouse; read candidates in the region's copy of the models zone: `agent_grants`).
 
 Zone URIs are stack outputs `<primary region key>:lake:<zone>` (`s3://...`, `gs://...`).
 
@@ -37,7 +39,15 @@ from components.lakehouse import (
     GcpScratchNetwork,
     StorageSpec,
 )
-from components.lakehouse.documents import ZONE_ACCESS, gcs_workload_bindings, s3_workload_policy
+from components.lakehouse.documents import (
+    ZONE_ACCESS,
+    gcs_prefix_condition,
+    gcs_workload_bindings,
+    s3_prefix_policy,
+    s3_workload_policy,
+)
+from components.lakehouse.gcs_roles import roles_for
+from components.retraining import agent_grants
 from components.training import TRAINING_ALLOWS
 
 if TYPE_CHECKING:
@@ -88,6 +98,16 @@ def deploy_storage(d: Deployment) -> None:
                 replicas.get(region.name),
                 namespace_name=d.config.serving.namespace if d.config.serving is not None else None,
             )
+            retraining = d.config.monitoring.retraining if d.config.monitoring is not None else None
+            if retraining is not None and d.config.serving is not None:
+                ids["retrain-agent"] = _agent_identity(
+                    d,
+                    region.name,
+                    lake,
+                    replicas.get(region.name),
+                    d.config.serving.model,
+                    namespace=ids["trainer"].namespace_resource if "trainer" in ids else None,
+                )
         if ids:
             d.identities[region.name] = ids
 
@@ -221,6 +241,67 @@ def _identity(
         namespace=namespace,
         namespace_name=namespace_name,
         allows=NAMESPACE_ALLOWS.get(workload, ()),
+        opts=opts,
+    )
+
+
+def _agent_identity(
+    d: Deployment,
+    key: str,
+    lake: Lakehouse,
+    replica: Replica | None,
+    model: str,
+    namespace: k8s.core.v1.Namespace | None,
+) -> WorkloadIdentity:
+    """The retraining agent's identity in serving region `key`: prefix-scoped grants
+    (`agent_grants`) on the primary lakehouse's models zone (its region's part of the decision
+    log) and on the region's copy of the models zone (candidates)."""
+    platform = d.regions[key]
+    copy: Lakehouse | Replica = replica if replica is not None and "models" in replica.buckets else lake
+    sources = {"models": lake, "models-copy": copy}
+    grants = agent_grants(model, key)
+    opts = pulumi.ResourceOptions(parent=platform.cluster, providers=[platform.k8s_provider])
+    name = f"{key}-retrain-agent"
+    uris = {"models": lake.uris["models"]}
+    if isinstance(lake, AwsLakehouse):
+        keys = {lake.region: lake.key.arn, copy.region: copy.key.arn}
+        policy = pulumi.Output.all(
+            pulumi.Output.all(*[sources[g["zone"]].buckets["models"].arn for g in grants]),
+            pulumi.Output.all(*keys.values()),
+        ).apply(
+            lambda a: json.dumps(
+                s3_prefix_policy(
+                    [{**g, "bucket_arn": arn} for g, arn in zip(grants, a[0], strict=True)],
+                    dict(zip(keys, a[1], strict=True)),
+                )
+            )
+        )
+        return EksWorkloadIdentity(
+            name,
+            "retrain-agent",
+            oidc_provider_arn=platform.cluster.oidc_provider_arn,  # type: ignore[union-attr]
+            oidc_issuer=platform.cluster.oidc_issuer,  # type: ignore[union-attr]
+            policy=policy,
+            zone_uris=uris,
+            tags=d.tags,
+            namespace=namespace,
+            opts=opts,
+        )
+    roles: list[tuple[str, Any, str, Any]] = []
+    for g in grants:
+        bucket = sources[g["zone"]].buckets["models"].name
+        use = "retrain-agent-own-prefix" if g["access"] == "create" else "retrain-agent-candidates"
+        listing = g["access"] == "create"
+        condition = bucket.apply(lambda b, p=g["prefix"], lst=listing: gcs_prefix_condition(b, p, listing=lst))
+        roles += [(g["zone"], bucket, role, condition) for role in roles_for(use)]
+    return GkeWorkloadIdentity(
+        name,
+        "retrain-agent",
+        project=d.config.gcp_project,  # type: ignore[arg-type]
+        account_id=name[:30],
+        bucket_roles=roles,
+        zone_uris=uris,
+        namespace=namespace,
         opts=opts,
     )
 

@@ -27,7 +27,12 @@ GOOD = {
                     **P5,
                     "capacity": [
                         {"reservation": "cr-0f9e8d7c6b5a40312", "zone": "us-east-1a", "maxNodes": 2},
-                        {"capacityBlock": "cr-0a1b2c3d4e5f60718", "instanceType": "p5.48xlarge", "maxNodes": 4},
+                        {
+                            "capacityBlock": "cr-0a1b2c3d4e5f60718",
+                            "instanceType": "p5.48xlarge",
+                            "maxNodes": 4,
+                            "pricePerHour": 40.0,
+                        },
                         "on-demand",
                         "spot",
                     ],
@@ -113,13 +118,18 @@ GCP = "aicloud:regions[1](gcp-usc1).nodePools[1](train)"
             lambda r: r["regions"][0]["nodePools"][1].update(
                 machineType="g6e.xlarge",
                 role="inference",
-                capacity=[{"capacityBlock": "cr-0a1b2c3d4e5f60718"}, "on-demand"],
+                capacity=[{"capacityBlock": "cr-0a1b2c3d4e5f60718", "pricePerHour": 5.0}, "on-demand"],
             ),
             f"{AWS}.capacity[0].capacityBlock: EC2 sells Capacity Blocks for ",
         ),
         (
-            lambda r: chain(r, 1).insert(0, {"capacityBlock": "cr-0a1b2c3d4e5f60718"}),
+            lambda r: chain(r, 1).insert(0, {"capacityBlock": "cr-0a1b2c3d4e5f60718", "pricePerHour": 40.0}),
             f"{GCP}.capacity[0].capacityBlock: Capacity Blocks are EC2's",
+        ),
+        # a Capacity Block without its price (AWS prices each block when it is bought)
+        (
+            lambda r: chain(r, 0)[1].pop("pricePerHour"),
+            f"{AWS}.capacity[1].pricePerHour: a Capacity Block is priced when it is bought",
         ),
         # flex-start on a cloud / type that lacks it, or for longer than 7 days
         (

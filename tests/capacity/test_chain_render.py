@@ -51,7 +51,7 @@ CHAIN = [
             "zone": "us-east-1a",
             "maxNodes": 2,
         },
-        {"capacityBlock": "cr-0a1b2c3d4e5f60718", "instanceType": "p5.48xlarge", "maxNodes": 4},
+        {"capacityBlock": "cr-0a1b2c3d4e5f60718", "instanceType": "p5.48xlarge", "maxNodes": 4, "pricePerHour": 40.0},
         "on-demand",
         "spot",
     )

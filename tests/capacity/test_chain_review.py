@@ -29,6 +29,41 @@ def test_chain_prices_best_and_worst_case():
     assert s["worstCasePerHour"] == round(2 * 40 + 4 * 55.04 + 4 * 55.04, 4)
     assert s["gangTiers"] == ["res0", "od"] and s["largestGang"] == 4
     assert s["guaranteedBeforeOnDemand"] is True
+    # The reservation bills while held, nodes or not: 2 x 40.
+    assert s["committedPerHour"] == 80.0
+    assert [t["priceSource"] for t in s["tiers"]] == ["config", "on-demand list", "spot range (catalog)"]
+
+
+def test_tier_prices_come_from_config_or_the_catalogs_sourced_rules():
+    from components.catalog import load_catalog
+
+    rules = {c: load_catalog().prices[c]["capacity_tiers"] for c in ("aws", "gcp")}
+    assert rules == {
+        "aws": {"reservation": "on-demand", "capacity-block": "config"},
+        "gcp": {"reservation": "on-demand", "flex": "at-most-on-demand"},
+    }
+    # A reservation without a committed price bills at on-demand; with one, at it.
+    s = chain_summary(tiers({"reservation": "r", "maxNodes": 1}, "on-demand"), cloud="gcp", price_per_node=88.25,
+                      max_nodes=2, gpus_per_node=8)  # fmt: skip
+    assert s["tiers"][0]["pricePerNodeHour"] == [88.25, 88.25] and s["committedPerHour"] == 88.25
+    assert s["tiers"][0]["priceSource"].startswith("on-demand rate")
+    # Flex-start without a price: the on-demand list as an upper bound, and the best case says so.
+    s = chain_summary(tiers({"flex": {}}, "on-demand"), cloud="gcp", price_per_node=88.25, max_nodes=2, gpus_per_node=8)
+    assert s["tiers"][0]["priceUpperBound"] is True and s["bestCaseUpperBound"] is True
+    assert s["committedPerHour"] == 0
+    # With its SKU price set, flex-start is cheaper and best < worst.
+    s = chain_summary(tiers({"flex": {}, "pricePerHour": 40.0, "maxNodes": 1}, "on-demand"), cloud="gcp",
+                      price_per_node=88.25, max_nodes=2, gpus_per_node=8)  # fmt: skip
+    assert s["bestCaseUpperBound"] is False
+    assert (s["bestCasePerHour"], s["worstCasePerHour"]) == (40.0 + 88.25, 40.0 + 2 * 88.25)
+
+
+def test_a_capacity_block_without_its_price_is_refused():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="a Capacity Block is priced when it is bought"):
+        CapacityTier.model_validate({"capacityBlock": "cr-0abc"})
+    assert CapacityTier.model_validate({"capacityBlock": "cr-0abc", "pricePerHour": 39.33}).price_per_hour == 39.33
 
 
 def test_guaranteed_means_before_on_demand():
@@ -45,7 +80,18 @@ def test_prod_review_shows_every_gpu_pool_chain_and_cost(prod):
     assert all(r[5].startswith("$") for r in section["rows"])
     aws = [r for r in section["rows"] if r[3].startswith(("1. capacity-block", "2. reservation", "3. on-demand"))]
     assert [r[3].split(" ")[1] for r in aws] == ["capacity-block", "reservation", "on-demand"]
-    assert section["notes"][0] == "2 of 8 GPU pools hold a reserved, Capacity Block or flex-start tier."
+    assert section["notes"][0] == "2 of 10 GPU pools hold a reserved, Capacity Block or flex-start tier."
+    # Per-tier prices and where they come from: the block's from config, the ODCR at the on-demand rate.
+    assert [(r[5], r[6]) for r in aws] == [
+        ("$39.33", "from config"),
+        ("$55.04", "on-demand rate (reservations bill at it)"),
+        ("$55.04", "on-demand list"),
+    ]
+    assert aws[0][9] == "$133.70"  # 2 x 39.33 + 55.04 billed while held
+    gcp = next(i for i, r in enumerate(section["rows"]) if r[:2] == ["gcp-usc1", "train"])
+    flex = section["rows"][gcp + 1]
+    assert flex[3] == "2. flex 7d" and flex[6].startswith("at most on-demand list")
+    assert section["rows"][gcp][8].startswith("≤ $176.50 (2 nodes)")
 
 
 def test_prod_passes_the_capacity_guardrail(prod):

@@ -64,7 +64,14 @@ def test_inference_endpoint_uses_the_region_k8s_provider(record):
 
     regs = record(program)
     provider = regs.one("pulumi:providers:kubernetes")
-    objects = [r for r in regs if r.type.startswith("kubernetes:")]
+    endpoint = regs.one("aicloud:serving:InferenceEndpoint")
+    # The Gateway's implementation (Istio and the Gateway API CRDs) is a component of its own.
+    implementation = regs.one("aicloud:serving:GatewayImplementation")
+    assert implementation.parent == endpoint.urn
+    installed = [r for r in regs if r.type.startswith("kubernetes:") and endpoint.urn not in (r.parent,)]
+    assert {r.inputs.get("chart") for r in installed if r.type == "kubernetes:helm.sh/v3:Release"} == {"base", "istiod"}
+    assert all(r.provider == provider.urn for r in installed)
+    objects = [r for r in regs if r.type.startswith("kubernetes:") and r.parent == endpoint.urn]
     assert sorted((r.inputs["kind"], r.inputs["metadata"]["name"]) for r in objects) == [
         ("Deployment", "clf-canary"),
         ("Deployment", "clf-stable"),
@@ -82,7 +89,6 @@ def test_inference_endpoint_uses_the_region_k8s_provider(record):
         ("Service", "clf-canary"),
         ("ServiceAccount", "clf"),
     ]
-    endpoint = regs.one("aicloud:serving:InferenceEndpoint")
     for r in objects:
         assert r.provider == provider.urn, r.name
         assert r.parent == endpoint.urn

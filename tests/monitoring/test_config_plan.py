@@ -27,7 +27,7 @@ def errors(raw: dict, mutate) -> list[str]:
 def test_the_shipped_prod_monitoring_section_is_valid(prod_raw):
     spec = parse_stack_config(prod_raw, "prod").monitoring
     assert spec is not None and spec.retraining is not None
-    assert spec.retention == "30d" and spec.retraining.job.pool == "train"
+    assert spec.retention == "30d" and spec.retraining.job.pool == "retrain"
 
 
 def test_bad_values_name_the_key_the_value_and_what_is_allowed(prod_raw):
@@ -113,7 +113,18 @@ def test_dev_and_staging_have_monitoring_and_no_retraining(stack):
 def test_the_plan_has_a_monitoring_section(prod):
     section = build_sections(prod)["monitoring"]
     assert [row[0] for row in section["rows"]] == [r.name for r in prod.config.regions]
-    assert section["rows"][0][-1].startswith("`*/30 * * * *` -> train -> ")
+    # The coordinator where it trains; an agent (drift source, rollout target) in every serving region.
+    cells = {row[0]: row[-1] for row in section["rows"]}
+    assert cells["aws-use1"].startswith("coordinator `*/30 * * * *` -> retrain; agent -> manual")
+    assert (
+        cells["aws-usw2"]
+        == cells["aws-euw1"]
+        == cells["gcp-euw4"]
+        == "agent -> manual (blue-green has no weighted canary)"
+    )
     notes = " ".join(section["notes"])
     assert "AicloudServingLatencyHigh > 0.25" in notes and "AicloudFeatureDrift > 0.2" in notes
-    assert "Retraining in aws-use1" in notes and "Retraining in gcp-usc1" in notes
+    assert "Retraining coordinated from aws-use1" in notes and "Retraining coordinated from gcp-usc1" in notes
+    assert "agents in aws-use1, aws-usw2, aws-euw1" in notes and "agents in gcp-usc1, gcp-euw4" in notes
+    for key in ("aws-use1", "aws-usw2", "aws-euw1", "gcp-usc1", "gcp-euw4"):
+        assert f"Retraining agent in {key} " in notes and f"/decisions/regions/{key}/" in notes

@@ -19,6 +19,7 @@ from components.monitoring import (
     alert_rules,
     dcgm_values,
     drift_query,
+    drift_rows_query,
 )
 from components.nodepool import NodePoolSpec
 from tests.monitoring.promql import label_names, metric_names, parse
@@ -46,6 +47,7 @@ EXPORTED = (
 def all_queries() -> list[tuple[str, str]]:
     out = [(f"alert {r['alert']}", r["expr"]) for r in alert_rules(AlertsSpec())]
     out.append(("retraining trigger", drift_query(1000, by=("feature",), model="classifier")))
+    out.append(("retraining agent rows", drift_rows_query(1000, model="classifier")))
     for name, dashboard in load_dashboards().items():
         out += [(f"dashboard {name}", q) for q in dashboard_queries(dashboard)]
     return out

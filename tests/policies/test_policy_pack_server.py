@@ -15,6 +15,7 @@ from google.protobuf import empty_pb2, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
+from contracts.guardrails import ADVISORY_BY_DEFAULT
 from policies.registry import BY_NAME, PACK_NAME
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +61,10 @@ def test_pack_describes_every_rule(analyzer):
     assert {p.name for p in info.policies} == set(BY_NAME)
     region = next(p for p in info.policies if p.name == "aicloud-region-allowed")
     assert "allowedRegions" in region.configSchema.properties
-    assert {p.enforcementLevel for p in info.policies} == {analyzer_pb2.MANDATORY}
+    # Every rule is mandatory by default except the ones listed, with a reason, as advisory.
+    levels = {p.name: p.enforcementLevel for p in info.policies}
+    assert {n for n, lvl in levels.items() if lvl != analyzer_pb2.MANDATORY} == set(ADVISORY_BY_DEFAULT)
+    assert {levels[n] for n in ADVISORY_BY_DEFAULT} == {analyzer_pb2.ADVISORY}
 
 
 def test_resource_rules_run_on_preview_props(analyzer):

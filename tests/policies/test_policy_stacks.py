@@ -27,6 +27,8 @@ PLANTED = {
     "aws-eks-cluster-disallow-public-endpoint": {"aws-use1-cluster-eks"},
     "aicloud-spot-interruptible-in-prod": {"aws-use1-batch-nodepool"},
     "aicloud-deployer-reaches-cluster-api": {"aws-euw1-cluster-eks"},
+    # The same private cluster, and the pull-request preview runs on the same (hosted) runner.
+    "aicloud-preview-reaches-cluster-api": {"aws-euw1-cluster-eks"},
     "aicloud-gpu-capacity-guaranteed-in-prod": {"aws-use1-train-nodepool"},
     "aicloud-gpu-device-plugin-selects-pools": {"aws-use1-nvidia-device-plugin-release"},
     "aicloud-gpu-request-on-gpu-pool": {"aws-euw1-classifier-deploy-stable"},
@@ -87,6 +89,38 @@ def test_enforcement_levels_come_from_stack_and_command_line(planted):
     assert evaluate(planted, parse_overrides(["disabled"])) == []
     only_regions = evaluate(planted, parse_overrides(["disabled", "aicloud-region-allowed=mandatory"]))
     assert [f["policy"] for f in only_regions] == ["aicloud-region-allowed"]
+
+
+def test_every_rule_is_mandatory_by_default_unless_listed_advisory_with_a_reason():
+    from contracts.guardrails import ADVISORY_BY_DEFAULT
+
+    levels = {rule.name: rule.level.value for rule in RULES}
+    assert {n for n, lvl in levels.items() if lvl != "mandatory"} == set(ADVISORY_BY_DEFAULT)
+    assert {levels[n] for n in ADVISORY_BY_DEFAULT} == {"advisory"}
+    assert all(len(reason) > 40 for reason in ADVISORY_BY_DEFAULT.values())
+
+
+def test_capacity_guardrail_is_advisory_by_default_and_mandatory_in_prod(planted):
+    from policies.capacity import guaranteed_capacity
+    from policies.config import PolicySpec
+
+    rule = "aicloud-gpu-capacity-guaranteed-in-prod"
+    assert BY_NAME[rule].level.value == "advisory"
+    assert {env: resolve(BY_NAME[rule], pack_config(env))[0] for env in ("dev", "staging", "prod")} == {
+        "dev": "advisory",
+        "staging": "advisory",
+        "prod": "mandatory",
+    }
+    # A prod stack may still lower it on purpose; the environment's level comes before the stack's.
+    lowered = pack_config("prod", PolicySpec(enforcement={rule: "advisory"}))
+    assert resolve(BY_NAME[rule], lowered)[0] == "advisory"
+    # The rule judges any stack (the level, not the rule, depends on the environment): the planted
+    # H100 training pool without a reserved tier is reported; in the planted prod stack, as mandatory.
+    view = StackView([res for _, res in policy_resources(planted)])
+    found: list[str] = []
+    guaranteed_capacity(view, {}, lambda message, urn=None: found.append(message))
+    assert found and "has no capacity chain" in found[0]
+    assert {f["level"] for f in evaluate(planted) if f["policy"] == rule} == {"mandatory"}
 
 
 def test_bad_enforcement_override_names_the_choices():

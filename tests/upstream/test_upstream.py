@@ -27,7 +27,7 @@ def test_every_vendored_file_is_named_in_a_sources_file():
             named.add((sources.parent / Path(entry["file"]).name).resolve())
     vendored = {
         p.resolve()
-        for top in ("charts", "crds", "LICENSES", "gcp-roles")
+        for top in ("charts", "crds", "manifests", "LICENSES", "gcp-roles")
         for p in (HERE / top).rglob("*")
         if p.is_file() and p.name not in ("SOURCES.yaml", "INDEX.json")
     }
@@ -35,7 +35,8 @@ def test_every_vendored_file_is_named_in_a_sources_file():
 
 
 def test_verbatim_files_match_the_sha256_their_sources_file_records():
-    for sources in list((HERE / "charts").rglob("SOURCES.yaml")) + [HERE / "LICENSES" / "SOURCES.yaml"]:
+    verbatim = [*(HERE / "charts").rglob("SOURCES.yaml"), *(HERE / "manifests").rglob("SOURCES.yaml")]
+    for sources in [*verbatim, HERE / "LICENSES" / "SOURCES.yaml"]:
         for entry in yaml.safe_load(sources.read_text())["files"]:
             if "sha256" not in entry:
                 continue
@@ -48,6 +49,7 @@ def test_every_repository_we_vendor_from_has_its_licence():
     pins = upstream.pins()
     used = {p["source"] for p in pins["charts"].values()} | {c["source"] for c in pins["crds"]}
     used |= {c["source"] for p in pins["charts"].values() for c in p.get("crds", []) if "source" in c}
+    used |= {m["source"] for bundle in (pins.get("manifests") or {}).values() for m in bundle}
     assert used <= licensed
 
 

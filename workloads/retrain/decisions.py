@@ -49,8 +49,12 @@ class DecisionLog:
         raise RuntimeError(f"could not find a free decision name under {self.prefix} after 8 tries")
 
     def uris(self) -> list[str]:
-        """Every decision URI, oldest first."""
-        return [u for u in storage.list_prefix(self.prefix) if u.endswith(".json")]
+        """Every decision URI, oldest first (only objects directly under the prefix: the regional
+        agents' reports and outcomes live below it, under ``regions/``)."""
+        leaf = self.prefix.rstrip("/").rsplit("/", 1)[-1]
+        return [
+            u for u in storage.list_prefix(self.prefix) if u.endswith(".json") and u.rsplit("/", 2)[-2:-1] == [leaf]
+        ]
 
     def read(self, uri: str) -> dict[str, Any]:
         return json.loads(storage.read_bytes(uri))

@@ -293,7 +293,8 @@ def tolerations_for(taints: list[Taint] | list[dict[str, str]]) -> list[dict[str
 
 
 def pool_capacity(spec: NodePoolSpec, *, cloud: str, region: str) -> dict[str, Any]:
-    """GPUs and cost per hour of the pool at its floor and at its ceiling.
+    """GPUs and cost per hour of the pool at its floor and at its ceiling (`reachableNodes`: the
+    nodes its resources allow, above `maxNodes` when a capacity chain's tier limits add up to more).
 
     Prices: the catalog's on-demand list price in the cloud's reference region, times the
     region's price factor where the catalog records one (`priceFactor`, else None: reference
@@ -305,6 +306,17 @@ def pool_capacity(spec: NodePoolSpec, *, cloud: str, region: str) -> dict[str, A
     factor = catalog.price_factor(cloud, region)
     price = machine.price_per_hour * (factor or 1.0)
     low, high = catalog.prices[cloud]["spot_factor"] if spec.spot else (1.0, 1.0)
+    chain = (
+        chain_summary(
+            spec.capacity, cloud=cloud, price_per_node=price, max_nodes=spec.max_nodes, gpus_per_node=machine.gpus
+        )
+        if spec.capacity
+        else None
+    )
+    # Each tier of a chain is its own Karpenter NodePool / GKE node pool with its own limit: none
+    # shares maxNodes, so the tiers together may launch more. GPUs and cost at max count what the
+    # resources allow (the guardrails read the resources and count the same).
+    reach = max(spec.max_nodes, chain["worstCaseNodes"]) if chain else spec.max_nodes
     return {
         "cloud": cloud,
         "region": region,
@@ -318,23 +330,18 @@ def pool_capacity(spec: NodePoolSpec, *, cloud: str, region: str) -> dict[str, A
         "interruptible": spec.interruptible,
         "minNodes": spec.min_nodes,
         "maxNodes": spec.max_nodes,
+        "reachableNodes": reach,
         "gpusMin": machine.gpus * spec.min_nodes,
-        "gpusMax": machine.gpus * spec.max_nodes,
+        "gpusMax": machine.gpus * reach,
         "pricePerNodeHour": round(price, 4),
         "priceFactor": factor,
         "spotFactor": [low, high] if spec.spot else None,
         "diskGiB": spec.disk_size_gb,
         "costPerHourMin": round(price * high * spec.min_nodes, 4),
-        "costPerHourMax": round(price * high * spec.max_nodes, 4),
+        "costPerHourMax": round(price * high * reach, 4),
         "costPerHourMinLow": round(price * low * spec.min_nodes, 4),
-        "costPerHourMaxLow": round(price * low * spec.max_nodes, 4),
-        "capacity": (
-            chain_summary(
-                spec.capacity, cloud=cloud, price_per_node=price, max_nodes=spec.max_nodes, gpus_per_node=machine.gpus
-            )
-            if spec.capacity
-            else None
-        ),
+        "costPerHourMaxLow": round(price * low * reach, 4),
+        "capacity": chain,
     }
 
 

@@ -127,7 +127,7 @@ def cost_lines(plan: Plan) -> list[Line]:
         factor, basis = _factor(cloud, region)
         per_vm, cap = float(prices["gcp"]["nat_per_vm_hour"]), float(prices["gcp"]["nat_max_per_hour"])
         lo = min(per_vm * sum(p["minNodes"] for p in pools), cap) * factor
-        hi = min(per_vm * sum(p["maxNodes"] for p in pools), cap) * factor
+        hi = min(per_vm * sum(p.get("reachableNodes", p["maxNodes"]) for p in pools), cap) * factor
         add("Cloud NAT", cloud, region, "1 gateway", lo, hi, f"{basis}; ${per_vm}/VM-h up to ${cap}/h")
 
     # Node root volumes at configured size.
@@ -135,6 +135,7 @@ def cost_lines(plan: Plan) -> list[Line]:
         spec = regions.get(p["regionKey"])
         if spec is None:
             continue
+        top = p.get("reachableNodes", p["maxNodes"])
         factor, basis = _factor(spec.cloud, spec.region)
         gb_month = float(prices[spec.cloud]["block_storage_gb_month"]) * factor
         disk = float(p.get("diskGiB") or 0)
@@ -142,9 +143,9 @@ def cost_lines(plan: Plan) -> list[Line]:
             f"node volumes ({p['pool']})",
             spec.cloud,
             spec.region,
-            f"{disk:g} GiB x {p['minNodes']}-{p['maxNodes']} nodes",
+            f"{disk:g} GiB x {p['minNodes']}-{top} nodes",
             gb_month * disk * p["minNodes"] / month,
-            gb_month * disk * p["maxNodes"] / month,
+            gb_month * disk * top / month,
             f"{basis}; ${prices[spec.cloud]['block_storage_gb_month']}/GB-month",
         )
 

@@ -63,7 +63,12 @@ def pools_section(plan: Plan) -> Section:
             p["role"],
             p["machineType"],
             f"{p['gpusPerNode']} x {p['gpu']}" if p["gpu"] else "-",
-            f"{p['minNodes']}-{p['maxNodes']}",
+            f"{p['minNodes']}-{p['maxNodes']}"
+            + (
+                f" (tiers allow {p['reachableNodes']})"
+                if p.get("reachableNodes", p["maxNodes"]) > p["maxNodes"]
+                else ""
+            ),
             " > ".join(t["tier"] for t in p["capacity"]["tiers"])
             if p.get("capacity")
             else ("spot" if p["spot"] else "on-demand"),
@@ -90,7 +95,15 @@ def pools_section(plan: Plan) -> Section:
         "rows": rows,
         "notes": [
             "Cost: catalog on-demand list price per node-hour x the region's price factor; spot pools at their "
-            "highest price (AWS on-demand, GCP 40 %); the Cost section shows the spot range and everything else."
+            "highest price (AWS on-demand, GCP 40 %); the Cost section shows the spot range and everything else.",
+            *(
+                [
+                    "`tiers allow N`: the chain's tiers each have their own limit (a Karpenter NodePool / GKE node "
+                    "pool per tier) and add up to more than maxNodes; GPUs and cost at max count the N nodes."
+                ]
+                if any(p.get("reachableNodes", p["maxNodes"]) > p["maxNodes"] for p in plan.pools)
+                else []
+            ),
         ],
     }
 

@@ -146,6 +146,25 @@ def test_the_route_expression_picks_preview_runners_then_deploy_runners_then_hos
     assert matrix["bare"] == ["ubuntu-latest"]
 
 
+def test_the_kubernetes_providers_preview_as_they_apply():
+    """Server-side apply on (previews are dry-runs; refused for the read-only identity, diffed
+    client-side), and neither unreachable switch: `skipUpdateUnreachable` previews old inputs (hides
+    changes), `deleteUnreachable` drops state. Same settings for preview and up."""
+    for stack in ("dev", "staging"):
+        providers = stack_plan(stack).of_type("pulumi:providers:kubernetes")
+        assert providers, stack
+        for p in providers:
+            assert str(p.inputs.get("enableServerSideApply")).lower() == "true", p.name
+            assert not {"skipUpdateUnreachable", "deleteUnreachable"} & set(p.inputs), p.name
+
+
+def test_deploys_check_the_cluster_tools_too():
+    stack = next(w for w in wfr.load(ROOT / ".github" / "workflows") if w.name == "deploy-stack.yml")
+    steps = stack.jobs["up"]["steps"]
+    tools = next(i for i, s in enumerate(steps) if "gke-gcloud-auth-plugin" in s.get("run", ""))
+    assert tools < next(i for i, s in enumerate(steps) if s.get("uses", "").startswith("pulumi/actions@"))
+
+
 # --------------------------------------------------------------------------- the identity
 
 

@@ -14,9 +14,12 @@ import copy
 from collections import defaultdict
 
 import pytest
+import yaml
 
 from policies.common import StackView, pool_groups
 from policies.placement import _node_price, gpu_cost_ceiling, gpus_per_pool
+from stacks.config import STACKS_DIR
+from stacks.plan import run_plan
 from stacks.plan.model import Plan
 from stacks.plan.policy import policy_resources
 from stacks.plan.sections import regions_section
@@ -60,6 +63,8 @@ def test_the_resources_hold_exactly_the_gpus_and_cost_the_plan_sections_show(sta
         region, shown_gpus, shown_max = row[0], row[6], row[8]
         assert shown_gpus == f"{gpus_min[region]}-{gpus_max[region]}", region
         assert shown_max == f"${cost_max[region]:,.2f}", region
+    # The Cost section's node line sums the same records.
+    assert plan.summary()["costPerHour"]["nodes"]["max"] == pytest.approx(sum(cost_max.values()), abs=0.02)
     # Each aicloud pool of the plan is one group of resources: none counted twice, none missed.
     groups = {(_region_key(view, g), g.key[1]) for g in pool_groups(view)}
     assert groups == {(p["regionKey"], p["pool"]) for p in plan.pools}
@@ -114,3 +119,47 @@ def test_a_gpu_nodepool_without_limits_is_unbounded_for_both_ceilings():
     assert len(per_pool) == 1 and "without bound" in per_pool[0][0] and gpu.name in per_pool[0][0]
     cost = _run(gpu_cost_ceiling, view, {"maxGpuCostPerHour": 10_000})
     assert len(cost) == 1 and "no upper bound" in cost[0][0] and gpu.name in cost[0][0]
+
+
+def _plan_with(tmp_path, stack: str, change) -> Plan:
+    doc = yaml.safe_load((STACKS_DIR / f"Pulumi.{stack}.yaml").read_text())
+    change(doc["config"])
+    (tmp_path / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(doc))
+    return run_plan(stack, tmp_path, policies=False)
+
+
+def _pool(config: dict, region: str, pool: str) -> dict:
+    spec = next(r for r in config["aicloud:regions"] if r["name"] == region)
+    return next(p for p in spec["nodePools"] if p["name"] == pool)
+
+
+@pytest.mark.parametrize(
+    ("stack", "region", "pool", "gpus_per_node"),
+    [("dev", "aws-use1", "gpu", 1), ("staging", "gcp-usc1", "serve", 1)],
+)
+def test_a_chain_whose_tiers_add_up_past_max_nodes_is_counted_as_the_resources_allow(
+    tmp_path, stack, region, pool, gpus_per_node
+):
+    """maxNodes 4 and [on-demand (2 nodes), spot (default: 4)]: one Karpenter NodePool / GKE node pool
+    per tier, each with its own limit, so the cloud may launch 6. The plan counts 6 (Node pools marks
+    it), the resources hold 6, and the per-pool ceiling sees 6 GPUs."""
+
+    def chain(c):
+        spec = _pool(c, region, pool)
+        spec.update(maxNodes=4, capacity=[{"onDemand": True, "maxNodes": 2}, "spot"])
+        spec.pop("spot", None)
+
+    plan = _plan_with(tmp_path, stack, chain)
+    record = next(p for p in plan.pools if (p["regionKey"], p["pool"]) == (region, pool))
+    assert (record["maxNodes"], record["reachableNodes"], record["gpusMax"]) == (4, 6, 6 * gpus_per_node)
+    assert record["costPerHourMax"] == pytest.approx(6 * record["pricePerNodeHour"], abs=1e-3)
+    view = _view(plan)
+    (group,) = [g for g in pool_groups(view) if (_region_key(view, g), g.key[1]) == (region, pool)]
+    assert group.gpus_at_max() == 6 * gpus_per_node and len(group.members) >= 2
+    row = next(r for r in plan.to_json()["sections"]["pools"]["rows"] if r[:2] == [region, pool])
+    assert row[5] == f"{record['minNodes']}-4 (tiers allow 6)"
+    regions = {r[0]: r for r in regions_section(plan)["rows"]}
+    total = sum(g.gpus_at_max() or 0 for g in pool_groups(view) if _region_key(view, g) == region)
+    assert regions[region][6].endswith(f"-{total}")
+    found = [m for m, _ in _run(gpus_per_pool, view, {"maxGpusPerPool": 5}) if f"'{pool} (" in m]
+    assert len(found) == 1 and f"can scale to {6 * gpus_per_node} GPUs" in found[0]

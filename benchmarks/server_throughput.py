@@ -1,7 +1,7 @@
 """Model server throughput and latency, all figures in one run.
 
     python benchmarks/server_throughput.py [--duration 4] [--json out.json] [--hostile-only]
-                                           [--in-process-only] [--crossover]
+                                           [--in-process-only] [--crossover] [--alternate ROUNDS]
 
 1. In process, one torch thread, pinned to the server core: forward time at batch 1 and 32 for
    fp32 (stock PyTorch module and the server's fp32 serving graph), int8 (the server's per-row
@@ -10,7 +10,9 @@
    cost baseline) and bf16, for (a) the reference MLP 256 -> 3 x 1024 -> 10 and (b) the trainer's
    default transformer preset (dims read from workloads.trainer.config), all in one interleaved
    run; and co-batched victims whose result an outlier row changes. ``--crossover`` adds the
-   per-layer sweep behind the shape rule (int8 vs fp32 per Linear shape and row count).
+   per-layer sweep behind the shape rule (int8 vs fp32 per Linear shape and row count);
+   ``--alternate N`` runs only an HTTP c=64 comparison of auto and fp32 servers that are up at
+   once, in N alternating load windows (ratios that the machine's changing load hits alike).
 2. Over HTTP on 127.0.0.1: the server (``python -m workloads.server``) pinned to core 0, this
    closed-loop load generator (asyncio streams, keep-alive, one connection per concurrent client,
    batch-1 JSON requests) pinned to core 1; requests/s, p50 and p99 at concurrency 1, 8 and 64
@@ -403,6 +405,54 @@ def over_http(seconds: float, warmup: float, *, matrix: bool = True, hostile_too
     return results
 
 
+def alternate(seconds: float, warmup: float, rounds: int) -> dict[str, dict]:
+    """HTTP c=64 (batching on), fp32 and auto servers of each model up at once, load windows
+    alternating between them ``rounds`` times (order flipped each round), so that the machine's
+    load hits both alike: the auto/fp32 req/s ratio per round and its median."""
+    os.sched_setaffinity(0, {CLIENT_CPU})
+    torch.set_num_threads(1)
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (arch, kwargs) in model_specs().items():
+            torch.manual_seed(0)
+            model = build_model(arch, **kwargs).eval()
+            x = torch.randn(256, kwargs["in_features"])
+            with torch.no_grad():
+                y = model(x).argmax(dim=1)
+            artifact = save_artifact(
+                str(Path(tmp) / name), model=model, arch=arch, kwargs=kwargs, heldout_x=x,
+                heldout_y=y, reference=compute_reference(x.numpy()), name="bench", version=1,
+            )  # fmt: skip
+            rng = np.random.default_rng(0)
+            bodies = [
+                orjson.dumps({"inputs": [{"name": "input__0", "shape": [1, kwargs["in_features"]], "datatype": "FP32",
+                                          "data": rng.standard_normal(kwargs["in_features"], dtype=np.float32)}]},
+                             option=orjson.OPT_SERIALIZE_NUMPY)
+                for _ in range(64)
+            ]  # fmt: skip
+            servers = {p: _start_server(artifact, "--precision", p) for p in ("fp32", "auto")}
+            try:
+                rps: dict[str, list[float]] = {"fp32": [], "auto": []}
+                order = ["fp32", "auto"]
+                for _ in range(rounds):
+                    for precision in order:
+                        port = servers[precision][1]
+                        run = uvloop.run(_load(port, "/v2/models/bench/infer", bodies, 64, seconds, warmup))
+                        rps[precision].append(run.rps)
+                    order.reverse()
+            finally:
+                for proc, _ in servers.values():
+                    _stop(proc)
+            ratios = [a / f for a, f in zip(rps["auto"], rps["fp32"], strict=True)]
+            results[name] = {"fp32_rps": rps["fp32"], "auto_rps": rps["auto"], "ratios": ratios,
+                             "median_ratio": statistics.median(ratios)}  # fmt: skip
+            print(f"  {name} c=64 auto/fp32 alternating, {rounds} rounds: median {statistics.median(ratios):.2f} "
+                  f"(rounds {', '.join(f'{r:.2f}' for r in ratios)}; fp32 median "
+                  f"{statistics.median(rps['fp32']):.0f}, auto {statistics.median(rps['auto']):.0f} req/s)",
+                  flush=True)  # fmt: skip
+    return results
+
+
 def _start_server(artifact: str, *extra: str) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     cmd = [
@@ -525,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write all results here")
     parser.add_argument("--in-process-only", action="store_true", help="the in-process table and victims only")
     parser.add_argument("--crossover", action="store_true", help="also the per-layer int8/fp32 sweep")
+    parser.add_argument("--alternate", type=int, default=0, metavar="ROUNDS",
+                        help="only: HTTP c=64 auto vs fp32 servers, ROUNDS alternating windows")  # fmt: skip
     parser.add_argument(
         "--hostile-only",
         action="store_true",
@@ -536,6 +588,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     load_before = os.getloadavg()
     print(f"load average before: {load_before}")
+    if args.alternate:
+        alternating = alternate(args.duration, args.warmup, args.alternate)
+        print(f"load average after: {os.getloadavg()}")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"load_before": load_before, "load_after": os.getloadavg(),
+                                                   "alternating": alternating}, indent=2))  # fmt: skip
+        return 0
     forward = in_process(args.forward_seconds)
     for name, row in forward.items():
         print(f"in-process {name} (int8: {row['engine']}; auto layers: {row['auto_layers']}):")

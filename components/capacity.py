@@ -383,7 +383,11 @@ def chain_summary(
         # Reservations and Capacity Blocks bill whether nodes run or not (the catalog's sources):
         # this much per hour is spent even at 0 nodes while they are held.
         "committedPerHour": round(
-            sum(t["maxNodes"] * t["pricePerNodeHour"][0] for t in tiers if t["kind"] in ("reservation", "capacity-block")),
+            sum(
+                t["maxNodes"] * t["pricePerNodeHour"][0]
+                for t in tiers
+                if t["kind"] in ("reservation", "capacity-block")
+            ),
             4,
         ),
         "worstCasePerHour": round(sum(t["maxNodes"] * t["pricePerNodeHour"][1] for t in tiers), 4),

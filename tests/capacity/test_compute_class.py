@@ -130,7 +130,9 @@ def test_a_gke_chain_on_kubernetes_1_30_fails_at_plan_time_naming_the_key():
         region["cluster"]["version"] = "1.30"
 
     errors = config_errors(raw, mutate, "prod")
-    assert any("regions[" in e and "cluster.version" in e and "ComputeClass" in e and "1.31" in e for e in errors), errors
+    assert any("regions[" in e and "cluster.version" in e and "ComputeClass" in e and "1.31" in e for e in errors), (
+        errors
+    )
 
 
 def test_gke_chain_training_pods_are_not_moved_by_active_migration_mid_run(prod):

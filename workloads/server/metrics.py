@@ -24,6 +24,7 @@ __all__ = [
     "FEATURE_PSI",
     "HELDOUT_ACCURACY",
     "INFLIGHT",
+    "LAYER_PRECISION",
     "METRICS",
     "METRIC_NAMES",
     "MODEL_LOAD_SECONDS",
@@ -109,6 +110,12 @@ HELDOUT_ACCURACY = MetricSpec(
     "Accuracy on the artifact's held-out sample, of the fp32 model and of the served precision.",
     ("model", "version", "precision"),
 )
+LAYER_PRECISION = MetricSpec(
+    f"{PREFIX}layer_precision",
+    "gauge",
+    "1 for the precision each linear layer is served at (auto on CPU chooses per layer).",
+    ("model", "version", "layer", "precision"),
+)
 FEATURE_PSI = MetricSpec(
     f"{PREFIX}feature_psi",
     "gauge",
@@ -133,6 +140,7 @@ METRICS: tuple[MetricSpec, ...] = (
     MODEL_LOAD_SECONDS,
     QUANTIZATION_AGREEMENT,
     HELDOUT_ACCURACY,
+    LAYER_PRECISION,
     FEATURE_PSI,
     DRIFT_ROWS,
 )

@@ -80,7 +80,7 @@ def test_prod_review_shows_every_gpu_pool_chain_and_cost(prod):
     assert all(r[5].startswith("$") for r in section["rows"])
     aws = [r for r in section["rows"] if r[3].startswith(("1. capacity-block", "2. reservation", "3. on-demand"))]
     assert [r[3].split(" ")[1] for r in aws] == ["capacity-block", "reservation", "on-demand"]
-    assert section["notes"][0] == "2 of 8 GPU pools hold a reserved, Capacity Block or flex-start tier."
+    assert section["notes"][0] == "2 of 10 GPU pools hold a reserved, Capacity Block or flex-start tier."
     # Per-tier prices and where they come from: the block's from config, the ODCR at the on-demand rate.
     assert [(r[5], r[6]) for r in aws] == [
         ("$39.33", "from config"),

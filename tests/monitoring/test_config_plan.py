@@ -27,7 +27,7 @@ def errors(raw: dict, mutate) -> list[str]:
 def test_the_shipped_prod_monitoring_section_is_valid(prod_raw):
     spec = parse_stack_config(prod_raw, "prod").monitoring
     assert spec is not None and spec.retraining is not None
-    assert spec.retention == "30d" and spec.retraining.job.pool == "train"
+    assert spec.retention == "30d" and spec.retraining.job.pool == "retrain"
 
 
 def test_bad_values_name_the_key_the_value_and_what_is_allowed(prod_raw):
@@ -115,7 +115,7 @@ def test_the_plan_has_a_monitoring_section(prod):
     assert [row[0] for row in section["rows"]] == [r.name for r in prod.config.regions]
     # The coordinator where it trains; an agent (drift source, rollout target) in every serving region.
     cells = {row[0]: row[-1] for row in section["rows"]}
-    assert cells["aws-use1"].startswith("coordinator `*/30 * * * *` -> train; agent -> manual")
+    assert cells["aws-use1"].startswith("coordinator `*/30 * * * *` -> retrain; agent -> manual")
     assert (
         cells["aws-usw2"]
         == cells["aws-euw1"]

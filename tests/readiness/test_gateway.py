@@ -19,8 +19,8 @@ from components.gateway import (
     ISTIO_NAMESPACE,
     ISTIOD_PORTS,
     SERVICE_TYPE_ANNOTATION,
-    istio_allows,
     gateway_api_crds,
+    istio_allows,
     istiod_values,
 )
 from components.k8s_security import namespace_manifests

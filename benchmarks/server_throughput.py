@@ -1,12 +1,18 @@
 """Model server throughput and latency, all figures in one run.
 
     python benchmarks/server_throughput.py [--duration 4] [--json out.json] [--hostile-only]
+                                           [--in-process-only] [--crossover] [--alternate ROUNDS]
 
 1. In process, one torch thread, pinned to the server core: forward time at batch 1 and 32 for
    fp32 (stock PyTorch module and the server's fp32 serving graph), int8 (the server's per-row
-   int8), torch.ao's per-batch int8 (the cost baseline) and bf16, for (a) the reference MLP
-   256 -> 3 x 1024 -> 10 and (b) the trainer's default transformer preset (dims read from
-   workloads.trainer.config); and co-batched victims whose result an outlier row changes.
+   int8 on every layer), auto (the server's default: int8 or fp32 per layer, calibrated at
+   batch 32 as a server with --max-batch-size 32 does at load), torch.ao's per-batch int8 (the
+   cost baseline) and bf16, for (a) the reference MLP 256 -> 3 x 1024 -> 10 and (b) the trainer's
+   default transformer preset (dims read from workloads.trainer.config), all in one interleaved
+   run; and co-batched victims whose result an outlier row changes. ``--crossover`` adds the
+   per-layer sweep behind the shape rule (int8 vs fp32 per Linear shape and row count);
+   ``--alternate N`` runs only an HTTP c=64 comparison of auto and fp32 servers that are up at
+   once, in N alternating load windows (ratios that the machine's changing load hits alike).
 2. Over HTTP on 127.0.0.1: the server (``python -m workloads.server``) pinned to core 0, this
    closed-loop load generator (asyncio streams, keep-alive, one connection per concurrent client,
    batch-1 JSON requests) pinned to core 1; requests/s, p50 and p99 at concurrency 1, 8 and 64
@@ -44,7 +50,15 @@ import uvloop
 from workloads.artifact import save_artifact
 from workloads.drift import compute_reference
 from workloads.models import build_model
-from workloads.server.quantize import prepare_model, resolve_engine, serving_graph
+from workloads.server.quantize import (
+    BatchInvariantLinear,
+    RowwiseInt8Linear,
+    int8_pays_by_shape,
+    prepare_auto,
+    prepare_model,
+    resolve_engine,
+    serving_graph,
+)
 from workloads.trainer.config import preset
 
 SERVER_CPU, CLIENT_CPU = 0, 1
@@ -99,9 +113,10 @@ def in_process(seconds: float) -> dict[str, dict[str, float]]:
     """Forward ms by model, variant and batch size (one thread, pinned to the server core).
 
     Variants: ``fp32_stock`` (the workloads.models module), ``fp32`` / ``bf16`` (the server's
-    serving graph), ``int8`` (the server's per-row int8, ``RowwiseInt8Linear``) and
-    ``int8_per_batch`` (torch.ao dynamic quantization on fbgemm, one activation scale per batch:
-    not batch invariant, the cost baseline).
+    serving graph), ``int8`` (the server's per-row int8, ``RowwiseInt8Linear``, every layer),
+    ``auto`` (int8 or fp32 per layer, calibrated at batch 32 for 1 s, as the server does at load)
+    and ``int8_per_batch`` (torch.ao dynamic quantization on fbgemm, one activation scale per
+    batch: not batch invariant, the cost baseline).
     """
     os.sched_setaffinity(0, {SERVER_CPU})
     torch.set_num_threads(1)
@@ -112,11 +127,13 @@ def in_process(seconds: float) -> dict[str, dict[str, float]]:
     for name, (arch, kwargs) in model_specs().items():
         torch.manual_seed(0)
         model = build_model(arch, **kwargs).eval()
+        auto, choices = prepare_auto(model, torch.randn(32, kwargs["in_features"]), budget_s=1.0)
         modules = {
             "fp32_stock": (model, torch.float32),
             "fp32": (prepare_model(model, precision="fp32", device=cpu, engine=engine), torch.float32),
             "bf16": (prepare_model(model, precision="bf16", device=cpu, engine=engine), torch.bfloat16),
             "int8": (prepare_model(model, precision="int8", device=cpu, engine=engine), torch.float32),
+            "auto": (auto, torch.float32),
             "int8_per_batch": (_per_batch_int8(model, per_batch_engine), torch.float32),
         }
         row: dict[str, float] = {}
@@ -131,9 +148,41 @@ def in_process(seconds: float) -> dict[str, dict[str, float]]:
             row[f"int8_vs_stock_b{batch}"] = row[f"fp32_stock_b{batch}_ms"] / row[f"int8_b{batch}_ms"]
             row[f"int8_vs_per_batch_b{batch}"] = row[f"int8_per_batch_b{batch}_ms"] / row[f"int8_b{batch}_ms"]
             row[f"int8_samples_per_s_b{batch}"] = batch * 1e3 / row[f"int8_b{batch}_ms"]
+            row[f"auto_speedup_b{batch}"] = row[f"fp32_b{batch}_ms"] / row[f"auto_b{batch}_ms"]
         row["engine"] = engine  # type: ignore[assignment]
+        row["auto_layers"] = {c.layer: f"{c.precision} ({c.basis})" for c in choices}  # type: ignore[assignment]
         results[name] = row
     return results
+
+
+CROSSOVER_SHAPES = ((64, 64), (128, 128), (256, 256), (256, 512), (512, 512), (256, 1024), (1024, 256),
+                    (1024, 1024), (1024, 10), (64, 1024))  # fmt: skip
+CROSSOVER_ROWS = (1, 32, 256)
+
+
+def crossover(seconds: float) -> list[dict]:
+    """int8 (per-row) vs fp32 (the server's batch-invariant fp32) per Linear shape and row count,
+    one thread on the server core: the measurements behind ``quantize.int8_pays_by_shape``."""
+    os.sched_setaffinity(0, {SERVER_CPU})
+    torch.set_num_threads(1)
+    out = []
+    for rows in CROSSOVER_ROWS:
+        for k, n in CROSSOVER_SHAPES:
+            torch.manual_seed(0)
+            linear = torch.nn.Linear(k, n)
+            x = torch.randn(rows, k)
+            ms = _time_interleaved(
+                {"fp32": (BatchInvariantLinear(linear), x), "int8": (RowwiseInt8Linear(linear), x)}, seconds
+            )
+            out.append({"rows": rows, "in": k, "out": n, "fp32_us": ms["fp32"] * 1e3, "int8_us": ms["int8"] * 1e3,
+                        "int8_speedup": ms["fp32"] / ms["int8"],
+                        "rule_int8": int8_pays_by_shape(rows, k, n)})  # fmt: skip
+            r = out[-1]
+            agrees = (r["int8_speedup"] > 1) == r["rule_int8"]
+            print(f"  rows {rows:4d} {k:5d} x {n:<5d} fp32 {r['fp32_us']:8.1f} us  int8 {r['int8_us']:8.1f} us  "
+                  f"{r['int8_speedup']:5.2f}x  rule: {'int8' if r['rule_int8'] else 'fp32'}"
+                  f"{'' if agrees else '  (rule differs)'}", flush=True)  # fmt: skip
+    return out
 
 
 def victims_in_process(rounds: int = 20, victims: int = 16) -> dict[str, dict[str, int]]:
@@ -313,8 +362,10 @@ def over_http(seconds: float, warmup: float, *, matrix: bool = True, hostile_too
     plan = [
         ("mlp", "fp32", True), ("mlp", "fp32", False),
         ("mlp", "int8", True), ("mlp", "int8", False),
+        ("mlp", "auto", True),
         ("transformer", "fp32", True),
         ("transformer", "int8", True), ("transformer", "int8", False),
+        ("transformer", "auto", True),
     ]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         artifacts, models = {}, {}
@@ -335,8 +386,11 @@ def over_http(seconds: float, warmup: float, *, matrix: bool = True, hostile_too
             features = model_specs()[name][1]["in_features"]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                module = prepare_model(models[name], precision=precision, device=torch.device("cpu"),
-                                       engine=resolve_engine("auto"))  # fmt: skip
+                if precision == "auto":  # as the server calibrates it (64 rows: its max batch size)
+                    module = prepare_auto(models[name], torch.randn(64, features), budget_s=1.0)[0]
+                else:
+                    module = prepare_model(models[name], precision=precision, device=torch.device("cpu"),
+                                           engine=resolve_engine("auto"))  # fmt: skip
             runs, forward_ms = serve_and_load(
                 artifacts[name], features, precision=precision, batching=batching,
                 seconds=seconds, warmup=warmup, module=module,
@@ -348,6 +402,54 @@ def over_http(seconds: float, warmup: float, *, matrix: bool = True, hostile_too
                       f"{r.p50_ms:7.2f} ms  p99 {r.p99_ms:7.2f} ms  errors {r.errors}")  # fmt: skip
             print(f"  {key:36s} added latency: c=1 p50 {runs[0].p50_ms:.3f} ms - in-process forward "
                   f"{forward_ms:.3f} ms = {added_ms:.3f} ms")  # fmt: skip
+    return results
+
+
+def alternate(seconds: float, warmup: float, rounds: int) -> dict[str, dict]:
+    """HTTP c=64 (batching on), fp32 and auto servers of each model up at once, load windows
+    alternating between them ``rounds`` times (order flipped each round), so that the machine's
+    load hits both alike: the auto/fp32 req/s ratio per round and its median."""
+    os.sched_setaffinity(0, {CLIENT_CPU})
+    torch.set_num_threads(1)
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (arch, kwargs) in model_specs().items():
+            torch.manual_seed(0)
+            model = build_model(arch, **kwargs).eval()
+            x = torch.randn(256, kwargs["in_features"])
+            with torch.no_grad():
+                y = model(x).argmax(dim=1)
+            artifact = save_artifact(
+                str(Path(tmp) / name), model=model, arch=arch, kwargs=kwargs, heldout_x=x,
+                heldout_y=y, reference=compute_reference(x.numpy()), name="bench", version=1,
+            )  # fmt: skip
+            rng = np.random.default_rng(0)
+            bodies = [
+                orjson.dumps({"inputs": [{"name": "input__0", "shape": [1, kwargs["in_features"]], "datatype": "FP32",
+                                          "data": rng.standard_normal(kwargs["in_features"], dtype=np.float32)}]},
+                             option=orjson.OPT_SERIALIZE_NUMPY)
+                for _ in range(64)
+            ]  # fmt: skip
+            servers = {p: _start_server(artifact, "--precision", p) for p in ("fp32", "auto")}
+            try:
+                rps: dict[str, list[float]] = {"fp32": [], "auto": []}
+                order = ["fp32", "auto"]
+                for _ in range(rounds):
+                    for precision in order:
+                        port = servers[precision][1]
+                        run = uvloop.run(_load(port, "/v2/models/bench/infer", bodies, 64, seconds, warmup))
+                        rps[precision].append(run.rps)
+                    order.reverse()
+            finally:
+                for proc, _ in servers.values():
+                    _stop(proc)
+            ratios = [a / f for a, f in zip(rps["auto"], rps["fp32"], strict=True)]
+            results[name] = {"fp32_rps": rps["fp32"], "auto_rps": rps["auto"], "ratios": ratios,
+                             "median_ratio": statistics.median(ratios)}  # fmt: skip
+            print(f"  {name} c=64 auto/fp32 alternating, {rounds} rounds: median {statistics.median(ratios):.2f} "
+                  f"(rounds {', '.join(f'{r:.2f}' for r in ratios)}; fp32 median "
+                  f"{statistics.median(rps['fp32']):.0f}, auto {statistics.median(rps['auto']):.0f} req/s)",
+                  flush=True)  # fmt: skip
     return results
 
 
@@ -471,6 +573,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per run")
     parser.add_argument("--forward-seconds", type=float, default=1.0, help="per in-process case")
     parser.add_argument("--json", help="write all results here")
+    parser.add_argument("--in-process-only", action="store_true", help="the in-process table and victims only")
+    parser.add_argument("--crossover", action="store_true", help="also the per-layer int8/fp32 sweep")
+    parser.add_argument("--alternate", type=int, default=0, metavar="ROUNDS",
+                        help="only: HTTP c=64 auto vs fp32 servers, ROUNDS alternating windows")  # fmt: skip
     parser.add_argument(
         "--hostile-only",
         action="store_true",
@@ -482,9 +588,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     load_before = os.getloadavg()
     print(f"load average before: {load_before}")
+    if args.alternate:
+        alternating = alternate(args.duration, args.warmup, args.alternate)
+        print(f"load average after: {os.getloadavg()}")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"load_before": load_before, "load_after": os.getloadavg(),
+                                                   "alternating": alternating}, indent=2))  # fmt: skip
+        return 0
     forward = in_process(args.forward_seconds)
     for name, row in forward.items():
-        print(f"in-process {name} (int8: {row['engine']}):")
+        print(f"in-process {name} (int8: {row['engine']}; auto layers: {row['auto_layers']}):")
         for batch in (1, 32):
             print(f"  batch {batch:2d}: fp32 stock {row[f'fp32_stock_b{batch}_ms']:.3f} ms, "
                   f"fp32 {row[f'fp32_b{batch}_ms']:.3f} ms, int8 {row[f'int8_b{batch}_ms']:.3f} ms "
@@ -493,12 +606,26 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row[f'int8_samples_per_s_b{batch}']:.0f} samples/s), "
                   f"bf16 {row[f'bf16_b{batch}_ms']:.3f} ms, per-batch int8 (torch.ao fbgemm) "
                   f"{row[f'int8_per_batch_b{batch}_ms']:.3f} ms")  # fmt: skip
+        print(f"  side by side, batch 1 / 32, vs the fp32 serving graph: int8 {row['int8_speedup_b1']:.2f}x / "
+              f"{row['int8_speedup_b32']:.2f}x, auto {row['auto_speedup_b1']:.2f}x / {row['auto_speedup_b32']:.2f}x "
+              f"(auto {row['auto_b1_ms']:.3f} / {row['auto_b32_ms']:.3f} ms)")  # fmt: skip
+    sweep = None
+    if args.crossover:
+        print("per-layer crossover (fp32 = the server's batch-invariant fp32 Linear):")
+        sweep = crossover(args.forward_seconds / 4)
     victims = victims_in_process()
     for key, v in victims.items():
         print(
             f"in-process co-batched victims changed ({key}): {v['changed']} of {v['victims']} "
             f"(batches that raised: {v['failed_batches']})"
         )
+    if args.in_process_only:
+        if args.json:
+            Path(args.json).write_text(json.dumps({"load_before": load_before, "load_after": os.getloadavg(),
+                                                   "in_process": forward, "crossover": sweep, "victims_in_process":
+                                                   victims}, indent=2))  # fmt: skip
+        print(f"load average after: {os.getloadavg()}")
+        return 0
     http = over_http(args.duration, args.warmup, matrix=not args.hostile_only)
     hostile_results = http.pop("hostile")
     added = None
@@ -511,12 +638,17 @@ def main(argv: list[str] | None = None) -> int:
         m_int8 = http["mlp/int8/batching=on"]["runs"][2]["rps"]
         m_fp32 = http["mlp/fp32/batching=on"]["runs"][2]["rps"]
         print(f"mlp c=64 batching on: int8/fp32 = {m_int8:.0f}/{m_fp32:.0f} = {m_int8 / m_fp32:.2f}x")
+        for name in ("mlp", "transformer"):
+            a = http[f"{name}/auto/batching=on"]["runs"][2]["rps"]
+            f = http[f"{name}/fp32/batching=on"]["runs"][2]["rps"]
+            print(f"{name} c=64 batching on: auto/fp32 = {a:.0f}/{f:.0f} = {a / f:.2f}x")
     load_after = os.getloadavg()
     print(f"load average after: {load_after}")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "load_before": load_before, "load_after": load_after, "in_process": forward,
             "http": http, "added_latency_ms": added, "victims_in_process": victims, "hostile": hostile_results,
+            "crossover": sweep,
         }, indent=2))  # fmt: skip
     return 0
 

@@ -29,6 +29,7 @@ from components.base import child_opts, merge_tags, type_token
 from components.helm import helm_release
 from components.identity import irsa_trust_policy
 from components.upstream import chart_pin
+from contracts.serving import REQUESTS_METRIC
 
 EBS_CSI_ADDON = "aws-ebs-csi-driver"
 EBS_CSI_PROVISIONER = "ebs.csi.aws.com"
@@ -39,8 +40,8 @@ STORAGE_CLASS = {"aws": "gp3", "gcp": "standard-rwo"}
 GKE_BUILTIN_CLASSES = {"standard-rwo": GKE_PD_PROVISIONER, "premium-rwo": GKE_PD_PROVISIONER}
 METRICS_SERVER_CHART = chart_pin("metrics-server")
 PROMETHEUS_ADAPTER_CHART = chart_pin("prometheus-adapter")
-REQUEST_COUNTER = "aicloud_server_requests_total"
-"""The model server's request counter (`workloads.server.metrics.REQUESTS`)."""
+REQUEST_COUNTER = REQUESTS_METRIC
+"""The model server's request counter (`contracts.serving`, as `workloads.server.metrics.REQUESTS`)."""
 
 
 def storage_class_manifest() -> dict[str, Any]:

@@ -64,6 +64,7 @@ from components.nodepool import (
 from components.training import Scalar
 from components.upstream import chart_pin, chart_truth
 from components.validation import Problem, check
+from contracts.serving import DRIFT_ROWS_METRIC, FEATURE_PSI_METRIC, REQUEST_DURATION_METRIC, REQUESTS_METRIC
 
 NAMESPACE = MONITORING_NAMESPACE
 """Namespace of Prometheus, Grafana, kube-state-metrics, monitors and rules (Pod Security
@@ -174,12 +175,13 @@ KUBE_STATE_METRICS: tuple[str, ...] = (
 NODE_LABELS_ALLOWED = (POOL_LABEL, GPU_LABEL, f"{LABEL_PREFIX}/role", f"{LABEL_PREFIX}/accelerator")
 """Node labels kube-state-metrics exposes on `kube_node_labels` (as `label_aicloud_dev_pool`...)."""
 
-FEATURE_PSI = "aicloud_server_feature_psi"
-DRIFT_ROWS = "aicloud_server_drift_rows"
-REQUEST_LATENCY_BUCKET = "aicloud_server_request_duration_seconds_bucket"
-REQUESTS = "aicloud_server_requests_total"
+FEATURE_PSI = FEATURE_PSI_METRIC
+DRIFT_ROWS = DRIFT_ROWS_METRIC
+REQUEST_LATENCY_BUCKET = f"{REQUEST_DURATION_METRIC}_bucket"
+REQUESTS = REQUESTS_METRIC
 TRAINER_STEP = "aicloud_trainer_step"
-"""Server and trainer metric names used here (tests check them against `workloads.*` definitions)."""
+"""Server metric names (the server's own, from `contracts.serving`) and the trainer's used here
+(tests check them against `workloads.*` definitions)."""
 
 
 # --------------------------------------------------------------------------- config

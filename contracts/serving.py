@@ -21,6 +21,12 @@ serverless KServe pods, listens there)."""
 METRICS_PORT_NAME = "metrics"
 REQUESTS_METRIC = "aicloud_server_requests_total"
 """The server's request counter (`workloads.server.metrics.REQUESTS`), the KEDA trigger's input."""
+REQUEST_DURATION_METRIC = "aicloud_server_request_duration_seconds"
+"""The server's request latency histogram (`..._bucket` series feed the latency alert)."""
+FEATURE_PSI_METRIC = "aicloud_server_feature_psi"
+"""Per-feature drift (PSI) gauge the retraining trigger and the drift alert read."""
+DRIFT_ROWS_METRIC = "aicloud_server_drift_rows"
+"""Rows behind the current feature_psi values (the trigger's minimum-evidence guard)."""
 SERVICE_PORT = 80
 """Port of the model's Services inside the cluster (forwarded to the pod's `http` port)."""
 RUN_AS_USER = 10001

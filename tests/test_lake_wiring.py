@@ -81,11 +81,18 @@ def test_the_retraining_loop_runs_as_its_own_least_privilege_identity():
     assert [r.split("${")[1].split(".")[0] for r in sids["WriteObjects"]["Resource"]] == ["aws-use1-lake-models"]
     assert "ReadCatalog" not in sids
     # The trigger's CronJob uses that service account and no plain one is created beside it.
+    # Beside it, the region's retraining agent (every serving region has one) runs as its own.
     for key in retrain:
-        crons = [r for r in plan.of_type("kubernetes:batch/v1:CronJob") if plan.region_of(r) == key]
-        (cron,) = crons
-        pod = cron.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        crons = {
+            r.inputs["metadata"]["name"]: r
+            for r in plan.of_type("kubernetes:batch/v1:CronJob")
+            if plan.region_of(r) == key
+        }
+        assert sorted(crons) == ["retrain-classifier", "retrain-classifier-agent"]
+        pod = crons["retrain-classifier"].inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
         assert pod["serviceAccountName"] == "aicloud-retrain"
+        agent_pod = crons["retrain-classifier-agent"].inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        assert agent_pod["serviceAccountName"] == "aicloud-retrain-agent"
         plain = [
             r for r in plan.of_type("kubernetes:core/v1:ServiceAccount")
             if plan.region_of(r) == key and r.inputs["metadata"]["name"] == "aicloud-retrain"
@@ -95,12 +102,17 @@ def test_the_retraining_loop_runs_as_its_own_least_privilege_identity():
 
 def test_the_retraining_settings_name_the_current_model_in_the_real_bucket():
     plan = stack_plan("prod")
+    checked = 0
     for cm in plan.of_type(CONFIG_MAP):
-        if not cm.inputs["metadata"]["name"].startswith("retrain-"):
+        name = cm.inputs["metadata"]["name"]
+        # The coordinators' settings (the regional agents' name no model: they only report and patch).
+        if not name.startswith("retrain-") or name.endswith("-agent-settings"):
             continue
         settings = json.loads(cm.inputs["data"]["settings.json"])
         current = settings["currentModel"]
         assert current.startswith(("s3://${", "gs://${")) and current.endswith("/classifier/v7"), current
+        checked += 1
+    assert checked == 2
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@
    --preset debug --out <workdir>/run``; the trainer exports the serving artifact to
    ``<workdir>/run/model``.
 2. Start the model server (``python -m workloads.server``) on 127.0.0.1 on a free port; it loads
-   the artifact, quantizes it (int8 on CPU) and scores the quantization on the held-out sample.
+   the artifact, prepares it (auto on CPU: int8 for the layers where it is faster than fp32)
+   and scores the quantization on the held-out sample.
 3. Send the artifact's held-out rows as single-row Open Inference Protocol requests, then print
    the served accuracy, the quantization report and the request latency.
 4. Stop the server with SIGTERM (graceful: it must exit 0).
@@ -123,7 +124,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
         return -9
 
 
-INT8_NOTE = " (dynamic int8 scales activations per batch, so single rows may score slightly differently)"
+def _layers(layers: dict[str, str]) -> str:
+    """``name precision, ...`` (the first 8, then a count)."""
+    shown = ", ".join(f"{name} {precision}" for name, precision in list(layers.items())[:8])
+    return shown + (f", ... ({len(layers)} in all)" if len(layers) > 8 else "") if layers else "none"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             f" ({params['quantization_engine'] or 'no engine'}): top-1 agreement with fp32"
             f" {params['quantization_top1_agreement']:.4f}, held-out accuracy fp32"
             f" {params['quantization_fp32_accuracy']:.4f} / served {params['quantization_served_accuracy']:.4f}"
-            f" over {params['quantization_samples']} rows scored in batches at load"
-            f"{INT8_NOTE if params['quantization_precision'] == 'int8' else ''}\n"
+            f" over {params['quantization_samples']} rows scored in batches at load\n"
+            f"      layers ({params['quantization_selection']}): {_layers(params['quantization_layers'])}\n"
             f"      latency per request: p50 {np.percentile(lat, 50):.2f} ms, p99 {np.percentile(lat, 99):.2f} ms",
             flush=True,
         )

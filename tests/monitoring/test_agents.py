@@ -426,3 +426,26 @@ def test_moto_lets_an_agent_touch_its_regions_prefix_and_candidates_only(monkeyp
         "write a candidate": "AccessDenied",
         "read the served model": "AccessDenied",
     }
+
+
+def test_the_monitoring_namespace_admits_the_agents_prometheus_queries(record):
+    """The agent reads its region's Prometheus: the monitoring namespace's explicit allow must
+    select the agent's pods (namespace and labels) on Prometheus' port. Planted: pods without the
+    trigger's name label are not selected."""
+    from components.k8s_security import NAMESPACE_NAME_LABEL
+    from components.monitoring import MONITORING_ALLOWS
+
+    pod_labels = record(agent).one(CRON).inputs["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    allow = next(a for a in MONITORING_ALLOWS if a.name == "prometheus-queries")
+
+    def admitted(namespace: str, labels: dict) -> bool:
+        return any(
+            peer["namespaceSelector"]["matchLabels"] == {NAMESPACE_NAME_LABEL: namespace}
+            and all(labels.get(k) == v for k, v in peer.get("podSelector", {}).get("matchLabels", {}).items())
+            for peer in allow.peers
+        )
+
+    assert (9090, "TCP") in allow.ports
+    assert admitted("aicloud-training", pod_labels)
+    assert not admitted("aicloud-training", {**pod_labels, "app.kubernetes.io/name": "something-else"})
+    assert not admitted("aicloud-serving", pod_labels)

@@ -499,3 +499,16 @@ def test_an_agent_never_reads_or_heads_an_object_it_has_not_listed(tmp_path, mod
     monkeypatch.undo()
     outcome = json.loads(storage.read_bytes(canary_state_uri(w.settings.decisions_uri, "aws-use1", launched["cycle"])))
     assert outcome["state"] == "applied" and len(w.clusters["aws-use1"].patches) == 2
+
+
+def test_the_agent_path_never_imports_torch():
+    """An agent tick is I/O only: its small CronJob (512Mi requested) must not pay for torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from workloads.retrain import __main__, regional; "
+        "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -68,5 +68,6 @@ def start_server() -> Iterator[Callable[..., RunningServer]]:
 
 @pytest.fixture(scope="module")
 def server(start_server: Callable[..., RunningServer], mlp_artifact: str) -> RunningServer:
-    """The MLP artifact served int8 with default settings."""
-    return start_server(model=mlp_artifact)
+    """The MLP artifact served int8 (explicitly: ``auto`` serves its small layers in fp32) with
+    otherwise default settings."""
+    return start_server(model=mlp_artifact, precision="int8")

@@ -12,6 +12,8 @@ from dockerfile import parse_string as parse_dockerfile
 
 import components.endpoint as endpoint
 import components.endpoint.manifests as manifests
+import components.foundations as foundations
+import components.monitoring as monitoring
 import contracts.serving as contract
 from tests.endpoints.endpoint_helpers import plans
 from tests.server.server_helpers import RunningServer, free_port
@@ -25,6 +27,13 @@ def test_the_server_and_the_component_use_the_contracts_objects():
         assert getattr(app, name) is getattr(contract, name) is getattr(manifests, name), name
     assert loadgen.READY_PATH is contract.READY_PATH is endpoint.READY_PATH
     assert metrics.REQUESTS.name is contract.REQUESTS_METRIC is manifests.REQUESTS_METRIC
+    # what monitoring (alerts, the retraining trigger) and the metrics adapter read
+    assert monitoring.REQUESTS is contract.REQUESTS_METRIC is foundations.REQUEST_COUNTER
+    assert monitoring.FEATURE_PSI is contract.FEATURE_PSI_METRIC is metrics.FEATURE_PSI.name
+    assert monitoring.DRIFT_ROWS is contract.DRIFT_ROWS_METRIC is metrics.DRIFT_ROWS.name
+    assert metrics.REQUEST_LATENCY.name is contract.REQUEST_DURATION_METRIC
+    assert monitoring.REQUEST_LATENCY_BUCKET == f"{metrics.REQUEST_LATENCY.name}_bucket"
+    assert metrics.REQUEST_LATENCY.kind == "histogram"
     assert metrics.REQUESTS.name in metrics.METRIC_NAMES
     assert config.SERVER_PORT is contract.SERVER_PORT is manifests.SERVER_PORT
     assert config.ServerConfig(model="m").port is contract.SERVER_PORT

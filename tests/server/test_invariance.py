@@ -69,11 +69,14 @@ def test_adversarial_neighbours_never_change_a_victims_result(batched: RunningSe
         served.predict = real_predict  # type: ignore[method-assign]
 
 
+@pytest.mark.parametrize("precision", ["int8", "auto"])
 @pytest.mark.parametrize("fixture", ["mlp_artifact", "transformer_artifact"])
-def test_int8_rows_are_bit_identical_in_any_batch(fixture: str, request: pytest.FixtureRequest) -> None:
+def test_int8_rows_are_bit_identical_in_any_batch(fixture: str, precision: str, request: pytest.FixtureRequest) -> None:
+    """int8 and auto (fp32 layers padded to whole row blocks, int8 where it pays; here all fp32)."""
     from workloads.server.model import ServedModel
 
-    served = ServedModel.load(request.getfixturevalue(fixture), version="1", precision="int8", device="cpu")
+    served = ServedModel.load(request.getfixturevalue(fixture), version="1", precision=precision, device="cpu")
+    assert precision == "int8" or served.report.selection == "per layer"
     rows = cluster_task(40, seed=32)[0].numpy()
     alone = np.concatenate([served.predict(rows[i : i + 1]) for i in range(len(rows))])
     outlier = np.full((1, FEATURES), 1e30, dtype=np.float32)

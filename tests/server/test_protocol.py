@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 
 import numpy as np
@@ -167,6 +168,34 @@ def test_metrics_expose_every_defined_family_with_the_prefix(server: RunningServ
     assert max(psi.values()) < 0.25
     assert re.search(r"^aicloud_server_batch_size_count\{.*\} [1-9]", text, flags=re.M)
     assert re.search(rf'^aicloud_server_model_load_seconds\{{model="{MODEL_NAME}",version="1"\}} ', text, flags=re.M)
+    layers = re.findall(rf'^aicloud_server_layer_precision\{{layer="(\S+)",model="{MODEL_NAME}",precision="int8",'
+                        r'version="1"\} 1\.0$', text, flags=re.M)  # fmt: skip
+    assert sorted(layers) == ["0", "2", "4"]  # the MLP's three Linear layers, all int8 as requested
+
+
+def test_auto_reports_the_precision_of_every_layer_in_metadata_metrics_and_log(
+    start_server, mlp_artifact: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="workloads.server"):
+        auto = start_server(model=mlp_artifact, calibration_s=0.3)
+    params = auto.client.get(f"/v2/models/{MODEL_NAME}").json()["parameters"]
+    assert params["quantization_selection"] == "per layer" and params["quantization_calibration_batch"] == 64
+    assert set(params["quantization_layers"]) == {"0", "2", "4"}
+    choices = params["quantization_layer_choices"]
+    assert [c["layer"] for c in choices] == ["0", "2", "4"]
+    for c in choices:
+        assert params["quantization_layers"][c["layer"]] == c["precision"]
+        assert c["rows"] == 64 and c["basis"] in ("timed", "shape rule", "fp32 not batch invariant here")
+        if c["basis"] == "timed":  # the faster kernel won (int8 by at least the margin)
+            assert (c["precision"] == "int8") == (c["int8_us"] < 0.9 * c["fp32_us"]), c
+    kinds = set(params["quantization_layers"].values())
+    assert params["quantization_precision"] == ("mixed" if len(kinds) > 1 else kinds.pop())
+    text = auto.client.get("/metrics").text
+    for layer, precision in params["quantization_layers"].items():
+        series = f'aicloud_server_layer_precision{{layer="{layer}",model="{MODEL_NAME}",precision="{precision}",'
+        assert series + 'version="1"} 1.0' in text
+    logged = [r.getMessage() for r in caplog.records if "precision per layer" in r.getMessage()]
+    assert logged and all(f"{c['layer']} " in logged[0] for c in choices), logged
 
 
 def test_shifted_inputs_raise_the_feature_psi(start_server, mlp_artifact: str) -> None:

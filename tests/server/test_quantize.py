@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from tests.server.server_helpers import cluster_task
-from workloads.artifact import load_artifact
+from tests.server.server_helpers import CLASSES, FEATURES, cluster_task
+from workloads.artifact import load_artifact, save_artifact
+from workloads.drift import compute_reference
 from workloads.models import build_model
+from workloads.server import quantize
 from workloads.server.config import ConfigError, ServerConfig, parse_args
 from workloads.server.model import ServedModel
-from workloads.server.quantize import EncoderLayer, RowwiseInt8Linear, prepare_model, resolve_engine, serving_graph
+from workloads.server.quantize import (
+    BatchInvariantLinear,
+    EncoderLayer,
+    RowwiseInt8Linear,
+    int8_pays_by_shape,
+    prepare_model,
+    resolve_engine,
+    serving_graph,
+)
 
 
 @pytest.mark.parametrize(("norm_first", "activation"), [(False, "relu"), (True, "gelu")])
@@ -75,8 +88,105 @@ def test_bf16_on_cpu_is_an_explicit_option(mlp_artifact: str) -> None:
     assert served.report.precision == "bf16" and served.report.top1_agreement >= 0.99
 
 
-def test_auto_precision_is_int8_on_cpu(mlp_artifact: str) -> None:
-    assert ServedModel.load(mlp_artifact, version="1", device="cpu").report.precision == "int8"
+@pytest.fixture(scope="module")
+def wide_mlp_artifact(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An (untrained, seeded) MLP 16 -> 1024 -> 1024 -> 4: one layer large enough for int8."""
+    torch.manual_seed(0)
+    kwargs = {"in_features": FEATURES, "hidden": [1024, 1024], "num_classes": CLASSES}
+    model = build_model("mlp", **kwargs).eval()
+    x = cluster_task(512, seed=2)[0]
+    with torch.inference_mode():
+        y = model(x).argmax(dim=1)
+    return save_artifact(
+        str(tmp_path_factory.mktemp("wide") / "model"), model=model, arch="mlp", kwargs=kwargs, heldout_x=x,
+        heldout_y=y, reference=compute_reference(x.numpy()), name="wide", version="1",
+    )  # fmt: skip
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """fp32 GEMMs split over threads are not batch invariant for every shape (K-split): pin the
+    thread count so the shape-rule outcome below does not depend on the machine's cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_auto_on_cpu_serves_int8_only_where_the_shape_pays(wide_mlp_artifact: str, one_thread: None) -> None:
+    served = ServedModel.load(wide_mlp_artifact, version="1", device="cpu", calibration_s=0, warmup_batch=64)
+    assert [(c.layer, c.in_features, c.out_features, c.rows, c.basis) for c in served.layer_choices] == [
+        ("0", 16, 1024, 64, "shape rule"),
+        ("2", 1024, 1024, 64, "shape rule"),
+        ("4", 1024, 4, 64, "shape rule"),
+    ]
+    assert served.report.layers == {"0": "fp32", "2": "int8", "4": "fp32"}
+    assert served.report.precision == "mixed" and served.report.engine == "rowwise"
+    assert served.report.selection == "per layer" and served.report.calibration_batch == 64
+    kinds = {name: type(m) for name, m in served.module.named_modules()}
+    assert kinds["0"] is BatchInvariantLinear and kinds["2"] is RowwiseInt8Linear and kinds["4"] is BatchInvariantLinear
+    assert served.report.top1_agreement >= 0.99
+    # a row's logits are the same bits alone or batched with anything (int8 and padded fp32 mixed)
+    rows = cluster_task(24, seed=32)[0].numpy()
+    alone = np.concatenate([served.predict(rows[i : i + 1]) for i in range(len(rows))])
+    outlier = np.full((1, FEATURES), 1e30, dtype=np.float32)
+    for size in (5, 24):
+        for start in range(0, len(rows), size):
+            out = served.predict(np.concatenate([outlier, rows[start : start + size], -outlier]))[1:-1]
+            assert np.array_equal(out, alone[start : start + size])
+    one_row = ServedModel.load(wide_mlp_artifact, version="1", device="cpu", calibration_s=0, warmup_batch=1)
+    assert one_row.report.layers == {"0": "fp32", "2": "int8", "4": "fp32"}  # 1024 x 1024 pays at one row too
+    assert int8_pays_by_shape(1, 1024, 1024) and not int8_pays_by_shape(1, 512, 512)
+    assert not int8_pays_by_shape(4096, 64, 64) and not int8_pays_by_shape(4096, 1024, 10)
+
+
+@pytest.mark.parametrize("fixture", ["mlp_artifact", "transformer_artifact"])
+def test_auto_serves_small_models_in_fp32(fixture: str, request: pytest.FixtureRequest, one_thread: None) -> None:
+    served = ServedModel.load(request.getfixturevalue(fixture), version="1", device="cpu", calibration_s=0)
+    assert set(served.report.layers.values()) == {"fp32"} and served.report.precision == "fp32"
+    assert served.report.engine is None and served.report.top1_agreement == 1.0
+    assert not any(isinstance(m, RowwiseInt8Linear) for m in served.module.modules())
+
+
+def test_timed_layers_follow_their_timings_with_a_margin(
+    wide_mlp_artifact: str, monkeypatch: pytest.MonkeyPatch, one_thread: None
+) -> None:
+    planted = {(16, 1024): (100.0, 95.0), (1024, 1024): (100.0, 50.0)}  # by shape: (fp32 us, int8 us)
+
+    def fake_timing(fp32: nn.Module, int8: nn.Module, x: torch.Tensor, deadline: float):
+        return planted.get((fp32.in_features, fp32.out_features))  # the 1024 -> 4 head: none (budget spent)
+
+    monkeypatch.setattr(quantize, "_time_pair", fake_timing)
+    choices = quantize.choose_layers(
+        serving_graph(load_artifact(wide_mlp_artifact).model), cluster_task(32, seed=5)[0], budget_s=5.0
+    )
+    by_layer = {c.layer: (c.precision, c.basis, c.fp32_us, c.int8_us) for c in choices}
+    assert by_layer == {
+        "0": ("fp32", "timed", 100.0, 95.0),  # 5 % faster: within the margin, kept fp32
+        "2": ("int8", "timed", 100.0, 50.0),
+        "4": ("fp32", "shape rule", None, None),
+    }
+
+
+def test_an_fp32_kernel_that_mixes_rows_is_caught_and_that_layer_served_int8(
+    wide_mlp_artifact: str, monkeypatch: pytest.MonkeyPatch, one_thread: None
+) -> None:
+    class LeakyLinear(BatchInvariantLinear):
+        """Planted: an fp32 kernel whose rows see their batch (a batch mean leaks in)."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) + 1e-3 * x.mean()
+
+    assert quantize._rows_invariant(BatchInvariantLinear(nn.Linear(64, 8)), torch.randn(40, 64), 40)
+    assert not quantize._rows_invariant(LeakyLinear(nn.Linear(64, 8)), torch.randn(40, 64), 40)
+    monkeypatch.setattr(quantize, "BatchInvariantLinear", LeakyLinear)
+    served = ServedModel.load(wide_mlp_artifact, version="1", device="cpu", calibration_s=0, warmup_batch=16)
+    assert {c.layer: (c.precision, c.basis) for c in served.layer_choices} == {
+        "0": ("int8", "fp32 not batch invariant here"),
+        "2": ("int8", "shape rule"),
+        "4": ("int8", "fp32 not batch invariant here"),
+    }
+    assert served.report.precision == "int8"
 
 
 def test_unsupported_engine_and_missing_cuda_fail_clearly(mlp_artifact: str) -> None:
@@ -109,3 +219,11 @@ def test_command_line_maps_to_the_config(capsys: pytest.CaptureFixture[str]) -> 
         parse_args(["--model", "m", "--port", "70000"])
     assert exit_info.value.code == 2
     assert "port=70000 is not allowed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [-1, 61, float("nan"), "1"])
+def test_calibration_budget_is_bounded(bad: object) -> None:
+    with pytest.raises(ConfigError, match=r"calibration_s=.* is not allowed: a number in \[0, 60\]"):
+        ServerConfig(model="m", calibration_s=bad)  # type: ignore[arg-type]
+    assert parse_args(["--model", "m", "--calibration-s", "0"]).calibration_s == 0
+    assert ServerConfig(model="m").calibration_s == 1.0

@@ -15,7 +15,6 @@ import sys
 from contracts.retrain import AgentSettings, Settings
 from workloads import storage
 from workloads.retrain.clients import KubeClient, PrometheusClient
-from workloads.retrain.controller import run_once
 from workloads.retrain.regional import run_agent
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -40,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(settings, AgentSettings):
             decision = run_agent(settings, metrics=metrics, cluster=cluster)
         else:
+            # The coordinator scores models (torch); an agent never imports it.
+            from workloads.retrain.controller import run_once
+
             decision = run_once(settings, metrics=metrics, cluster=cluster)
     except Exception as exc:  # any failure: one line on stderr, the exit code tells the Job
         print(f"retraining tick failed: {type(exc).__name__}: {exc}", file=sys.stderr)

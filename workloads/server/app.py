@@ -131,6 +131,7 @@ class ServerState:
                 cfg.model, version="1", name=cfg.name, precision=cfg.precision,
                 quant_engine=cfg.quant_engine, device=cfg.device,
                 drift_window=cfg.drift_window, warmup_batch=cfg.max_batch_size,
+                calibration_s=cfg.calibration_s,
             )  # fmt: skip
             loaded = {"1": first}
             if cfg.model_b is not None:
@@ -138,6 +139,7 @@ class ServerState:
                     cfg.model_b, version="2", name=first.name, precision=cfg.precision,
                     quant_engine=cfg.quant_engine, device=cfg.device,
                     drift_window=cfg.drift_window, warmup_batch=cfg.max_batch_size,
+                    calibration_s=cfg.calibration_s,
                 )  # fmt: skip
                 if (second.input_spec, second.output_spec) != (first.input_spec, first.output_spec):
                     raise ValueError(
@@ -157,6 +159,8 @@ class ServerState:
             self.metrics[m.QUANTIZATION_AGREEMENT].labels(*labels, r.precision).set(r.top1_agreement)
             self.metrics[m.HELDOUT_ACCURACY].labels(*labels, "fp32").set(r.fp32_accuracy)
             self.metrics[m.HELDOUT_ACCURACY].labels(*labels, r.precision).set(r.served_accuracy)
+            for layer, precision in r.layers.items():
+                self.metrics[m.LAYER_PRECISION].labels(*labels, layer, precision).set(1)
         self.name = first.name
         self.models = loaded
         # Move everything loaded so far (torch, the models) out of the collector's reach: full

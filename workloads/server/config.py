@@ -57,8 +57,14 @@ class ServerConfig:
     what load balancers and front doors reach, and the metrics (model names, traffic, drift) are
     for Prometheus alone. Default: on ``port`` (local use)."""
     precision: Precision = "auto"
-    """``auto``: int8 on CPU, bf16 on CUDA. ``int8`` on CPU quantizes every
-    Linear layer; on CUDA it needs torchao (int8 weight-only). ``fp32`` serves unquantized."""
+    """``auto``: on CPU, int8 for the Linear layers where it is faster than fp32 and fp32 for
+    the others (``calibration_s``); bf16 on CUDA. ``int8`` on CPU quantizes every Linear layer;
+    on CUDA it needs torchao (int8 weight-only). ``fp32`` serves unquantized."""
+    calibration_s: float = 1.0
+    """``auto`` precision on CPU: at load, time each linear layer's int8 and fp32 kernels on the
+    rows it sees at ``max_batch_size`` for at most this many seconds in all, and serve each layer
+    at the faster one. Layers the time does not reach, or all with 0, follow a measured shape
+    rule (deterministic). At most 60."""
     quant_engine: QuantEngine = "auto"
     """CPU int8 kernel; ``auto`` is ``rowwise``: int8 weights per output channel, activations
     quantized per row at run time, so a request's result never depends on its batch (see
@@ -165,6 +171,8 @@ class ServerConfig:
         for key in ("max_queue_delay_ms", "shutdown_drain_s", "graceful_timeout_s"):
             if not is_num(getattr(self, key)) or getattr(self, key) < 0:
                 bad(key, "a finite number >= 0")
+        if not is_num(self.calibration_s) or not 0 <= self.calibration_s <= 60:
+            bad("calibration_s", "a number in [0, 60] (seconds; 0: the shape rule alone)")
         for key in ("header_timeout_s", "body_timeout_s", "keep_alive_timeout_s", "drain_idle_s"):
             if not is_num(getattr(self, key)) or getattr(self, key) <= 0:
                 bad(key, "a finite number > 0")
@@ -188,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port "
                         "only (default: on --port)")  # fmt: skip
     parser.add_argument("--precision", default="auto", choices=get_args(Precision))
+    parser.add_argument("--calibration-s", type=float, default=1.0, help="auto on CPU: seconds to time "
+                        "int8 vs fp32 per layer at load (0: shape rule only; default 1)")  # fmt: skip
     parser.add_argument("--quant-engine", default="auto", choices=get_args(QuantEngine))
     parser.add_argument("--device", default="auto", choices=get_args(Device))
     parser.add_argument("--torch-threads", type=int, default=0, help="0: one per usable CPU")

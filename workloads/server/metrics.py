@@ -15,7 +15,7 @@ from typing import Literal
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from contracts.serving import REQUESTS_METRIC
+from contracts.serving import DRIFT_ROWS_METRIC, FEATURE_PSI_METRIC, REQUEST_DURATION_METRIC, REQUESTS_METRIC
 
 __all__ = [
     "BATCH_SIZE",
@@ -24,6 +24,7 @@ __all__ = [
     "FEATURE_PSI",
     "HELDOUT_ACCURACY",
     "INFLIGHT",
+    "LAYER_PRECISION",
     "METRICS",
     "METRIC_NAMES",
     "MODEL_LOAD_SECONDS",
@@ -62,7 +63,7 @@ REQUESTS = MetricSpec(
     ("model", "version", "status"),
 )
 REQUEST_LATENCY = MetricSpec(
-    f"{PREFIX}request_duration_seconds",
+    REQUEST_DURATION_METRIC,
     "histogram",
     "Inference request latency inside the server (body read to response), seconds.",
     ("model", "version"),
@@ -109,15 +110,21 @@ HELDOUT_ACCURACY = MetricSpec(
     "Accuracy on the artifact's held-out sample, of the fp32 model and of the served precision.",
     ("model", "version", "precision"),
 )
+LAYER_PRECISION = MetricSpec(
+    f"{PREFIX}layer_precision",
+    "gauge",
+    "1 for the precision each linear layer is served at (auto on CPU chooses per layer).",
+    ("model", "version", "layer", "precision"),
+)
 FEATURE_PSI = MetricSpec(
-    f"{PREFIX}feature_psi",
+    FEATURE_PSI_METRIC,
     "gauge",
     "Population stability index of each input feature against the training reference "
     "(< 0.1 stable, 0.1-0.25 moderate shift, > 0.25 significant shift).",
     ("model", "version", "feature"),
 )
 DRIFT_ROWS = MetricSpec(
-    f"{PREFIX}drift_rows",
+    DRIFT_ROWS_METRIC,
     "gauge",
     "Input rows behind the current feature_psi values.",
     ("model", "version"),
@@ -133,6 +140,7 @@ METRICS: tuple[MetricSpec, ...] = (
     MODEL_LOAD_SECONDS,
     QUANTIZATION_AGREEMENT,
     HELDOUT_ACCURACY,
+    LAYER_PRECISION,
     FEATURE_PSI,
     DRIFT_ROWS,
 )

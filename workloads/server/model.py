@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,10 @@ from workloads import drift, storage
 from workloads.artifact import ArtifactError, load_artifact, serving_precision
 from workloads.server.protocol import TensorSpec
 from workloads.server.quantize import (
+    LayerChoice,
     compute_dtype,
+    layer_precisions,
+    prepare_auto,
     prepare_model,
     resolve_device,
     resolve_engine,
@@ -42,6 +45,8 @@ class QuantizationReport:
     """What serving at ``precision`` costs on the artifact's held-out sample."""
 
     precision: str
+    """``fp32``, ``int8``, ``bf16``, or ``mixed`` (``auto`` on CPU chose int8 for some layers and
+    fp32 for others; ``layers`` says which)."""
     engine: str | None
     """Quantized CPU engine (int8 on CPU only)."""
     samples: int
@@ -50,6 +55,12 @@ class QuantizationReport:
     top1_agreement: float
     """Share of held-out rows whose top-1 class equals the fp32 model's."""
     max_abs_logit_diff: float
+    layers: dict[str, str] = field(default_factory=dict)
+    """Precision of each linear layer of the serving graph, by qualified name."""
+    selection: str = "requested"
+    """``requested`` (one precision for every layer) or ``per layer`` (``auto`` on CPU)."""
+    calibration_batch: int | None = None
+    """Rows per batch the per-layer choice was made for (``auto`` on CPU)."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict (model metadata ``parameters``)."""
@@ -85,6 +96,22 @@ def _diagnose(uri: str) -> str | None:
         except Exception as exc:  # noqa: BLE001 - this is the diagnosis
             return f"{path} ({len(data)} bytes) is not a valid {kind} file: {type(exc).__name__}: {exc}"
     return None
+
+
+def _calibration_batch(heldout: torch.Tensor, rows: int, features: int) -> torch.Tensor:
+    """``rows`` rows to calibrate on: the artifact's held-out rows, repeated as needed (random
+    normal rows, seeded, when it has none)."""
+    if len(heldout) == 0:
+        return torch.randn(rows, features, generator=torch.Generator().manual_seed(0))
+    return heldout.float().repeat(-(-rows // len(heldout)), 1)[:rows].contiguous()
+
+
+def _describe(choice: LayerChoice) -> str:
+    timing = f", fp32 {choice.fp32_us:.0f} us / int8 {choice.int8_us:.0f} us" if choice.fp32_us is not None else ""
+    return (
+        f"{choice.layer} {choice.in_features}x{choice.out_features} on {choice.rows} rows: "
+        f"{choice.precision} ({choice.basis}{timing})"
+    )
 
 
 class DriftMonitor:
@@ -163,6 +190,8 @@ class ServedModel:
         self.report = report
         self.drift = drift_monitor
         self.load_seconds = load_seconds
+        self.layer_choices: list[LayerChoice] = []
+        """How ``auto`` on CPU chose each layer's precision (timings included); empty otherwise."""
 
     @classmethod
     def load(
@@ -176,8 +205,13 @@ class ServedModel:
         device: str = "auto",
         drift_window: int = 10_000,
         warmup_batch: int = 64,
+        calibration_s: float = 1.0,
     ) -> ServedModel:
         """Load the artifact at ``uri``, prepare it for ``precision`` and score the cost.
+
+        ``auto`` on CPU chooses int8 or fp32 per linear layer for batches of ``warmup_batch``
+        rows (the configured maximum batch), timing both kernels for up to ``calibration_s``
+        seconds (0: the shape rule alone; see :func:`workloads.server.quantize.prepare_auto`).
 
         The served and fp32 models both run over the artifact's held-out sample; their top-1
         agreement and accuracies are logged and kept in :attr:`report`.
@@ -197,7 +231,16 @@ class ServedModel:
         torch_device = resolve_device(device)
         resolved = serving_precision(artifact.model, precision, resolve_precision(precision, torch_device))
         engine = resolve_engine(quant_engine) if (resolved, torch_device.type) == ("int8", "cpu") else None
-        module = prepare_model(artifact.model, precision=resolved, device=torch_device, engine=engine or "")
+        choices: list[LayerChoice] = []
+        if precision == "auto" and resolved == "int8" and torch_device.type == "cpu":
+            example = _calibration_batch(artifact.heldout_x, warmup_batch, input_spec.shape[1])
+            module, choices = prepare_auto(artifact.model, example, budget_s=calibration_s)
+            kinds = {c.precision for c in choices} or {"fp32"}
+            resolved = "mixed" if len(kinds) > 1 else kinds.pop()
+            engine = engine if resolved != "fp32" else None
+        else:
+            module = prepare_model(artifact.model, precision=resolved, device=torch_device, engine=engine or "")
+        layers = {c.layer: c.precision for c in choices} if choices else layer_precisions(module)
         served = cls(
             name=name or artifact.name,
             version=version,
@@ -208,10 +251,15 @@ class ServedModel:
             dtype=compute_dtype(resolved, torch_device),
             input_spec=input_spec,
             output_spec=output_spec,
-            report=QuantizationReport(resolved, engine, 0, 0.0, 0.0, 0.0, 0.0),
+            report=QuantizationReport(
+                resolved, engine, 0, 0.0, 0.0, 0.0, 0.0, layers=layers,
+                selection="per layer" if choices else "requested",
+                calibration_batch=warmup_batch if choices else None,
+            ),
             drift_monitor=None,
             load_seconds=0.0,
-        )
+        )  # fmt: skip
+        served.layer_choices = choices
         served.report = served._score(artifact.model, artifact.heldout_x, artifact.heldout_y)
         if artifact.reference.get("features"):
             served.drift = DriftMonitor(artifact.reference, drift_window)
@@ -227,6 +275,11 @@ class ServedModel:
             torch_device, r.samples, r.top1_agreement, r.fp32_accuracy, r.served_accuracy,
             served.load_seconds,
         )  # fmt: skip
+        if choices:
+            log.info(
+                "%s version %s: precision per layer at batch %d (auto): %s",
+                served.name, version, warmup_batch, "; ".join(_describe(c) for c in choices),
+            )  # fmt: skip
         return served
 
     def _score(self, reference: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> QuantizationReport:
@@ -250,6 +303,9 @@ class ServedModel:
             served_accuracy=float((served_pred == y).float().mean()),
             top1_agreement=float((served_pred == fp32_pred).float().mean()),
             max_abs_logit_diff=max_diff,
+            layers=base.layers,
+            selection=base.selection,
+            calibration_batch=base.calibration_batch,
         )
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -282,5 +338,10 @@ class ServedModel:
                 "device": str(self.device),
                 "load_seconds": round(self.load_seconds, 4),
                 **{f"quantization_{k}": v for k, v in self.report.as_dict().items()},
+                **(
+                    {"quantization_layer_choices": [c.as_dict() for c in self.layer_choices]}
+                    if self.layer_choices
+                    else {}
+                ),
             },
         }

@@ -12,6 +12,14 @@
   depends only on that row, so batching is invisible: the same request gives bit-identical logits
   alone or batched with any other rows (``torch.ao`` dynamic quantization picks one activation
   scale per batch, so one request with large values there changed its neighbours' classes).
+- ``auto`` on CPU (:func:`prepare_auto`): per ``nn.Linear`` layer, whichever of int8
+  (:class:`RowwiseInt8Linear`) and fp32 (:class:`BatchInvariantLinear`) is faster for the rows
+  that layer sees at the configured batch size, timed at load within a bounded budget; layers the
+  budget does not reach follow a measured shape rule (:func:`int8_pays_by_shape`). Per-row int8
+  pays on large layers only: on small ones its per-row quantize and dequantize cost more than the
+  int8 GEMM saves (a d_model 64 transformer ran 0.62x fp32 at batch 32). Both kernels give a row
+  the same bits alone or in any batch, so the mix keeps int8's batch invariance; the chosen
+  precision of every layer is logged and reported.
 - ``bf16``: the weights and activations in bfloat16 (the default on CUDA).
 - ``int8`` on CUDA: int8 weight-only through torchao, when torchao is installed.
 """
@@ -19,6 +27,9 @@
 from __future__ import annotations
 
 import copy
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,10 +38,19 @@ from torch import nn
 from workloads.models import TabularTransformer
 
 __all__ = [
+    "INT8_MIN_MACS",
+    "INT8_MIN_WEIGHTS",
     "QUANT_ENGINES",
+    "ROW_BLOCK",
+    "BatchInvariantLinear",
     "EncoderLayer",
+    "LayerChoice",
     "RowwiseInt8Linear",
+    "choose_layers",
     "compute_dtype",
+    "int8_pays_by_shape",
+    "layer_precisions",
+    "prepare_auto",
     "prepare_model",
     "resolve_device",
     "resolve_engine",
@@ -55,7 +75,8 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> ``int8`` on CPU, ``bf16`` on CUDA; explicit values pass through."""
+    """``auto`` -> ``int8`` on CPU (per layer where it pays: :func:`prepare_auto`), ``bf16`` on
+    CUDA; explicit values pass through."""
     if precision != "auto":
         return precision
     return "int8" if device.type == "cpu" else "bf16"
@@ -114,6 +135,58 @@ class RowwiseInt8Linear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-row activations"
+
+
+ROW_BLOCK = 16
+"""Rows per block of :class:`BatchInvariantLinear`: its GEMM always sees a multiple of this many
+rows. fp32 GEMM kernels (oneDNN/MKL) handle a row count's remainder with other code than full
+blocks, so a row's fp32 output changed in its last bits with the batch it came in (up to 6e-6
+measured); at a multiple of 16 rows every row went through the same code at any position
+(1 to 1,300 rows, one thread). :func:`prepare_auto` checks this on the machine it runs on."""
+
+
+_SPLIT_ROWS = 128
+"""From this many rows on, :class:`BatchInvariantLinear` multiplies the whole blocks in place and
+pads only the remainder (below it, copying all rows into one padded block is cheaper)."""
+
+
+class BatchInvariantLinear(nn.Module):
+    """fp32 ``nn.Linear`` whose output for a row does not depend on the other rows: the GEMM only
+    ever sees whole blocks of :data:`ROW_BLOCK` rows. The whole blocks are multiplied straight
+    from the input; the remainder, if any, is padded with zero rows to one more block (a few
+    small tensor operations, whatever the batch size)."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("weight", linear.weight.detach().float().clone())
+        bias = linear.bias.detach().float() if linear.bias is not None else torch.zeros(self.out_features)
+        self.register_buffer("bias", bias.clone())
+        self.register_buffer("_zeros", torch.zeros(ROW_BLOCK - 1, self.in_features), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x @ W.T + b`` for ``x`` of shape ``[..., in_features]`` (float32)."""
+        rows = x if x.dim() == 2 else x.reshape(-1, self.in_features)
+        count = rows.shape[0]
+        tail = count % ROW_BLOCK
+        weight_t = self.weight.t()
+        if not tail:
+            out = torch.addmm(self.bias, rows, weight_t)
+        elif count < _SPLIT_ROWS:
+            padded = torch.cat((rows, self._zeros[: ROW_BLOCK - tail]))
+            out = torch.addmm(self.bias, padded, weight_t)[:count]
+        else:
+            # Whole blocks straight from the input (no copy), the last rows as one padded block.
+            out = rows.new_empty(count, self.out_features)
+            full = count - tail
+            if full:
+                torch.addmm(self.bias, rows[:full], weight_t, out=out[:full])
+            block = torch.cat((rows[full:], self._zeros[: ROW_BLOCK - tail]))
+            out[full:] = torch.addmm(self.bias, block, weight_t)[:tail]
+        return out if x.dim() == 2 else out.view(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, fp32 in blocks of {ROW_BLOCK} rows"
 
 
 def quantize_rowwise(module: nn.Module) -> nn.Module:
@@ -212,6 +285,188 @@ def serving_graph(model: nn.Module) -> nn.Module:
                     layers.append(child.norm)
                 setattr(parent, child_name, nn.Sequential(*layers))
     return graph
+
+
+INT8_MIN_WEIGHTS = 128 * 1024
+"""Shape rule, part 1: per-row int8 pays only on layers with at least this many weights
+(in x out). Measured with benchmarks/server_throughput.py ``--crossover`` (one thread): at 32
+rows 256 x 256 ran 0.91x fp32 and 256 x 512 1.20x; 1024 x 10 heads and 64-wide layers lose at
+every row count (0.2-0.4x)."""
+INT8_MIN_MACS = 1024 * 1024
+"""Shape rule, part 2: ... and at least this many multiply-adds per call (rows x in x out): at one
+row 512 x 512 ran 0.22x fp32 and 1024 x 1024 1.75x."""
+CALIBRATION_MARGIN = 0.10
+"""A timed layer goes int8 only when int8 is at least this much faster than fp32 (int8 rounds
+the logits; a near tie is not worth it)."""
+_MIN_SAMPLES = 3
+"""Timed blocks per kernel below which a layer's timing is not trusted (the shape rule decides)."""
+
+
+def int8_pays_by_shape(rows: int, in_features: int, out_features: int) -> bool:
+    """The shape rule: whether per-row int8 is expected to beat fp32 for a layer of this shape
+    called on ``rows`` rows (used where calibration is off or out of time). Conservative: on
+    uncertain shapes it keeps fp32, which is never slower than fp32."""
+    weights = in_features * out_features
+    return weights >= INT8_MIN_WEIGHTS and rows * weights >= INT8_MIN_MACS
+
+
+@dataclass(frozen=True, slots=True)
+class LayerChoice:
+    """The precision :func:`prepare_auto` chose for one ``nn.Linear`` of the serving graph."""
+
+    layer: str
+    """Qualified module name in the serving graph (e.g. ``net.0``, ``encoder.1.qkv``)."""
+    in_features: int
+    out_features: int
+    rows: int
+    """Rows the layer multiplies per call at the calibration batch size (tokens for a transformer)."""
+    precision: str
+    """``int8`` (:class:`RowwiseInt8Linear`) or ``fp32`` (:class:`BatchInvariantLinear`)."""
+    basis: str
+    """``timed`` (measured at load), ``shape rule`` (no time left, or calibration off),
+    ``fp32 not batch invariant here`` (the fp32 kernel failed the invariance check: int8) or
+    ``not called`` (the forward pass never reached it: fp32)."""
+    fp32_us: float | None = None
+    int8_us: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _linear_inputs(graph: nn.Module, example: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each ``nn.Linear``'s input rows ``[rows, in_features]`` when ``graph`` runs on ``example``."""
+    seen: dict[str, torch.Tensor] = {}
+    hooks = []
+    for name, module in graph.named_modules():
+        if isinstance(module, nn.Linear):
+
+            def hook(mod: nn.Module, args: tuple[torch.Tensor, ...], name: str = name) -> None:
+                seen.setdefault(name, args[0].detach().reshape(-1, args[0].shape[-1]).clone())
+
+            hooks.append(module.register_forward_pre_hook(hook))
+    try:
+        with torch.inference_mode():
+            graph(example)
+    finally:
+        for handle in hooks:
+            handle.remove()
+    return seen
+
+
+def _time_pair(fp32: nn.Module, int8: nn.Module, x: torch.Tensor, deadline: float) -> tuple[float, float] | None:
+    """Microseconds per call of ``fp32`` and ``int8`` on ``x`` (the fastest of interleaved blocks,
+    order alternating, until ``deadline``); None if fewer than ``_MIN_SAMPLES`` blocks each fit."""
+    samples: dict[str, list[float]] = {"fp32": [], "int8": []}
+    kernels = {"fp32": fp32, "int8": int8}
+    with torch.inference_mode():
+        for module in kernels.values():
+            module(x)  # first-call costs (allocation, kernel selection) stay out of the samples
+        per_call = time.perf_counter()
+        fp32(x)
+        per_call = max(time.perf_counter() - per_call, 1e-6)
+        reps = max(1, min(50, int(2e-4 / per_call)))  # blocks of about 0.2 ms
+        order = ["fp32", "int8"]
+        while time.perf_counter() < deadline:
+            for key in order:
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    kernels[key](x)
+                samples[key].append((time.perf_counter() - t0) / reps * 1e6)
+            order.reverse()
+    if min(len(v) for v in samples.values()) < _MIN_SAMPLES:
+        return None
+    # The fastest block of each: other processes only ever add time to a block, so the minimum
+    # is the kernel's own cost (medians picked the slower kernel on a machine at load 6 on 2 cores).
+    return min(samples["fp32"]), min(samples["int8"])
+
+
+def _rows_invariant(layer: nn.Module, x: torch.Tensor, batch_rows: int) -> bool:
+    """Whether ``layer`` gives each probe row the same bits alone as within batches of other rows
+    (several sizes, the probes at several positions)."""
+    gen = torch.Generator().manual_seed(0)
+    probes = x[:3] if len(x) >= 3 else torch.randn(3, x.shape[1], generator=gen)
+    with torch.inference_mode():
+        alone = torch.cat([layer(probes[i : i + 1]) for i in range(len(probes))])
+        for size in sorted({2, 5, 17, 33, batch_rows, batch_rows + 7}):
+            batch = torch.randn(size + len(probes), x.shape[1], generator=gen) * 4
+            where = torch.randperm(len(batch), generator=gen)[: len(probes)]
+            batch[where] = probes
+            if not torch.equal(layer(batch)[where], alone):
+                return False
+    return True
+
+
+def choose_layers(graph: nn.Module, example: torch.Tensor, *, budget_s: float) -> list[LayerChoice]:
+    """Per ``nn.Linear`` of the fp32 serving ``graph``: int8 or fp32 for the rows it sees when the
+    graph runs on ``example`` (the calibration batch).
+
+    Each layer's share of ``budget_s`` times both kernels on its real input (interleaved blocks,
+    fastest of each); int8 is chosen when it is at least :data:`CALIBRATION_MARGIN` faster. Layers left
+    when the budget is spent (or all of them with ``budget_s`` 0) follow
+    :func:`int8_pays_by_shape`. An fp32 choice is kept only if the fp32 kernel passes the
+    batch-invariance check on this machine; otherwise that layer is int8.
+    """
+    inputs = _linear_inputs(graph, example)
+    linears = {n: m for n, m in graph.named_modules() if isinstance(m, nn.Linear)}
+    names = [n for n in linears if n in inputs]
+    end = time.perf_counter() + max(budget_s, 0.0)
+    choices: list[LayerChoice] = [
+        LayerChoice(n, m.in_features, m.out_features, 0, "fp32", "not called")
+        for n, m in linears.items()
+        if n not in inputs
+    ]
+    for i, name in enumerate(names):
+        linear, x = linears[name], inputs[name]
+        fp32, int8 = BatchInvariantLinear(linear), RowwiseInt8Linear(linear)
+        rows, shape = x.shape[0], (linear.in_features, linear.out_features)
+        timed = None
+        now = time.perf_counter()
+        if budget_s > 0 and now < end:
+            timed = _time_pair(fp32, int8, x, now + (end - now) / (len(names) - i))
+        if timed is not None:
+            fp32_us, int8_us = timed
+            precision = "int8" if int8_us < fp32_us * (1 - CALIBRATION_MARGIN) else "fp32"
+            choice = LayerChoice(name, *shape, rows, precision, "timed", round(fp32_us, 2), round(int8_us, 2))
+        else:
+            precision = "int8" if int8_pays_by_shape(rows, *shape) else "fp32"
+            choice = LayerChoice(name, *shape, rows, precision, "shape rule")
+        if choice.precision == "fp32" and not _rows_invariant(fp32, x, rows):
+            choice = LayerChoice(name, *shape, rows, "int8", "fp32 not batch invariant here", choice.fp32_us,
+                                 choice.int8_us)  # fmt: skip
+        choices.append(choice)
+    return choices
+
+
+def _replace_linears(module: nn.Module, choices: dict[str, str], prefix: str = "") -> None:
+    for name, child in list(module.named_children()):
+        qualified = f"{prefix}{name}"
+        if isinstance(child, nn.Linear):
+            kernel = RowwiseInt8Linear if choices[qualified] == "int8" else BatchInvariantLinear
+            setattr(module, name, kernel(child))
+        else:
+            _replace_linears(child, choices, qualified + ".")
+
+
+def prepare_auto(model: nn.Module, example: torch.Tensor, *, budget_s: float) -> tuple[nn.Module, list[LayerChoice]]:
+    """The CPU ``auto`` serving module: the serving graph of ``model`` with every ``nn.Linear``
+    replaced by the kernel :func:`choose_layers` picked for it (``model`` is left untouched), and
+    the choices. ``example`` is the calibration batch ``[B, F]`` (float32)."""
+    graph = serving_graph(model)
+    choices = choose_layers(graph, example, budget_s=budget_s)
+    _replace_linears(graph, {c.layer: c.precision for c in choices})
+    return graph, choices
+
+
+def layer_precisions(module: nn.Module) -> dict[str, str]:
+    """The precision of each linear layer of a prepared module, by qualified name."""
+    kinds = {RowwiseInt8Linear: "int8", BatchInvariantLinear: "fp32", nn.Linear: "fp32"}
+    out = {}
+    for name, child in module.named_modules():
+        kind = kinds.get(type(child))
+        if kind is not None:
+            weight = getattr(child, "weight", None)
+            out[name] = "bf16" if weight is not None and weight.dtype == torch.bfloat16 else kind
+    return out
 
 
 def compute_dtype(precision: str, device: torch.device) -> torch.dtype:

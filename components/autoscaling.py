@@ -123,7 +123,10 @@ def node_class_manifest(
                     },
                 }
             ],
-            "tags": {**(tags or {}), "aicloud:pool": spec.name, "kubernetes.io/cluster/" + cluster_name: "owned"},
+            # Karpenter adds `kubernetes.io/cluster/<cluster>: owned`, `eks:eks-cluster-name` and its
+            # own keys to what it launches (the controller policy's conditions require them); the
+            # CRD refuses them here (EC2NodeClass `spec.tags` CEL rules).
+            "tags": {**(tags or {}), "aicloud:pool": spec.name},
         },
     }
 
@@ -178,9 +181,13 @@ def node_pool_manifest(spec: NodePoolSpec, *, zones: list[str]) -> dict[str, Any
 def karpenter_controller_policy(
     *, cluster_name: str, cluster_arn: str, region: str, node_role_arn: str, queue_arn: str
 ) -> dict[str, Any]:
-    """The controller's permissions (upstream getting-started template, less the instance-profile
-    write actions: aicloud creates the instance profile itself)."""
+    """The controller's permissions (upstream getting-started template at the pinned version, less
+    the instance-profile write actions: aicloud creates the instance profile itself; and less the
+    zonal-shift read, for `settings.enableZonalShift`, which aicloud leaves off). Held against the
+    vendored template in tests/spine/test_karpenter_iam.py."""
     owned = {f"aws:ResourceTag/kubernetes.io/cluster/{cluster_name}": "owned"}
+    arn = node_role_arn.split(":")
+    account = arn[4] if len(arn) == 6 and arn[4] else "*"  # the node role's account is the cluster's
     request_owned = {
         f"aws:RequestTag/kubernetes.io/cluster/{cluster_name}": "owned",
         "aws:RequestTag/eks:eks-cluster-name": cluster_name,
@@ -265,10 +272,18 @@ def karpenter_controller_policy(
                 "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
             },
             {
+                # The EC2NodeClass finalizer lists the instance profiles Karpenter may have made for
+                # the class (even with `spec.instanceProfile`): without it no node class deletes.
+                "Sid": "AllowUnscopedInstanceProfileListAction",
+                "Effect": "Allow",
+                "Action": "iam:ListInstanceProfiles",
+                "Resource": "*",
+            },
+            {
                 "Sid": "AllowInstanceProfileReadActions",
                 "Effect": "Allow",
                 "Action": ["iam:GetInstanceProfile"],
-                "Resource": "arn:aws:iam::*:instance-profile/*",
+                "Resource": f"arn:aws:iam::{account}:instance-profile/*",
             },
             {
                 "Sid": "AllowAPIServerEndpointDiscovery",

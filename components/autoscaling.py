@@ -123,7 +123,10 @@ def node_class_manifest(
                     },
                 }
             ],
-            "tags": {**(tags or {}), "aicloud:pool": spec.name, "kubernetes.io/cluster/" + cluster_name: "owned"},
+            # Karpenter adds `kubernetes.io/cluster/<cluster>: owned`, `eks:eks-cluster-name` and its
+            # own keys to what it launches (the controller policy's conditions require them); the
+            # CRD refuses them here (EC2NodeClass `spec.tags` CEL rules).
+            "tags": {**(tags or {}), "aicloud:pool": spec.name},
         },
     }
 
@@ -178,9 +181,13 @@ def node_pool_manifest(spec: NodePoolSpec, *, zones: list[str]) -> dict[str, Any
 def karpenter_controller_policy(
     *, cluster_name: str, cluster_arn: str, region: str, node_role_arn: str, queue_arn: str
 ) -> dict[str, Any]:
-    """The controller's permissions (upstream getting-started template, less the instance-profile
-    write actions: aicloud creates the instance profile itself)."""
+    """The controller's permissions (upstream getting-started template at the pinned version, less
+    the instance-profile write actions: aicloud creates the instance profile itself; and less the
+    zonal-shift read, for `settings.enableZonalShift`, which aicloud leaves off). Held against the
+    vendored template in tests/spine/test_karpenter_iam.py."""
     owned = {f"aws:ResourceTag/kubernetes.io/cluster/{cluster_name}": "owned"}
+    arn = node_role_arn.split(":")
+    account = arn[4] if len(arn) == 6 and arn[4] else "*"  # the node role's account is the cluster's
     request_owned = {
         f"aws:RequestTag/kubernetes.io/cluster/{cluster_name}": "owned",
         "aws:RequestTag/eks:eks-cluster-name": cluster_name,
@@ -265,10 +272,18 @@ def karpenter_controller_policy(
                 "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
             },
             {
+                # The EC2NodeClass finalizer lists the instance profiles Karpenter may have made for
+                # the class (even with `spec.instanceProfile`): without it no node class deletes.
+                "Sid": "AllowUnscopedInstanceProfileListAction",
+                "Effect": "Allow",
+                "Action": "iam:ListInstanceProfiles",
+                "Resource": "*",
+            },
+            {
                 "Sid": "AllowInstanceProfileReadActions",
                 "Effect": "Allow",
                 "Action": ["iam:GetInstanceProfile"],
-                "Resource": "arn:aws:iam::*:instance-profile/*",
+                "Resource": f"arn:aws:iam::{account}:instance-profile/*",
             },
             {
                 "Sid": "AllowAPIServerEndpointDiscovery",
@@ -342,11 +357,22 @@ def event_pattern(event: str) -> dict[str, list[str]]:
 
 
 def karpenter_values(
-    *, cluster_name: str, cluster_endpoint: str, queue_name: str, role_arn: str, system_pool: str
+    *,
+    cluster_name: str,
+    cluster_endpoint: str,
+    queue_name: str,
+    role_arn: str,
+    system_pool: str,
+    system_nodes: int = 2,
 ) -> dict[str, Any]:
     """Chart values: the cluster and queue, the IRSA role, and the controller on the system pool's
-    managed nodes (the chart's own affinity already keeps it off the nodes it launches)."""
+    managed nodes (the chart's own affinity already keeps it off the nodes it launches). The chart
+    runs 2 replicas with a required anti-affinity on `kubernetes.io/hostname`: on a system pool of
+    fewer managed nodes the extra replica would stay Pending for good (no node of Karpenter's may
+    take it) and, with the chart's PodDisruptionBudget (maxUnavailable 1) already spent on it,
+    block every drain of the system nodes; so one replica per system node, at most 2."""
     return {
+        "replicas": max(1, min(2, system_nodes)),
         "settings": {
             "clusterName": cluster_name,
             "clusterEndpoint": cluster_endpoint,
@@ -454,6 +480,7 @@ class Karpenter(pulumi.ComponentResource):
         region: str,
         system_pool: str,
         k8s_provider: k8s.Provider,
+        system_nodes: int = 2,
         tags: dict[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -538,7 +565,12 @@ class Karpenter(pulumi.ComponentResource):
         )
         values = pulumi.Output.all(cluster.cluster_name, cluster.endpoint, queue.name, role.arn).apply(
             lambda a: karpenter_values(
-                cluster_name=a[0], cluster_endpoint=a[1], queue_name=a[2], role_arn=a[3], system_pool=system_pool
+                cluster_name=a[0],
+                cluster_endpoint=a[1],
+                queue_name=a[2],
+                role_arn=a[3],
+                system_pool=system_pool,
+                system_nodes=system_nodes,
             )
         )
         self.release = helm_release(

@@ -51,17 +51,19 @@ SERVICE_TYPE_ANNOTATION = "networking.istio.io/service-type"
 LoadBalancer; pilot/pkg/config/kube/gatewaycommon/deploymentcontroller.go)."""
 ISTIO_GATEWAY_POD_LABELS = {"gateway.istio.io/managed": "istio.io-gateway-controller"}
 """Label istiod puts on every Gateway data-plane pod it provisions (files/kube-gateway.yaml)."""
-ISTIOD_PORTS = {"xds": 15012, "xds-plaintext": 15010, "webhook": 15017}
-"""istiod's ports (the chart's deployment.yaml): xDS with mTLS, plaintext xDS, webhooks."""
+ISTIOD_PORTS = {"xds": 15012, "webhook": 15017}
+"""istiod's ports (the chart's deployment.yaml): xDS and certificates over mTLS (the data plane's
+`CA_ADDR` and discovery address), webhooks."""
 
 
-def _istio_allows() -> tuple[Allow, ...]:
+def istio_allows() -> tuple[Allow, ...]:
+    """Who may reach istiod (its namespace denies everything else)."""
     return (
         Allow(
             "gateway-xds",
             "Gateway data planes (any namespace) fetch their configuration and certificates from istiod",
             peers=[{"namespaceSelector": {}, "podSelector": {"matchLabels": dict(ISTIO_GATEWAY_POD_LABELS)}}],
-            ports=[(ISTIOD_PORTS["xds"], "TCP"), (ISTIOD_PORTS["xds-plaintext"], "TCP")],
+            ports=[(ISTIOD_PORTS["xds"], "TCP")],
             pods={"app": "istiod"},
         ),
         Allow(
@@ -116,7 +118,7 @@ class IstioGatewayImplementation(pulumi.ComponentResource):
             ISTIO_NAMESPACE,
             parent=self,
             labels={"app.kubernetes.io/part-of": "aicloud"},
-            allows=_istio_allows(),
+            allows=istio_allows(),
         )
         base = helm_release(
             f"{name}-base",

@@ -32,3 +32,51 @@ def test_every_kubernetes_object_passes_strict_validation(stack):
     # Everything of a kubernetes:* type was either validated or is a Helm release.
     k8s_types = [r for r in plan.resources if r.custom and r.type.startswith("kubernetes:")]
     assert len(objects) + sum(1 for r in k8s_types if r.type in SKIPPED_TYPES) == len(k8s_types)
+
+
+# ----------------------------------------------------------------------------- CEL rules of the CRDs
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_custom_resource_passes_the_cel_rules_of_its_upstream_crd(stack):
+    """The API server runs a CRD's `x-kubernetes-validations` on create: a custom resource that fits
+    the structural schema can still be refused (Karpenter's EC2NodeClass refuses any `spec.tags` key
+    starting with `kubernetes.io/cluster`; Karpenter adds that tag itself)."""
+    from components.k8s_cel import rule_checks, rule_violations
+
+    plan = stack_plan(stack)
+    problems, evaluated = [], 0
+    for reg, obj in kubernetes_objects(plan.resources):
+        problems += [f"{reg.name}: {p}" for p in rule_violations(obj)]
+        evaluated += sum(1 for c in rule_checks(obj) if c.outcome in ("passed", "failed"))
+    assert problems == []
+    assert evaluated > 0, f"{stack}: no CEL rule evaluated"
+
+
+def test_a_planted_restricted_tag_or_label_is_refused_as_the_api_server_would():
+    from components.autoscaling import node_class_manifest, node_pool_manifest
+    from components.k8s_cel import evaluate, rule_violations
+    from tests.spine.test_platform import pool
+
+    node_class = node_class_manifest(
+        pool("train"), cluster_name="c1", instance_profile="p", subnet_ids=["subnet-1"], security_group_ids=["sg-1"]
+    )
+    assert rule_violations(node_class) == []
+    planted = {**node_class, "spec": {**node_class["spec"], "tags": {"kubernetes.io/cluster/c1": "owned"}}}
+    assert rule_violations(planted) == [
+        "EC2NodeClass/train at .spec.tags: tag contains a restricted tag matching kubernetes.io/cluster/"
+    ]
+    both = {**node_class, "spec": {**node_class["spec"], "role": "r"}}
+    assert "must specify exactly one of ['role', 'instanceProfile']" in " ".join(rule_violations(both))
+    node_pool = node_pool_manifest(pool("train"), zones=["us-west-2a"])
+    assert rule_violations(node_pool) == []
+    labels = node_pool["spec"]["template"]["metadata"]["labels"]
+    planted_pool = {**node_pool, "spec": {**node_pool["spec"], "template": {
+        **node_pool["spec"]["template"], "metadata": {"labels": {**labels, "karpenter.sh/owner": "x"}}}}}  # fmt: skip
+    assert rule_violations(planted_pool) == [
+        'NodePool/train at .spec.template.metadata.labels: label domain "karpenter.sh" is restricted'
+    ]
+    # The evaluator's own semantics: CEL's `!` and `||`, macros over map keys, presence with has().
+    assert evaluate("self.all(k, !k.startsWith('a') || k == 'ab')", {"ab": 1, "b": 2}) is True
+    assert evaluate("self.exists(x, has(x.id))", [{"tags": {}}, {"id": "i"}]) is True
+    assert evaluate("self.exists(x, has(x.id))", [{"tags": {}}]) is False

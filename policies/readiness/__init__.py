@@ -1350,7 +1350,7 @@ _DESCRIPTIONS = {
     "readiness-crd-schema": "Kubernetes objects validate against the API of their cluster version, custom resources "
     "against their upstream CRD at the pinned version (unknown fields, types, enums, required).",
     "readiness-crd-controller": "Every custom resource's CRD and controller are installed in the same cluster by "
-    "the same stack.",
+    "the same stack; a Gateway's class has its controller there, a route a Gateway to attach to.",
     "readiness-helm-chart": "Every Helm release names a chart version its repository publishes, with vendored "
     "upstream truth.",
     "readiness-helm-values": "Every Helm value key exists in the pinned chart (or is a pass-through subtree); "

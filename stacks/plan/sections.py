@@ -163,8 +163,16 @@ def capacity_section(plan: Plan) -> Section:
     return {
         "title": "Capacity chains",
         "columns": [
-            "region", "pool", "machine", "tier", "max nodes", "$/node-h", "price from", "gang",
-            "best / worst $/h at max", "held $/h",
+            "region",
+            "pool",
+            "machine",
+            "tier",
+            "max nodes",
+            "$/node-h",
+            "price from",
+            "gang",
+            "best / worst $/h at max",
+            "held $/h",
         ],  # fmt: skip
         "rows": rows,
         "notes": [

@@ -19,8 +19,8 @@ from components.gateway import (
     ISTIO_NAMESPACE,
     ISTIOD_PORTS,
     SERVICE_TYPE_ANNOTATION,
-    _istio_allows,
     gateway_api_crds,
+    istio_allows,
     istiod_values,
 )
 from components.k8s_security import namespace_manifests
@@ -165,6 +165,8 @@ def test_the_data_plane_model_follows_the_vendored_istio_template():
         "      - name: istio-token\n        projected:",
     ):
         assert fragment in template, fragment
+    # The data plane reaches istiod on the port istiod's allow admits (CA and discovery address).
+    assert f".svc:{ISTIOD_PORTS['xds']}" in template
     # No node selection: the pods go to any untainted node.
     assert "nodeSelector" not in template and "tolerations" not in template
     # The only volume types the template uses (restricted allows all of them).
@@ -230,7 +232,7 @@ def test_network_policies_let_the_front_door_gateway_and_istiod_traffic_through(
     peer = to_servers["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
     assert peer == {GATEWAY_NAME_LABEL: plan.gateway_name} and all(pod_labels.get(k) == v for k, v in peer.items())
     # istiod admits xDS from every namespace's data planes.
-    xds = next(a for a in _istio_allows() if a.name == "gateway-xds")
+    xds = next(a for a in istio_allows() if a.name == "gateway-xds")
     assert all(pod_labels.get(k) == v for k, v in ISTIO_GATEWAY_POD_LABELS.items())
     assert xds.peers == [{"namespaceSelector": {}, "podSelector": {"matchLabels": ISTIO_GATEWAY_POD_LABELS}}]
     assert (ISTIOD_PORTS["xds"], "TCP") in xds.ports

@@ -106,6 +106,10 @@ def test_the_trainer_resume_probe_and_metrics_see_missing_objects_as_missing(mon
             storage.read_bytes("s3://models/clf/v1/manifest.json")
         storage.write_bytes("s3://checkpoints/run-1/metrics.jsonl", b"{}\n")
         assert storage.exists("s3://checkpoints/run-1/metrics.jsonl") is True
+        # The start-up write probe (put, delete) and the resume clean-up (multipart uploads) are granted.
+        storage.write_bytes("s3://models/clf/.aicloud-probe-0", b"")
+        storage.delete("s3://models/clf/.aicloud-probe-0")
+        assert storage.clean_temp("s3://checkpoints/run-1") == []
         # The server's bucket-less URIs: a zone the trainer was never granted.
         with pytest.raises(PermissionError, match="s3:ListBucket on arn:aws:s3:::audit-logs"):
             storage.exists("s3://audit-logs/x")

@@ -13,6 +13,7 @@ base and head (`--repeat` pairs) so both see the same machine load, with `/usr/b
 CPU (user + system) and peak RSS. Exit status 1 if any output differs.
 
     python benchmarks/plan_before_after.py --base main [--stacks dev staging prod] [--repeat 3]
+    python benchmarks/plan_before_after.py --base HEAD   # `make bench`: uncommitted changes vs the last commit
 """
 
 from __future__ import annotations

@@ -357,11 +357,22 @@ def event_pattern(event: str) -> dict[str, list[str]]:
 
 
 def karpenter_values(
-    *, cluster_name: str, cluster_endpoint: str, queue_name: str, role_arn: str, system_pool: str
+    *,
+    cluster_name: str,
+    cluster_endpoint: str,
+    queue_name: str,
+    role_arn: str,
+    system_pool: str,
+    system_nodes: int = 2,
 ) -> dict[str, Any]:
     """Chart values: the cluster and queue, the IRSA role, and the controller on the system pool's
-    managed nodes (the chart's own affinity already keeps it off the nodes it launches)."""
+    managed nodes (the chart's own affinity already keeps it off the nodes it launches). The chart
+    runs 2 replicas with a required anti-affinity on `kubernetes.io/hostname`: on a system pool of
+    fewer managed nodes the extra replica would stay Pending for good (no node of Karpenter's may
+    take it) and, with the chart's PodDisruptionBudget (maxUnavailable 1) already spent on it,
+    block every drain of the system nodes; so one replica per system node, at most 2."""
     return {
+        "replicas": max(1, min(2, system_nodes)),
         "settings": {
             "clusterName": cluster_name,
             "clusterEndpoint": cluster_endpoint,
@@ -469,6 +480,7 @@ class Karpenter(pulumi.ComponentResource):
         region: str,
         system_pool: str,
         k8s_provider: k8s.Provider,
+        system_nodes: int = 2,
         tags: dict[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -553,7 +565,12 @@ class Karpenter(pulumi.ComponentResource):
         )
         values = pulumi.Output.all(cluster.cluster_name, cluster.endpoint, queue.name, role.arn).apply(
             lambda a: karpenter_values(
-                cluster_name=a[0], cluster_endpoint=a[1], queue_name=a[2], role_arn=a[3], system_pool=system_pool
+                cluster_name=a[0],
+                cluster_endpoint=a[1],
+                queue_name=a[2],
+                role_arn=a[3],
+                system_pool=system_pool,
+                system_nodes=system_nodes,
             )
         )
         self.release = helm_release(

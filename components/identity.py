@@ -51,7 +51,23 @@ API_USERS: dict[str, str] = {
     "retrain": "launches the retraining job and patches the canary's weights (Roles of retraining.py)",
     "retrain-agent": "patches its region's canary when the coordinator instructs it (Role of retraining.py)",
 }
-"""Workloads that call the Kubernetes API, and why; every other ServiceAccount mounts no token."""
+"""Workloads that may call the Kubernetes API, and why; every other ServiceAccount mounts no token.
+A workload listed here whose deployment never calls the API in a given region (a retraining agent
+without a canary to patch) is created with `calls_api=False` and mounts none either."""
+
+
+def token_use(workload: str, calls_api: bool | None = None) -> str | None:
+    """Why `workload`'s pods mount a ServiceAccount token (its `API_USERS` reason), or None when
+    they mount none. `calls_api`: what the caller knows of this deployment (None: as `API_USERS`
+    says); claiming API calls for a workload `API_USERS` does not list is an error."""
+    if calls_api is None:
+        return API_USERS.get(workload)
+    if calls_api and workload not in API_USERS:
+        raise ValueError(
+            f"workload {workload!r} does not call the Kubernetes API; allowed with calls_api: {', '.join(API_USERS)}"
+        )
+    return API_USERS[workload] if calls_api else None
+
 
 WORKLOADS: dict[str, Workload] = {
     "trainer": Workload(TRAINING_NAMESPACE, "aicloud-trainer"),
@@ -119,6 +135,8 @@ class WorkloadIdentity(pulumi.ComponentResource):
     zone_uris: dict[str, pulumi.Output[str]]
     """Lakehouse zones this identity may use -> bucket URI (`s3://...`, `gs://...`)."""
     cloud: str
+    calls_api: bool
+    """Whether its pods mount a ServiceAccount token (the ServiceAccount's automount, `token_use`)."""
 
     def _kubernetes(
         self,
@@ -128,6 +146,7 @@ class WorkloadIdentity(pulumi.ComponentResource):
         namespace: k8s.core.v1.Namespace | None,
         spec: Workload,
         allows: Sequence[Allow] = (),
+        calls_api: bool | None = None,
     ) -> None:
         self.workload = workload
         self.namespace = spec.namespace
@@ -137,7 +156,8 @@ class WorkloadIdentity(pulumi.ComponentResource):
         self.namespace_resource = namespace or secure_namespace(
             f"{name}-ns", spec.namespace, parent=self, labels=_labels(workload), allows=allows
         )
-        api = API_USERS.get(workload)
+        api = token_use(workload, calls_api)
+        self.calls_api = api is not None
         self.service_account = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
             metadata={
@@ -182,6 +202,7 @@ class EksWorkloadIdentity(WorkloadIdentity):
         namespace: k8s.core.v1.Namespace | None = None,
         namespace_name: str | None = None,
         allows: Sequence[Allow] = (),
+        calls_api: bool | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`policy` is the role's permission policy as JSON (see
@@ -189,7 +210,8 @@ class EksWorkloadIdentity(WorkloadIdentity):
         passes the region's Kubernetes provider in `opts.providers`. `namespace`: the workload's
         namespace when another identity already creates it (else it is created here, with the
         NetworkPolicies of `allows`); `namespace_name`: the workload's namespace when the stack
-        names its own (`serving.namespace`)."""
+        names its own (`serving.namespace`); `calls_api`: whether this deployment of the workload calls
+        the Kubernetes API (None: as `API_USERS` says; see `token_use`)."""
         super().__init__(type_token("identity", "EksWorkloadIdentity"), name, None, opts)
         spec = workload_in(workload, namespace_name)
         self.cloud = "aws"
@@ -210,7 +232,7 @@ class EksWorkloadIdentity(WorkloadIdentity):
             policy=policy,
             opts=pulumi.ResourceOptions(parent=self.role),
         )
-        self._kubernetes(name, workload, {EKS_ROLE_ANNOTATION: self.role.arn}, namespace, spec, allows)
+        self._kubernetes(name, workload, {EKS_ROLE_ANNOTATION: self.role.arn}, namespace, spec, allows, calls_api)
         self._outputs({"roleArn": self.role.arn})
 
 
@@ -231,13 +253,15 @@ class GkeWorkloadIdentity(WorkloadIdentity):
         namespace: k8s.core.v1.Namespace | None = None,
         namespace_name: str | None = None,
         allows: Sequence[Allow] = (),
+        calls_api: bool | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`bucket_roles`: `(zone, bucket name, role)` triples (see
         `components.lakehouse.documents.gcs_workload_bindings`), or with a fourth item, the IAM
         condition `{title, expression}` (an Output is fine) limiting the role to an object prefix
         (`gcs_prefix_condition`); `account_id`: 6-30 characters;
-        `namespace_name`: the workload's namespace when the stack names its own (`serving.namespace`)."""
+        `namespace_name`: the workload's namespace when the stack names its own (`serving.namespace`);
+        `calls_api`: as for `EksWorkloadIdentity`."""
         super().__init__(type_token("identity", "GkeWorkloadIdentity"), name, None, opts)
         spec = workload_in(workload, namespace_name)
         self.cloud = "gcp"
@@ -269,5 +293,5 @@ class GkeWorkloadIdentity(WorkloadIdentity):
                 opts=pulumi.ResourceOptions(parent=gsa),
             )
         self.gcp_service_account = gsa
-        self._kubernetes(name, workload, {GKE_SA_ANNOTATION: gsa.email}, namespace, spec, allows)
+        self._kubernetes(name, workload, {GKE_SA_ANNOTATION: gsa.email}, namespace, spec, allows, calls_api)
         self._outputs({"gcpServiceAccount": gsa.email})

@@ -13,7 +13,8 @@ translating a rule token by token into a Python expression over wrapped values:
 
 A rule that uses anything else, or a transition rule (`oldSelf`), is not evaluated: `rule_checks`
 reports it as skipped, never as passed. A rule that errors at run time (a missing field) is
-skipped too: the API server reports a CEL error there, not the rule's message.
+skipped too. Schema defaults are not applied first (the API server does): a rule that reads a
+defaulted field we leave unset is skipped, and `has()` of such a field reads it as absent.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def translate(rule: str) -> str:
                     # .all(v, body) -> .all(lambda v: body)
                     if tokens[i + 1][1] != "(" or tokens[i + 2][0] != "id" or tokens[i + 3][1] != ",":
                         raise Unsupported(text)
-                    out.append(f"{text}(lambda {tokens[i + 2][1]}: ")
+                    out += [f"{text}(", f"lambda {tokens[i + 2][1]}: "]
                     i += 4
                     continue
                 out.append(text)
@@ -172,13 +173,77 @@ def translate(rule: str) -> str:
             else:
                 raise Unsupported(text)
         elif kind == "op":
-            if text in ("?", ":", "{", "}", "+", "-", "*", "/", "%"):
+            if text in ("{", "}", "+", "-", "*", "/", "%"):
                 raise Unsupported(text)
             out.append({"!": " not ", "&&": " and ", "||": " or "}.get(text, text))
         else:
             out.append(text)
         i += 1
-    return "".join(out)
+    return "".join(_ternaries(_groups(out)))
+
+
+def _groups(frags: list[str]) -> list[Any]:
+    """Nest the fragments by brackets: a group is a list that starts with its opener fragment
+    (one ending in `(` or `[`) and ends with its closer."""
+    root: list[Any] = []
+    stack = [root]
+    for f in frags:
+        if f.endswith(("(", "[")):
+            group: list[Any] = [f]
+            stack[-1].append(group)
+            stack.append(group)
+        elif f in (")", "]"):
+            if len(stack) == 1:
+                raise Unsupported("unbalanced brackets")
+            stack[-1].append(f)
+            stack.pop()
+        else:
+            stack[-1].append(f)
+    if len(stack) != 1:
+        raise Unsupported("unbalanced brackets")
+    return root
+
+
+def _ternaries(items: list[Any]) -> list[str]:
+    """Flatten a group, turning CEL's `c ? a : b` (lowest precedence, right-associative) into
+    Python's `(a if c else b)` within each comma-separated part."""
+    if items and isinstance(items[0], str) and items[0].endswith(("(", "[")):
+        opener, body, closer = items[0], items[1:-1], items[-1]
+        if body and isinstance(body[0], str) and body[0].startswith("lambda "):  # a macro's bound variable
+            return [opener, body[0], *_ternaries(body[1:]), closer]
+        return [opener, *_ternaries(body), closer]
+    parts: list[list[Any]] = [[]]
+    for item in items:
+        if item == ",":
+            parts.append([])
+        else:
+            parts[-1].append(item)
+    out: list[str] = []
+    for n, part in enumerate(parts):
+        if n:
+            out.append(",")
+        out += _ternary(part)
+    return out
+
+
+def _ternary(part: list[Any]) -> list[str]:
+    flat = lambda xs: [f for x in xs for f in (_ternaries(x) if isinstance(x, list) else [x])]  # noqa: E731
+    if "?" not in part:
+        return flat(part)
+    q = part.index("?")
+    depth, c = 0, None
+    for i in range(q + 1, len(part)):
+        if part[i] == "?":
+            depth += 1
+        elif part[i] == ":":
+            if depth == 0:
+                c = i
+                break
+            depth -= 1
+    if c is None:
+        raise Unsupported("? without :")
+    cond, then, other = part[:q], part[q + 1 : c], part[c + 1 :]
+    return ["((", *_ternary(then), ") if (", *flat(cond), ") else (", *_ternary(other), "))"]
 
 
 def _has_field(obj: Any, field: str) -> bool:

@@ -347,6 +347,7 @@ class RegionalPlatform(pulumi.ComponentResource):
                     cluster=cluster,
                     region=spec.region,
                     system_pool=spec.system_pool.name,
+                    system_nodes=spec.system_pool.min_nodes,
                     k8s_provider=cluster.k8s_provider,
                     tags=tags,
                     opts=child_opts(cluster, depends_on=system),

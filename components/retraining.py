@@ -225,6 +225,13 @@ def job_manifests(
     return [service, batch_job]
 
 
+def agent_calls_api(serving: ServingSpec, region: RegionSpec) -> bool:
+    """Whether the agent of serving region `region` calls the Kubernetes API: only to patch its
+    canary, so only when the endpoint's release strategy has one (its identity mounts no token
+    otherwise)."""
+    return canary_target(plan_endpoint(serving, region, default_image="server-image")) is not None
+
+
 def canary_target(plan: EndpointPlan) -> CanaryTarget | None:
     """How the trigger reads and sets the endpoint's canary; None without a canary strategy."""
     if plan.strategy != "canary":
@@ -409,9 +416,11 @@ def rbac_manifests(
     service_account: str,
     create_service_account: bool = True,
     agent: bool = False,
+    calls_api: bool = True,
 ) -> list[dict[str, Any]]:
     """The trigger's (or an agent's) ServiceAccount (unless it runs as an existing one), and per
-    namespace a Role with its rules and a RoleBinding to that ServiceAccount."""
+    namespace a Role with its rules and a RoleBinding to that ServiceAccount. `calls_api`: whether
+    the ServiceAccount mounts a token (an agent without a canary never calls the API)."""
     name = (f"retrain-{model}"[:46] + "-agent") if agent else f"retrain-{model}"[:52]
     out: list[dict[str, Any]] = []
     if create_service_account:
@@ -423,9 +432,11 @@ def rbac_manifests(
                     "name": service_account,
                     "namespace": namespace,
                     "labels": _labels(model),
-                    "annotations": {API_ACCESS: API_USERS["retrain"]},
+                    "annotations": {API_ACCESS: API_USERS["retrain-agent" if agent else "retrain"]}
+                    if calls_api
+                    else {},
                 },
-                "automountServiceAccountToken": True,
+                "automountServiceAccountToken": calls_api,
             }
         )
     by_namespace: dict[str, list[dict]] = {namespace: list(rules[0])}
@@ -749,6 +760,7 @@ class RetrainingAgent(pulumi.ComponentResource):
             service_account=sa,
             create_service_account=identity is None,
             agent=True,
+            calls_api=canary is not None,
         )
         created = [_create(f"{name}-{m['kind'].lower()}-{m['metadata']['namespace']}", m, opts_k8s) for m in rbac]
         settings_json = pulumi.Output.all(

@@ -93,6 +93,9 @@ RUN_AS = 10001
 """Non-root uid/gid the trainer runs as: the `trainer` user of the `trainer` target of `workloads/Dockerfile`."""
 JOB_LABEL = "aicloud.dev/training-job"
 SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
+"""Karpenter's pod annotation: nodes running such a pod are not consolidated nor drifted (Karpenter
+v1 docs, concepts/disruption "Pod-Level Controls")."""
 TRAINER_POD_LABELS = {"app.kubernetes.io/name": "trainer"}
 """Labels every trainer pod carries (jobs declared here and those the retraining loop launches)."""
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
@@ -372,6 +375,8 @@ class PoolShape:
     """(key, value, effect) of every taint of the pool."""
     node_selector: tuple[tuple[str, str], ...] = ()
     """(key, value) of what the pods select: the pool label, and the pool's GKE ComputeClass."""
+    cloud: str | None = None
+    """The pool's cloud (None: a pool validated outside a region)."""
 
     @classmethod
     def of(cls, spec: NodePoolSpec) -> PoolShape:
@@ -385,6 +390,7 @@ class PoolShape:
             memory_gib=machine.memory_gib,
             taints=tuple((t.key, t.value, t.effect) for t in pool_taints(spec)),
             node_selector=tuple(pool_node_selector(spec).items()),
+            cloud=spec.cloud,
         )
 
     @property
@@ -400,9 +406,17 @@ class PoolShape:
         ComputeClass with active migration, `safe-to-evict: "false"`: GKE's active migration does
         not evict such pods (GKE docs, "About custom ComputeClasses"), so a running gang finishes
         on the tier it started on instead of restarting from its checkpoint when a preferred tier
-        frees up."""
+        frees up.
+
+        On EKS, `karpenter.sh/do-not-disrupt: "true"`: Karpenter drifts a node whenever the EC2NodeClass's
+        `al2023@latest` AMI gets a new release and disrupts nodes at `expireAfter`; without the
+        annotation a gang running for days is drained and restarted from its checkpoint at every AMI
+        release (Karpenter docs, concepts/disruption: an annotated pod's node is neither consolidated
+        nor drifted, and is drained only once the pod has finished)."""
         if any(k == COMPUTE_CLASS_LABEL for k, _ in self.node_selector):
             return {"labels": labels, "annotations": {SAFE_TO_EVICT: "false"}}
+        if self.cloud == "aws":
+            return {"labels": labels, "annotations": {DO_NOT_DISRUPT: "true"}}
         return {"labels": labels}
 
 

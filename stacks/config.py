@@ -23,7 +23,7 @@ from pydantic import Field, ValidationError
 from components.base import DataSafety, Spec
 from components.ci import CiSpec
 from components.deploy import DeploySpec
-from components.endpoint import ServingSpec, model_uris, serving_problems, uses_lake
+from components.endpoint import ServingSpec, model_uris, plan_endpoint, serving_problems, uses_lake
 from components.image import ImagesSpec
 from components.lakehouse.spec import StorageField, storage_problems
 from components.monitoring import MonitoringField, retraining_problems
@@ -220,6 +220,30 @@ class StackConfig(Spec):
             )
         for loc, message, got in problems:
             yield Problem(("serving", *loc), message, NOTHING if got is None else got)
+        if spec.image is None and self.images is not None and workloads and "server" in workloads:
+            yield from self._server_variant(spec, regions)
+
+    def _server_variant(self, spec: ServingSpec, regions: list[RegionSpec]) -> Iterator[Problem]:
+        """A server built here must carry the torch its replicas run: `--device cuda` on a GPU
+        pool needs the CUDA wheel (`VARIANT=cuda`); the CPU build would fail to load the model."""
+        image = self.images.workloads["server"]
+        if image.pinned or "VARIANT" not in image.effective_build_args("server"):
+            return  # pinned, or another Dockerfile whose arguments we do not know
+        variant = image.effective_build_args("server")["VARIANT"]
+        gpu_regions = []
+        for r in regions:
+            try:
+                if r.serving and plan_endpoint(spec, r).gpus_per_replica:
+                    gpu_regions.append(r.name)
+            except ValueError:
+                continue  # an unknown pool: serving_problems names it
+        if gpu_regions and variant != "cuda":
+            yield Problem(
+                ("images", "workloads", "server", "buildArgs", "VARIANT"),
+                f"the server runs on GPUs in {', '.join(gpu_regions)} (serving.resources.gpus / a GPU pool) "
+                "but this build installs the CPU torch wheel; allowed: cuda (or serve on CPU pools)",
+                variant,
+            )
 
     @check("serving", "storage")
     def _lake_needs_storage(self) -> Iterator[Problem]:

@@ -76,7 +76,17 @@ def test_a_planted_restricted_tag_or_label_is_refused_as_the_api_server_would():
     assert rule_violations(planted_pool) == [
         'NodePool/train at .spec.template.metadata.labels: label domain "karpenter.sh" is restricted'
     ]
-    # The evaluator's own semantics: CEL's `!` and `||`, macros over map keys, presence with has().
+    spec = node_pool["spec"]["template"]["spec"]
+    empty_in = [*spec["requirements"], {"key": "aicloud.dev/tier", "operator": "In", "values": []}]
+    planted_req = {**node_pool, "spec": {**node_pool["spec"], "template": {
+        **node_pool["spec"]["template"], "spec": {**spec, "requirements": empty_in}}}}  # fmt: skip
+    assert rule_violations(planted_req) == [
+        "NodePool/train at .spec.template.spec.requirements: requirements with operator 'In' must have a value defined"
+    ]
+    # The evaluator's own semantics: CEL's `!` and `||`, macros over map keys, presence with has(),
+    # ternaries (right-associative, inside macros too).
+    assert evaluate("self.x ? 1 == 2 : self.y ? true : false", {"x": False, "y": True}) is True
+    assert evaluate("self.x ? 1 == 2 : self.y ? true : false", {"x": True, "y": True}) is False
     assert evaluate("self.all(k, !k.startsWith('a') || k == 'ab')", {"ab": 1, "b": 2}) is True
     assert evaluate("self.exists(x, has(x.id))", [{"tags": {}}, {"id": "i"}]) is True
     assert evaluate("self.exists(x, has(x.id))", [{"tags": {}}]) is False

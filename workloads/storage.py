@@ -14,6 +14,16 @@ One small API shared by the trainer (datasets, checkpoints, artifacts) and the m
 - S3 honours ``AWS_ENDPOINT_URL_S3`` and ``AWS_ENDPOINT_URL`` (in that order), so a local
   ``moto_server`` works; credentials and region come from the usual boto3 chain.
 - ``google-cloud-storage`` is imported only for ``gs://`` URIs (``pip install 'aicloud[gcs]'``).
+- Missing versus refused. S3 answers a GET or HEAD of a *missing* key with 403 (not 404) to a
+  caller without an unconditioned ``s3:ListBucket`` on the bucket (S3 API reference, GetObject /
+  HeadObject "Permissions"), which is what a prefix-scoped grant (``s3:ListBucket`` under an
+  ``s3:prefix`` condition, e.g. the retraining agents') gets. So on a 403, ``exists`` and
+  ``read_bytes`` ask a ListObjectsV2 limited to the key itself (``Prefix=key``, which such a grant
+  allows): absent there means missing (``False`` / ``FileNotFoundError``), present means truly
+  refused. When the listing is refused too, a ``PermissionError`` names the permissions needed to
+  tell the two apart. GCS answers 404 for a missing object to a caller holding
+  ``storage.objects.get`` on its name (prefix-conditioned grants included, since the condition is
+  on the object's name, not on its existence), so only a refusal is a 403 there; it is raised as is.
 - ``lake://<zone>/<key>`` names an object in a lakehouse zone without knowing its bucket: the zone's
   base URI comes from the environment variable ``AICLOUD_LAKE_<ZONE>`` (e.g. ``AICLOUD_LAKE_MODELS=
   s3://acme-prod-models-1a2b``), which the stack sets on the pods it deploys (the buckets are named
@@ -127,10 +137,34 @@ def _s3_client_for(endpoint: str | None, region: str | None) -> Any:
     return boto3.session.Session().client("s3", endpoint_url=endpoint, region_name=region)
 
 
-def _s3_is_missing(exc: Exception) -> bool:
+def _s3_code(exc: Exception) -> str:
     response = getattr(exc, "response", None) or {}
-    code = str(response.get("Error", {}).get("Code", ""))
-    return code in ("404", "NoSuchKey", "NotFound")
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def _s3_is_missing(exc: Exception) -> bool:
+    return _s3_code(exc) in ("404", "NoSuchKey", "NotFound")
+
+
+def _s3_is_denied(exc: Exception) -> bool:
+    return _s3_code(exc) in ("403", "AccessDenied", "Forbidden")
+
+
+def _s3_listed(bucket: str, key: str, refused: Exception) -> bool:
+    """Whether ``key`` exists, by a listing limited to the key itself (after S3 refused a GET or
+    HEAD of it with 403, which is also its answer for a missing key without ``s3:ListBucket``).
+    The first key under ``Prefix=key`` is ``key`` itself when it exists (shorter sorts first)."""
+    try:
+        page = s3_client().list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+    except Exception as exc:
+        if _s3_is_denied(exc):
+            raise PermissionError(
+                f"s3://{bucket}/{key}: S3 refused the object (403) and the listing of its key; to tell a "
+                f"missing object from a refused one the caller needs s3:ListBucket on arn:aws:s3:::{bucket} "
+                f"(s3:prefix {key!r} is enough) besides s3:GetObject on arn:aws:s3:::{bucket}/{key}"
+            ) from refused
+        raise
+    return any(obj.get("Key") == key for obj in page.get("Contents", []))
 
 
 def _s3_write(bucket: str, key: str, data: bytes) -> None:
@@ -184,11 +218,19 @@ def read_bytes(uri: str) -> bytes:
     if loc.scheme == "file":
         return Path(loc.key).read_bytes()
     if loc.scheme == "s3":
-        client = s3_client()
         try:
-            return client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
-        except client.exceptions.NoSuchKey as exc:
-            raise FileNotFoundError(uri) from exc
+            return s3_client().get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
+        except Exception as exc:
+            if _s3_is_missing(exc):
+                raise FileNotFoundError(uri) from exc
+            if _s3_is_denied(exc):
+                if not _s3_listed(loc.bucket, loc.key, exc):
+                    raise FileNotFoundError(uri) from exc
+                raise PermissionError(
+                    f"{uri}: the object exists but S3 refused to read it (403): the caller needs "
+                    f"s3:GetObject on arn:aws:s3:::{loc.bucket}/{loc.key} (and kms:Decrypt on its key)"
+                ) from exc
+            raise
     blob = _gcs_bucket(loc.bucket).blob(loc.key)
     if not blob.exists():
         raise FileNotFoundError(uri)
@@ -228,7 +270,8 @@ def _local_write(path: Path, data: bytes) -> None:
 
 
 def exists(uri: str) -> bool:
-    """Whether an object (not a directory or prefix) exists at ``uri``."""
+    """Whether an object (not a directory or prefix) exists at ``uri`` (S3: also under a grant that
+    lists only a prefix, see the module docstring; ``PermissionError`` when nothing can tell)."""
     loc = _parse(uri)
     if loc.scheme == "file":
         return Path(loc.key).is_file()
@@ -238,6 +281,9 @@ def exists(uri: str) -> bool:
         except Exception as exc:
             if _s3_is_missing(exc):
                 return False
+            if _s3_is_denied(exc):
+                # 403: missing to a caller without s3:ListBucket, or refused; a listing tells which.
+                return _s3_listed(loc.bucket, loc.key, exc)
             raise
         return True
     return bool(_gcs_bucket(loc.bucket).blob(loc.key).exists())

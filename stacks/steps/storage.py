@@ -47,7 +47,7 @@ from components.lakehouse.documents import (
     s3_workload_policy,
 )
 from components.lakehouse.gcs_roles import roles_for
-from components.retraining import agent_grants
+from components.retraining import agent_calls_api, agent_grants
 from components.training import TRAINING_ALLOWS
 
 if TYPE_CHECKING:
@@ -255,8 +255,11 @@ def _agent_identity(
 ) -> WorkloadIdentity:
     """The retraining agent's identity in serving region `key`: prefix-scoped grants
     (`agent_grants`) on the primary lakehouse's models zone (its region's part of the decision
-    log) and on the region's copy of the models zone (candidates)."""
+    log) and on the region's copy of the models zone (candidates). Its ServiceAccount mounts a
+    token only where the agent patches a canary (`agent_calls_api`)."""
     platform = d.regions[key]
+    assert d.config.serving is not None, "agents exist only with serving"
+    calls_api = agent_calls_api(d.config.serving, d.config.region(key))
     copy: Lakehouse | Replica = replica if replica is not None and "models" in replica.buckets else lake
     sources = {"models": lake, "models-copy": copy}
     grants = agent_grants(model, key)
@@ -285,6 +288,7 @@ def _agent_identity(
             zone_uris=uris,
             tags=d.tags,
             namespace=namespace,
+            calls_api=calls_api,
             opts=opts,
         )
     roles: list[tuple[str, Any, str, Any]] = []
@@ -302,6 +306,7 @@ def _agent_identity(
         bucket_roles=roles,
         zone_uris=uris,
         namespace=namespace,
+        calls_api=calls_api,
         opts=opts,
     )
 

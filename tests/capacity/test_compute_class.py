@@ -141,5 +141,14 @@ def test_gke_chain_training_pods_are_not_moved_by_active_migration_mid_run(prod)
     job = next(r for r in prod.resources if r.name == "gcp-usc1-training-pretrain-gcp-job")
     meta = job.inputs["spec"]["template"]["metadata"]
     assert meta["annotations"] == {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
+    # On EKS the pods carry Karpenter's own annotation instead (issue 17 audit): Karpenter drifts
+    # nodes at every `al2023@latest` AMI release and would drain a running gang; it neither drifts
+    # nor consolidates a node running a `karpenter.sh/do-not-disrupt: "true"` pod.
     aws = next(r for r in prod.resources if r.name == "aws-use1-training-pretrain-job")
-    assert "annotations" not in aws.inputs["spec"]["template"]["metadata"]
+    assert aws.inputs["spec"]["template"]["metadata"]["annotations"] == {"karpenter.sh/do-not-disrupt": "true"}
+    runtimes = [r for r in prod.resources if r.type.endswith(":ClusterTrainingRuntime") and r.name.startswith("aws-")]
+    assert runtimes
+    for runtime in runtimes:
+        for rj in runtime.inputs["spec"]["template"]["spec"]["replicatedJobs"]:
+            meta = rj["template"]["spec"]["template"]["metadata"]
+            assert meta["annotations"] == {"karpenter.sh/do-not-disrupt": "true"}, runtime.name

@@ -3,6 +3,8 @@ before anything exists, each error naming its `aicloud:serving...` key path."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from tests.endpoints.endpoint_helpers import CANARY, IMAGE_B, config, errors
@@ -222,3 +224,32 @@ def test_variant_images_must_be_pinned_too():
         {**GATEWAY, "release": {"strategy": "ab", "ab": {"image": IMAGE_B.replace("@sha256:" + "b" * 64, ":b")}}}
     )
     assert errs[0].startswith("aicloud:serving.release.ab.image: image must be pinned by digest")
+
+
+def test_a_built_server_on_gpus_needs_the_cuda_build():
+    """The endpoint starts the server with `--device cuda` on a GPU pool; the default server build
+    installs the CPU torch wheel (VARIANT=cpu), which cannot load a model onto a GPU."""
+    from stacks.config import parse_stack_config
+    from tests.stack_helpers import config_errors, raw_stack
+
+    raw = raw_stack("dev")
+
+    def on_gpus(cfg: dict) -> None:
+        pools = cfg["regions"][0]["nodePools"]
+        pools.append({"name": "serve", "machineType": "g6.xlarge", "role": "inference", "minNodes": 1, "maxNodes": 3})
+        cfg["serving"]["pool"] = "serve"
+
+    errors = config_errors(raw, on_gpus, "dev")
+    assert any(
+        e.startswith("aicloud:images.workloads.server.buildArgs.VARIANT:") and "aws-use1" in e and "cuda" in e
+        for e in errors
+    ), errors
+
+    fixed = copy.deepcopy(raw)
+    on_gpus(fixed)
+    fixed["images"]["workloads"]["server"] = {"buildArgs": {"VARIANT": "cuda"}}
+    assert parse_stack_config(fixed, "dev").images.workloads["server"].effective_build_args("server") == {
+        "VARIANT": "cuda"
+    }
+    # The shipped dev stack serves on CPU with the CPU build: nothing to report.
+    assert parse_stack_config(copy.deepcopy(raw), "dev").serving is not None

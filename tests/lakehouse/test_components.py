@@ -425,3 +425,36 @@ def test_gke_identity_binds_its_service_account_and_grants_bucket_roles(record):
     assert grant.inputs["member"] == "serviceAccount:${usc1-server-gsa.email}"
     sa = regs.one("kubernetes:core/v1:ServiceAccount")
     assert sa.inputs["metadata"]["annotations"] == {"iam.gke.io/gcp-service-account": "${usc1-server-gsa.email}"}
+
+
+def test_an_identity_mounts_a_token_only_for_a_workload_that_calls_the_api(record):
+    """`calls_api` narrows API_USERS per deployment (an agent without a canary); claiming API
+    calls for a workload API_USERS does not list fails, naming the allowed ones."""
+    from components.identity import API_ACCESS, API_USERS, token_use
+
+    assert token_use("retrain-agent") == API_USERS["retrain-agent"]
+    assert token_use("retrain-agent", calls_api=False) is None
+    assert token_use("server") is None and token_use("server", calls_api=False) is None
+    with pytest.raises(ValueError, match=r"'server'.*allowed with calls_api: retrain, retrain-agent"):
+        token_use("server", calls_api=True)
+
+    def program():
+        cluster = k8s.Provider("cluster", kubeconfig="{}")
+        for name, calls in (("quiet", False), ("patching", True)):
+            EksWorkloadIdentity(
+                f"use1-{name}-agent",
+                "retrain-agent",
+                oidc_provider_arn="arn:aws:iam::123456789012:oidc-provider/oidc.eks.example/id/X",
+                oidc_issuer="https://oidc.eks.example/id/X",
+                policy=json.dumps({"Version": "2012-10-17", "Statement": []}),
+                zone_uris={"models": pulumi.Output.from_input("s3://models")},
+                namespace_name=f"ns-{name}",
+                calls_api=calls,
+                opts=pulumi.ResourceOptions(providers=[cluster]),
+            )
+
+    accounts = {r.name: r.inputs for r in record(program).of_type("kubernetes:core/v1:ServiceAccount")}
+    quiet, patching = accounts["use1-quiet-agent-sa"], accounts["use1-patching-agent-sa"]
+    assert quiet["automountServiceAccountToken"] is False and API_ACCESS not in quiet["metadata"]["annotations"]
+    assert patching["automountServiceAccountToken"] is True
+    assert patching["metadata"]["annotations"][API_ACCESS] == API_USERS["retrain-agent"]

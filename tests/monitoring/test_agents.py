@@ -19,6 +19,7 @@ import yaml
 from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 
+from components.identity import API_ACCESS, API_USERS
 from components.lakehouse.documents import gcs_prefix_condition, s3_prefix_policy
 from components.lakehouse.gcs_roles import missing, role_permissions, roles_for
 from components.retraining import AGENT_SERVICE_ACCOUNT, RetrainingAgent, agent_grants, agent_prefix_key
@@ -32,6 +33,7 @@ STACKS_DIR = Path(__file__).resolve().parents[2] / "stacks"
 ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
 CRON = "kubernetes:batch/v1:CronJob"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+SERVICE_ACCOUNT = "kubernetes:core/v1:ServiceAccount"
 
 
 def agent(strategy="canary", *, backend="deployment", identity=None):
@@ -115,6 +117,16 @@ def test_without_a_canary_the_agent_has_no_role_and_mounts_no_token(record):
     pod = pod_of(regs.one(CRON))
     assert pod["automountServiceAccountToken"] is False
     assert regs.one(AGENT_TYPE).outputs["rollout"].startswith("manual")
+    # Without an identity the agent creates its ServiceAccount: it mounts no token either.
+    [sa] = regs.of_type(SERVICE_ACCOUNT)
+    assert sa.inputs["automountServiceAccountToken"] is False
+    assert API_ACCESS not in (sa.inputs["metadata"].get("annotations") or {})
+
+
+def test_with_a_canary_the_agents_own_service_account_says_why_it_mounts_a_token(record):
+    [sa] = record(agent).of_type(SERVICE_ACCOUNT)
+    assert sa.inputs["automountServiceAccountToken"] is True
+    assert sa.inputs["metadata"]["annotations"] == {API_ACCESS: API_USERS["retrain-agent"]}
 
 
 def test_the_agent_settings_configmap_is_what_the_agent_loads(record):
@@ -339,6 +351,41 @@ def test_with_a_canary_each_regions_agent_may_patch_only_its_own_endpoint(prod_c
             settings = AgentSettings.from_json(json.loads(reg.inputs["data"]["settings.json"]))
             assert settings.region == plan.region_of(reg)
             assert settings.canary is not None and settings.canary.read.name == "classifier"
+
+
+def _agent_service_accounts(plan) -> dict[str, dict]:
+    return {
+        plan.region_of(r): r.inputs
+        for r in plan.resources
+        if r.type == SERVICE_ACCOUNT and r.name.endswith("-retrain-agent-sa")
+    }
+
+
+def _agent_pods(plan) -> dict[str, dict]:
+    return {
+        plan.region_of(r): pod_of(r)
+        for r in plan.resources
+        if r.type == CRON and r.inputs["metadata"]["name"] == "retrain-classifier-agent"
+    }
+
+
+def test_an_agents_identity_mounts_a_token_only_where_it_patches_a_canary(prod, prod_canary):
+    """prod is blue-green: no agent calls the Kubernetes API, so no agent's ServiceAccount (the
+    identity component's, on EKS and GKE alike) mounts a token or claims API access; with a canary
+    release every agent's does, saying why."""
+    for plan, calls in ((prod, False), (prod_canary, True)):
+        accounts, pods = _agent_service_accounts(plan), _agent_pods(plan)
+        assert sorted(accounts) == sorted(pods) == sorted(serving_regions(plan))
+        for key, sa in accounts.items():
+            annotations = sa["metadata"].get("annotations") or {}
+            assert sa["automountServiceAccountToken"] is calls, (plan.stack, key)
+            assert pods[key]["automountServiceAccountToken"] is calls, (plan.stack, key)
+            assert annotations.get(API_ACCESS) == (API_USERS["retrain-agent"] if calls else None), (plan.stack, key)
+    # The coordinators call the API in both (they launch training jobs).
+    for plan in (prod, prod_canary):
+        for r in plan.resources:
+            if r.type == SERVICE_ACCOUNT and r.name.endswith("-retrain-sa"):
+                assert r.inputs["automountServiceAccountToken"] is True
 
 
 def test_a_bad_stage_or_report_window_fails_at_plan_time_naming_the_key():

@@ -227,3 +227,16 @@ def test_calibration_budget_is_bounded(bad: object) -> None:
         ServerConfig(model="m", calibration_s=bad)  # type: ignore[arg-type]
     assert parse_args(["--model", "m", "--calibration-s", "0"]).calibration_s == 0
     assert ServerConfig(model="m").calibration_s == 1.0
+
+
+@pytest.mark.parametrize("precision", ["int8", "auto"])
+def test_a_linear_used_twice_is_replaced_everywhere_and_stays_shared(precision: str, one_thread: None) -> None:
+    shared = nn.Linear(8, 8)
+    model = nn.Sequential(shared, nn.ReLU(), shared, nn.Linear(8, 3)).eval()
+    if precision == "int8":
+        graph = prepare_model(model, precision="int8", device=torch.device("cpu"), engine="rowwise")
+    else:
+        graph, choices = quantize.prepare_auto(model, torch.randn(4, 8), budget_s=0)
+        assert [c.layer for c in choices] == ["0", "3"]  # one choice per distinct layer
+    assert graph[0] is graph[2] and not isinstance(graph[2], nn.Linear)
+    assert not any(type(m) is nn.Linear for m in graph.modules())

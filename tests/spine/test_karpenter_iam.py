@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from components import upstream
@@ -176,7 +177,64 @@ def test_queue_policy_rules_and_node_role_match_upstream():
     patterns = sorted(json.dumps(r["EventPattern"], sort_keys=True) for r in rules)
     assert patterns == sorted(json.dumps(event_pattern(e), sort_keys=True) for e in INTERRUPTION_EVENTS)
     managed = {a.rsplit("/", 1)[1] for a in res["KarpenterNodeRole"]["Properties"]["ManagedPolicyArns"]}
-    from components import autoscaling
+    from tests.endpoints.endpoint_helpers import stack_plan
 
-    src = Path(autoscaling.__file__).read_text()
-    assert all(f'"{p}"' in src for p in managed), managed
+    plan = stack_plan("dev")
+    attached = {
+        r.inputs["policyArn"].rsplit("/", 1)[1]
+        for r in plan.resources
+        if r.type == "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+        and r.inputs["role"] == "${aws-use1-karpenter-node-role.name}"
+    }
+    assert attached == managed
+
+
+# ----------------------------------------------------------------------------- the controller's pods
+
+
+def pending_replicas(values: dict[str, Any], floor: int) -> list[str]:
+    """Karpenter replicas that can never schedule: the chart's merged values ask for more replicas
+    than the managed nodes they may run on, under a required anti-affinity per hostname (its own
+    nodeAffinity keeps them off every node Karpenter launches)."""
+    anti = (values.get("affinity") or {}).get("podAntiAffinity") or {}
+    required = anti.get("requiredDuringSchedulingIgnoredDuringExecution") or []
+    per_host = any(t.get("topologyKey") == "kubernetes.io/hostname" for t in required)
+    if per_host and values.get("replicas", 1) > floor:
+        return [f"{values['replicas']} replicas, one per node, on {floor} managed node(s)"]
+    return []
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_every_karpenter_replica_finds_a_managed_node(stack):
+    from policies.readiness.helm import merged_values
+    from tests.endpoints.endpoint_helpers import stack_plan
+
+    plan = stack_plan(stack)
+    truth = upstream.chart_truth("karpenter")
+    releases = [
+        r for r in plan.resources if r.type == "kubernetes:helm.sh/v3:Release" and r.name.endswith("-karpenter-release")
+    ]
+    assert releases
+    for release in releases:
+        values = merged_values(truth, release.inputs["values"])
+        region = release.name.removesuffix("-karpenter-release")
+        pool = values["nodeSelector"]["aicloud.dev/pool"]
+        groups = [
+            r for r in plan.resources
+            if r.type == "aws:eks/nodeGroup:NodeGroup" and r.name.startswith(f"{region}-")
+            and r.inputs["labels"].get("aicloud.dev/pool") == pool
+        ]  # fmt: skip
+        assert len(groups) == 1, release.name
+        assert pending_replicas(values, groups[0].inputs["scalingConfig"]["minSize"]) == [], release.name
+
+
+def test_a_planted_second_replica_on_one_system_node_is_reported():
+    truth = upstream.chart_truth("karpenter")
+    from policies.readiness.helm import merged_values
+
+    chart_default = merged_values(truth, {})
+    assert chart_default["replicas"] == 2  # upstream's default, with the per-host anti-affinity
+    assert pending_replicas(chart_default, 1) == ["2 replicas, one per node, on 1 managed node(s)"]
+    ours = karpenter_values(cluster_name=CLUSTER, cluster_endpoint="https://e", queue_name="q", role_arn="r",
+                            system_pool="system", system_nodes=1)  # fmt: skip
+    assert pending_replicas(merged_values(truth, ours), 1) == []

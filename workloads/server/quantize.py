@@ -193,8 +193,8 @@ def quantize_rowwise(module: nn.Module) -> nn.Module:
     """Replace every ``nn.Linear`` in ``module`` (in place) by a :class:`RowwiseInt8Linear`."""
     if isinstance(module, nn.Linear):
         return RowwiseInt8Linear(module)
-    for name, child in list(module.named_children()):
-        setattr(module, name, quantize_rowwise(child))
+    # every place a layer is used (named_children() lists a repeated module once only)
+    _replace_linears(module, {id(m): "int8" for m in module.modules() if isinstance(m, nn.Linear)}, {})
     return module
 
 
@@ -401,8 +401,8 @@ def choose_layers(graph: nn.Module, example: torch.Tensor, *, budget_s: float) -
     graph runs on ``example`` (the calibration batch).
 
     Each layer's share of ``budget_s`` times both kernels on its real input (interleaved blocks,
-    fastest of each); int8 is chosen when it is at least :data:`CALIBRATION_MARGIN` faster. Layers left
-    when the budget is spent (or all of them with ``budget_s`` 0) follow
+    fastest of each); int8 is chosen when it is at least :data:`CALIBRATION_MARGIN` faster.
+    Layers left when the budget is spent (or all of them with ``budget_s`` 0) follow
     :func:`int8_pays_by_shape`. An fp32 choice is kept only if the fp32 kernel passes the
     batch-invariance check on this machine; otherwise that layer is int8.
     """
@@ -434,17 +434,22 @@ def choose_layers(graph: nn.Module, example: torch.Tensor, *, budget_s: float) -
             choice = LayerChoice(name, *shape, rows, "int8", "fp32 not batch invariant here", choice.fp32_us,
                                  choice.int8_us)  # fmt: skip
         choices.append(choice)
-    return choices
+    order = {name: i for i, name in enumerate(linears)}
+    return sorted(choices, key=lambda c: order[c.layer])
 
 
-def _replace_linears(module: nn.Module, choices: dict[str, str], prefix: str = "") -> None:
-    for name, child in list(module.named_children()):
-        qualified = f"{prefix}{name}"
+def _replace_linears(module: nn.Module, precisions: dict[int, str], done: dict[int, nn.Module]) -> None:
+    """Replace each ``nn.Linear`` (by identity: a layer used at two places stays one module)."""
+    for name, child in list(module._modules.items()):  # named_children() skips repeated modules
+        if child is None:
+            continue
         if isinstance(child, nn.Linear):
-            kernel = RowwiseInt8Linear if choices[qualified] == "int8" else BatchInvariantLinear
-            setattr(module, name, kernel(child))
+            if id(child) not in done:
+                kernel = RowwiseInt8Linear if precisions[id(child)] == "int8" else BatchInvariantLinear
+                done[id(child)] = kernel(child)
+            setattr(module, name, done[id(child)])
         else:
-            _replace_linears(child, choices, qualified + ".")
+            _replace_linears(child, precisions, done)
 
 
 def prepare_auto(model: nn.Module, example: torch.Tensor, *, budget_s: float) -> tuple[nn.Module, list[LayerChoice]]:
@@ -453,7 +458,8 @@ def prepare_auto(model: nn.Module, example: torch.Tensor, *, budget_s: float) ->
     the choices. ``example`` is the calibration batch ``[B, F]`` (float32)."""
     graph = serving_graph(model)
     choices = choose_layers(graph, example, budget_s=budget_s)
-    _replace_linears(graph, {c.layer: c.precision for c in choices})
+    modules = dict(graph.named_modules())
+    _replace_linears(graph, {id(modules[c.layer]): c.precision for c in choices}, {})
     return graph, choices
 
 

@@ -427,6 +427,8 @@ class RegionalPlatform(pulumi.ComponentResource):
             # DEGRADED, Helm's wait gives up after 300 s): the system pool's nodes must exist first.
             opts=child_opts(cluster, depends_on=system),
         )
+        self.system_nodes: list[pulumi.Resource] = list(system)
+        """The system pool's floor: what anything whose pods must run during `up` waits for."""
         self.network = network
         self.cluster = cluster
         self.pools = pools

@@ -516,12 +516,18 @@ def components_before_nodes(plan: Plan) -> list[str]:
         if (r.type, r.name.rsplit("-", 2)[-2:])
         in (("aws:eks/nodeGroup:NodeGroup", ["system", "ng"]), ("gcp:container/nodePool:NodePool", ["system", "np"]))
     }
-    kinds = ("aicloud:platform:ClusterFoundations", "aicloud:compute:Karpenter")
+    kinds = (
+        "aicloud:platform:ClusterFoundations",
+        "aicloud:compute:Karpenter",
+        "aicloud:observability:Monitoring",
+        "aicloud:serving:InferenceEndpoint",
+        "aicloud:training:RegionalTraining",
+    )
     return [r.name for r in plan.resources if r.type in kinds and not floors & set(r.depends_on)]
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
-def test_foundations_and_karpenter_wait_for_the_system_nodes(stack):
+def test_cluster_components_wait_for_the_system_nodes(stack):
     plan = stack_plan(stack)
     assert [r for r in plan.resources if r.type == "aicloud:platform:ClusterFoundations"]
     assert components_before_nodes(plan) == []

@@ -16,6 +16,7 @@ format:
 bench:           ## every script behind the README's figures (tests/test_readme_facts.py keeps this list whole)
 	python benchmarks/plan_scaling.py
 	python benchmarks/stack_figures.py
+	python benchmarks/plan_before_after.py --base HEAD
 	python benchmarks/capacity_figures.py
 	python benchmarks/serving_figures.py
 	python benchmarks/security_scan.py

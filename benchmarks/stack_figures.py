@@ -96,12 +96,14 @@ def main() -> int:
         if name == "prod":
             cmd = [sys.executable, "-m", "stacks.cli", "plan", "prod", "--summary", "--quiet"]
             started = time.perf_counter()
-            done = subprocess.run(["/usr/bin/time", "-f", "%U %S", *cmd], capture_output=True, text=True,
+            done = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", *cmd], capture_output=True, text=True,
                                   cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
-            user, system = (float(x) for x in done.stderr.split()[-2:])
+            user, system, kb = (float(x) for x in done.stderr.split()[-3:])
             took = time.perf_counter() - started
             print(f"prod     `aicloud plan prod --summary` in a fresh process: {took:.1f} s wall, "
-                  f"{user + system:.1f} s CPU (wall exceeds CPU when the machine's 2 cores are shared)")  # fmt: skip
+                  f"{user + system:.1f} s CPU, {kb / 1024:.0f} MB peak RSS at {plan.summary()['resources']} resources "
+                  "(wall exceeds CPU when the machine's 2 cores are shared; "
+                  "benchmarks/plan_before_after.py compares with an earlier commit)")  # fmt: skip
             md = render_markdown(plan)
             sections = [line[4:] for line in md.splitlines() if line.startswith("### ")]
             print(f"prod review Markdown: {len(md):,} characters (GitHub limit {GITHUB_COMMENT_LIMIT:,}); "

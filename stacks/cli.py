@@ -144,7 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """Run one command; `argv=None` (the `aicloud` console script, `python -m stacks.cli`) means this
+    process exits right after, see `_before_exit`."""
+    if argv is None:
+        try:
+            return main(sys.argv[1:])
+        finally:
+            _before_exit()
     if argv[:1] == ["local"]:
         # Every option after `local` is workloads.local's own (argparse's REMAINDER would not take a
         # leading option such as `--help` or `--workdir`).
@@ -162,6 +168,19 @@ def main(argv: list[str] | None = None) -> int:
         from stacks.plan.mocks import close_worker_loops
 
         close_worker_loops()
+
+
+def _before_exit() -> None:
+    """Let the interpreter exit without a last full garbage collection over the plan's heap.
+
+    The plan runs with the collector off (`cmd_plan`), so a million-odd provider-SDK and mock-runtime
+    objects are still young when the command returns, and interpreter shutdown's final collection
+    walked them all: 1.8-4 s of the prod plan's CPU (measured 2026-12-01), for memory the OS frees at
+    exit anyway. Frozen objects are left out of that collection; atexit handlers, stream flushing and
+    module teardown still run as before."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    gc.freeze()
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: 10x faster o
 @functools.cache
 def pins() -> dict[str, Any]:
     """`pins.yaml`, parsed."""
-    return yaml.safe_load((HERE / "pins.yaml").read_text())
+    return yaml.load((HERE / "pins.yaml").read_text(), Loader=_Loader)
 
 
 def chart_pin(name: str) -> dict[str, str]:

@@ -201,6 +201,7 @@ def volume_claims(plan: Plan) -> list[dict[str, Any]]:
     """Every persistent volume claim the plan creates (PVCs, StatefulSet templates, Helm values such
     as Prometheus's storageSpec), its class and whether a provisioner with its driver serves it."""
     rows = []
+    classes_in: dict[str, dict[str, dict[str, Any]]] = {}  # region -> its StorageClasses (one scan each)
     for r in plan.resources:
         if not r.custom or not r.type.startswith("kubernetes:"):
             continue
@@ -212,7 +213,9 @@ def volume_claims(plan: Plan) -> list[dict[str, Any]]:
             claims = [("spec", r.inputs.get("spec") or {})]
         else:
             claims = _claims_in(r.inputs.get("values") if r.type == HELM else r.inputs.get("spec"))
-        classes = _storage_classes(plan, region, spec_region.cloud)
+        if region not in classes_in:
+            classes_in[region] = _storage_classes(plan, region, spec_region.cloud)
+        classes = classes_in[region]
         for path, spec in claims:
             name = spec.get("storageClassName") if isinstance(spec, dict) else None
             cls = classes.get(name) if name else next((c for c in classes.values() if c["default"]), None)

@@ -2,252 +2,223 @@
 
 The API server runs these rules on every create; a custom resource that passes its CRD's structural
 schema can still be refused by one (Karpenter's EC2NodeClass refuses `spec.tags` keys starting with
-`kubernetes.io/cluster`, its NodePool refuses labels in the `karpenter.sh` domain). No CEL runtime
-is a dependency here, so this evaluates the subset of CEL that CRD rules are mostly written in, by
-translating a rule token by token into a Python expression over wrapped values:
+`kubernetes.io/cluster`, its NodePool refuses labels in the `karpenter.sh` domain). The rules are
+parsed and evaluated by `cel-python` (`celpy`, a maintained CEL implementation with RE2 regexes,
+as Kubernetes uses); this module only
 
-- literals, `self`, field access, indexing, `in`, comparisons, `!`, `&&`, `||`, `? :`;
-- the macros `all` / `exists` / `exists_one` (bound variable) on lists and maps (over keys);
-- string methods `startsWith`, `endsWith`, `contains`, `matches`, `find` (Kubernetes regex
-  library), `split`, `lowerAscii`, `size()`, and the functions `size`, `int`, `string`, `has`.
+- binds `self` as the API server does: the value at the rule's schema node, converted by that
+  node's schema (Kubernetes' type mapping: `integer` -> int, `number` -> double, `string` with
+  `format: byte` -> bytes, `duration` -> duration, `date`/`date-time` -> timestamp; objects and
+  maps -> maps, arrays -> lists), the schema's defaults applied to unset properties (the API server
+  defaults before it validates), property names escaped (`namespace` is read as `__namespace__`,
+  `x-prop` as `x__dash__prop`), the root with `apiVersion`, `kind` and of `metadata` only `name`
+  and `generateName`;
+- adds the Kubernetes CEL library functions celpy lacks (`KUBERNETES_FUNCTIONS`: the regex
+  library's `find`/`findAll` and the strings extension's `split`, `join`, `lowerAscii`,
+  `upperAscii`, `trim`, `replace`, `indexOf`, `lastIndexOf`, `substring`, `charAt`);
+- walks the schema to every node our object sets.
 
-A rule that uses anything else, or a transition rule (`oldSelf`), is not evaluated: `rule_checks`
-reports it as skipped, never as passed. A rule that errors at run time (a missing field) is
-skipped too. Schema defaults are not applied first (the API server does): a rule that reads a
-defaulted field we leave unset is skipped, and `has()` of such a field reads it as absent.
+A rule that calls a function neither celpy nor the adapter provides (Kubernetes' lists, URL, IP,
+quantity, semver libraries; celpy's own `min`/`reduce` extensions), or a transition rule (`oldSelf`:
+evaluated on update only), is not evaluated: `rule_checks` reports it as skipped, never as passed.
+A rule that errors at run time (a missing field) or yields no bool is skipped too. Lists of
+`x-kubernetes-list-type: set/map` compare by order here (the API server ignores order): that only
+matters to `self == oldSelf`, which is skipped. Defaults are applied throughout the value a rule
+sees; the rules of a node that only defaulting would create are not walked.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components import upstream
+import celpy
+import re2
+from celpy import celtypes
+from lark import Token
 
-_TOKEN = re.compile(
-    r"""\s*(?:(?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<num>\d+(?:\.\d+)?)|"""
-    r"""(?P<op>\|\||&&|==|!=|<=|>=|[!<>()\[\]{},.?:+\-*/%])|(?P<id>[A-Za-z_][A-Za-z0-9_]*))"""
-)
-_METHODS = {"startsWith", "endsWith", "contains", "matches", "find", "split", "lowerAscii", "size",
-            "all", "exists", "exists_one"}  # fmt: skip
-_FUNCTIONS = {"size", "int", "string", "has"}
+from components import upstream
 
 
 class Unsupported(ValueError):
-    """The rule uses CEL this evaluator does not translate."""
+    """The rule uses CEL this evaluator cannot run (a transition rule, an unknown function)."""
 
 
-class _Str(str):
-    def startsWith(self, p: str) -> bool:  # noqa: N802 (CEL's names)
-        return self.startswith(p)
-
-    def endsWith(self, p: str) -> bool:  # noqa: N802
-        return self.endswith(p)
-
-    def contains(self, p: str) -> bool:
-        return p in self
-
-    def matches(self, p: str) -> bool:
-        return re.search(p, self) is not None
-
-    def find(self, p: str) -> _Str:  # type: ignore[override]  # Kubernetes CEL regex library
-        m = re.search(p, self)
-        return _Str(m.group(0) if m else "")
-
-    def split(self, sep: str) -> list[_Str]:  # type: ignore[override]
-        return _List(_Str(s) for s in str.split(self, sep))
-
-    def lowerAscii(self) -> _Str:  # noqa: N802
-        return _Str(self.lower())
-
-    def size(self) -> int:
-        return len(self)
+# ------------------------------------------------------------------ Kubernetes CEL library adapter
+# https://kubernetes.io/docs/reference/using-api/cel/ (regex library; cel-go ext strings library).
 
 
-class _List(list):
-    def all(self, f: Any) -> bool:
-        return all(f(x) for x in self)
-
-    def exists(self, f: Any) -> bool:
-        return any(f(x) for x in self)
-
-    def exists_one(self, f: Any) -> bool:
-        return sum(1 for x in self if f(x)) == 1
-
-    def size(self) -> int:
-        return len(self)
+def _find(s: str, regex: str) -> celtypes.StringType:
+    """`'abc 123'.find('[0-9]+') == '123'`; `''` when nothing matches."""
+    m = re2.search(str(regex), str(s))
+    return celtypes.StringType(m.group(0) if m else "")
 
 
-class _Map(dict):
-    def all(self, f: Any) -> bool:
-        return all(f(k) for k in self)
-
-    def exists(self, f: Any) -> bool:
-        return any(f(k) for k in self)
-
-    def exists_one(self, f: Any) -> bool:
-        return sum(1 for k in self if f(k)) == 1
-
-    def size(self) -> int:
-        return len(self)
+def _find_all(s: str, regex: str, limit: int = -1) -> celtypes.ListType:
+    """`'123 abc 456'.findAll('[0-9]+') == ['123', '456']`; a limit < 0 is no limit."""
+    found = [celtypes.StringType(m.group(0)) for m in re2.finditer(str(regex), str(s))]
+    return celtypes.ListType(found if int(limit) < 0 else found[: int(limit)])
 
 
-def wrap(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return _Map({_Str(k): wrap(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return _List(wrap(v) for v in value)
-    if isinstance(value, str):
-        return _Str(value)
-    return value
+def _split(s: str, sep: str, n: int = -1) -> celtypes.ListType:
+    """Go `strings.SplitN`: `n < 0` all parts, `n == 0` none, `n > 0` at most n (the last holds the
+    rest); an empty separator splits into characters."""
+    s, sep, n = str(s), str(sep), int(n)
+    if n == 0:
+        return celtypes.ListType([])
+    if sep == "":
+        parts = list(s) if n < 0 or n >= len(s) else [*s[: n - 1], s[n - 1 :]]
+    else:
+        parts = s.split(sep) if n < 0 else s.split(sep, n - 1)
+    return celtypes.ListType([celtypes.StringType(p) for p in parts])
 
 
-def _has(expr: str) -> str:
-    """`has(a.b)` -> `_has(a, 'b')` (presence, not truth)."""
-    m = re.fullmatch(r"(.+)\[('[A-Za-z_][A-Za-z0-9_]*')\]", expr)
-    if not m:
-        raise Unsupported(f"has({expr})")
-    return f"_has({m.group(1)}, {m.group(2)})"
+def _join(items: list[Any], sep: str = "") -> celtypes.StringType:
+    """`['a', 'b'].join('-') == 'a-b'`; `.join()` joins with nothing."""
+    return celtypes.StringType(str(sep).join(str(i) for i in items))
 
 
-def translate(rule: str) -> str:
-    """The Python expression of a CEL rule (over `wrap`ped values), or `Unsupported`."""
-    tokens: list[tuple[str, str]] = []
-    pos = 0
-    rule = rule.strip()
-    while pos < len(rule):
-        m = _TOKEN.match(rule, pos)
-        if not m or m.end() == pos:
-            raise Unsupported(rule[pos:])
-        pos = m.end()
-        kind = m.lastgroup or ""
-        tokens.append((kind, m.group(kind)))
-    out: list[str] = []
-    i = 0
-    # ternaries: Python spells `c ? a : b` as `(a if c else b)`; translated by nesting below.
-    while i < len(tokens):
-        kind, text = tokens[i]
-        prev = tokens[i - 1][1] if i else ""
-        if kind == "id":
-            if text == "oldSelf":
-                raise Unsupported("transition rule")
-            if prev == ".":
-                if i + 1 >= len(tokens) or tokens[i + 1][1] != "(":
-                    # field access: indexing, so a field named like a dict method (`values`) is the field
-                    out[-1] = f"[{text!r}]"
-                    i += 1
-                    continue
-                if text not in _METHODS:
-                    raise Unsupported(text)
-                if text in ("all", "exists", "exists_one"):
-                    # .all(v, body) -> .all(lambda v: body)
-                    if tokens[i + 1][1] != "(" or tokens[i + 2][0] != "id" or tokens[i + 3][1] != ",":
-                        raise Unsupported(text)
-                    out += [f"{text}(", f"lambda {tokens[i + 2][1]}: "]
-                    i += 4
-                    continue
-                out.append(text)
-            elif text == "has":
-                depth, j = 0, i + 1
-                inner = []
-                while j < len(tokens):
-                    t = tokens[j][1]
-                    depth += t == "("
-                    depth -= t == ")"
-                    if depth == 0:
-                        break
-                    if j > i + 1:
-                        inner.append(t)
-                    j += 1
-                out.append(_has(translate("".join(inner))))
-                i = j + 1
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _replace(s: str, old: str, new: str, n: int = -1) -> celtypes.StringType:
+    """All occurrences (`n < 0`), none (`n == 0`) or the first n."""
+    return celtypes.StringType(str(s).replace(str(old), str(new), int(n)))
+
+
+def _index_of(s: str, sub: str, start: int = 0) -> celtypes.IntType:
+    """Code-point index of the first `sub` at or after `start`, -1 when absent; an out-of-range
+    start is an error."""
+    s, start = str(s), int(start)
+    if not 0 <= start <= len(s):
+        raise IndexError(f"index out of range: {start}")
+    return celtypes.IntType(s.find(str(sub), start))
+
+
+def _last_index_of(s: str, sub: str, end: int | None = None) -> celtypes.IntType:
+    """Code-point index of the last `sub` starting at or before `end`, -1 when absent."""
+    s = str(s)
+    end = len(s) if end is None else int(end)
+    if not 0 <= end <= len(s):
+        raise IndexError(f"index out of range: {end}")
+    return celtypes.IntType(s.rfind(str(sub), 0, end + len(str(sub))))
+
+
+def _substring(s: str, start: int, end: int | None = None) -> celtypes.StringType:
+    s = str(s)
+    start, end = int(start), len(s) if end is None else int(end)
+    if not 0 <= start <= end <= len(s):
+        raise IndexError(f"substring({start}, {end}) out of range of a {len(s)}-character string")
+    return celtypes.StringType(s[start:end])
+
+
+def _char_at(s: str, i: int) -> celtypes.StringType:
+    """The character at `i`; `''` at `i == size`; an error beyond."""
+    s, i = str(s), int(i)
+    if not 0 <= i <= len(s):
+        raise IndexError(f"index out of range: {i}")
+    return celtypes.StringType(s[i : i + 1])
+
+
+KUBERNETES_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "find": _find,
+    "findAll": _find_all,
+    "split": _split,
+    "join": _join,
+    "lowerAscii": lambda s: celtypes.StringType(str(s).translate(_ASCII_LOWER)),
+    "upperAscii": lambda s: celtypes.StringType(str(s).translate(_ASCII_UPPER)),
+    "trim": lambda s: celtypes.StringType(str(s).strip()),
+    "replace": _replace,
+    "indexOf": _index_of,
+    "lastIndexOf": _last_index_of,
+    "substring": _substring,
+    "charAt": _char_at,
+}
+"""Kubernetes CEL library functions celpy 0.5 lacks, as `name -> (target, *args)`."""
+
+_MACROS = {"has", "dyn", "all", "exists", "exists_one", "map", "filter"}
+_CELPY_FUNCTIONS = set(celpy.evaluation.base_functions) - {"min", "reduce"}  # celpy's own extensions
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+@functools.cache
+def _program(rule: str) -> celpy.Runner:
+    env = celpy.Environment()
+    ast = env.compile(rule)
+    for node in ast.iter_subtrees():
+        for tok in node.children:
+            if not isinstance(tok, Token) or tok.type != "IDENT":
                 continue
-            elif text in ("true", "false", "null"):
-                out.append({"true": "True", "false": "False", "null": "None"}[text])
-            elif text == "in":
-                out.append(" in ")
-            elif text in _FUNCTIONS or text == "self" or (i + 1 < len(tokens) and tokens[i + 1][1] != "("):
-                out.append({"string": "_Str"}.get(text, text))
-            else:
-                raise Unsupported(text)
-        elif kind == "op":
-            if text in ("{", "}", "+", "-", "*", "/", "%"):
-                raise Unsupported(text)
-            out.append({"!": " not ", "&&": " and ", "||": " or "}.get(text, text))
-        else:
-            out.append(text)
-        i += 1
-    return "".join(_ternaries(_groups(out)))
+            if tok.value == "oldSelf":
+                raise Unsupported("transition rule")
+            if node.data in ("member_dot_arg", "ident_arg"):
+                name = tok.value
+                if name not in _MACROS and name not in _CELPY_FUNCTIONS and name not in KUBERNETES_FUNCTIONS:
+                    raise Unsupported(f"function {name}() (not in celpy nor the Kubernetes adapter)")
+    return env.program(ast, functions=KUBERNETES_FUNCTIONS)
 
 
-def _groups(frags: list[str]) -> list[Any]:
-    """Nest the fragments by brackets: a group is a list that starts with its opener fragment
-    (one ending in `(` or `[`) and ends with its closer."""
-    root: list[Any] = []
-    stack = [root]
-    for f in frags:
-        if f.endswith(("(", "[")):
-            group: list[Any] = [f]
-            stack[-1].append(group)
-            stack.append(group)
-        elif f in (")", "]"):
-            if len(stack) == 1:
-                raise Unsupported("unbalanced brackets")
-            stack[-1].append(f)
-            stack.pop()
-        else:
-            stack[-1].append(f)
-    if len(stack) != 1:
-        raise Unsupported("unbalanced brackets")
-    return root
+_RESERVED = {"true", "false", "null", "in", "as", "break", "const", "continue", "else", "for", "function", "if",
+             "import", "let", "loop", "package", "namespace", "return"}  # fmt: skip
+_ACCESSIBLE = re.compile(r"[a-zA-Z_.\-/][a-zA-Z0-9_.\-/]*")
 
 
-def _ternaries(items: list[Any]) -> list[str]:
-    """Flatten a group, turning CEL's `c ? a : b` (lowest precedence, right-associative) into
-    Python's `(a if c else b)` within each comma-separated part."""
-    if items and isinstance(items[0], str) and items[0].endswith(("(", "[")):
-        opener, body, closer = items[0], items[1:-1], items[-1]
-        if body and isinstance(body[0], str) and body[0].startswith("lambda "):  # a macro's bound variable
-            return [opener, body[0], *_ternaries(body[1:]), closer]
-        return [opener, *_ternaries(body), closer]
-    parts: list[list[Any]] = [[]]
-    for item in items:
-        if item == ",":
-            parts.append([])
-        else:
-            parts[-1].append(item)
-    out: list[str] = []
-    for n, part in enumerate(parts):
-        if n:
-            out.append(",")
-        out += _ternary(part)
-    return out
+def cel_field_name(name: str) -> str | None:
+    """The name a CRD property is read by in CEL (`self.x__dash__prop` for `x-prop`, `__namespace__`
+    for `namespace`), or None when CEL cannot read it; map keys are not escaped."""
+    if name in _RESERVED:
+        return f"__{name}__"
+    if not _ACCESSIBLE.fullmatch(name):
+        return None
+    for raw, escaped in (("__", "__underscores__"), (".", "__dot__"), ("-", "__dash__"), ("/", "__slash__")):
+        name = name.replace(raw, escaped)
+    return name
 
 
-def _ternary(part: list[Any]) -> list[str]:
-    flat = lambda xs: [f for x in xs for f in (_ternaries(x) if isinstance(x, list) else [x])]  # noqa: E731
-    if "?" not in part:
-        return flat(part)
-    q = part.index("?")
-    depth, c = 0, None
-    for i in range(q + 1, len(part)):
-        if part[i] == "?":
-            depth += 1
-        elif part[i] == ":":
-            if depth == 0:
-                c = i
-                break
-            depth -= 1
-    if c is None:
-        raise Unsupported("? without :")
-    cond, then, other = part[:q], part[q + 1 : c], part[c + 1 :]
-    return ["((", *_ternary(then), ") if (", *flat(cond), ") else (", *_ternary(other), "))"]
-
-
-def _has_field(obj: Any, field: str) -> bool:
-    return isinstance(obj, Mapping) and field in obj
+def to_cel(value: Any, schema: Mapping[str, Any] | None = None, *, root: bool = False) -> Any:
+    """`value` as the API server binds it to `self` at a node of `schema`: Kubernetes' CEL type
+    mapping, the schema's defaults applied to an object's unset properties, escaped property names;
+    at the root, of `metadata` only `name` and `generateName`. Without a schema (or where it says
+    nothing) by the JSON type."""
+    schema = schema or {}
+    if isinstance(value, Mapping):
+        props = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        if props:  # an object: escaped field names, defaults of unset fields
+            fields = {**{k: p["default"] for k, p in props.items() if "default" in p}, **value}
+            if root and isinstance(fields.get("metadata"), Mapping):
+                fields["metadata"] = {k: v for k, v in fields["metadata"].items() if k in ("name", "generateName")}
+            out = {}
+            for k, v in fields.items():
+                name = cel_field_name(k) if k in props else k
+                if name is not None:
+                    out[celtypes.StringType(name)] = to_cel(v, props.get(k))
+            return celtypes.MapType(out)
+        sub = extra if isinstance(extra, Mapping) else None
+        return celtypes.MapType({celtypes.StringType(k): to_cel(v, sub) for k, v in value.items()})
+    if isinstance(value, list):
+        items = schema.get("items")
+        return celtypes.ListType([to_cel(v, items if isinstance(items, Mapping) else None) for v in value])
+    kind, fmt = schema.get("type"), schema.get("format")
+    if isinstance(value, bool) or value is None:
+        return celpy.json_to_cel(value)
+    if kind == "number" and isinstance(value, int | float):
+        return celtypes.DoubleType(value)
+    if isinstance(value, str) and kind == "string":
+        if fmt == "byte":
+            return celtypes.BytesType(base64.b64decode(value))
+        if fmt == "duration":
+            return celtypes.DurationType(value)
+        if fmt in ("date", "date-time", "datetime"):
+            return celtypes.TimestampType(value if fmt != "date" else f"{value}T00:00:00Z")
+    return celpy.json_to_cel(value)
 
 
 @dataclass(frozen=True)
@@ -259,11 +230,20 @@ class RuleCheck:
     """`passed`, `failed` or `skipped: <why>`."""
 
 
-def evaluate(rule: str, value: Any) -> bool:
-    """The rule's verdict on `value` (`self`); raises `Unsupported` or the run-time error."""
-    expr = translate(rule)
-    env = {"self": wrap(value), "size": len, "int": int, "_Str": _Str, "_has": _has_field, "__builtins__": {}}
-    return bool(eval(expr, env))  # noqa: S307 (translated from a vendored CRD, evaluated over our own manifest)
+def evaluate(rule: str, value: Any, schema: Mapping[str, Any] | None = None, *, root: bool = False) -> bool:
+    """The rule's verdict on `value` (`self`, typed by `schema`); raises `Unsupported`, or
+    `celpy.CELEvalError` for a run-time error (a missing field) or a non-bool result."""
+    result = _program(rule).evaluate({"self": to_cel(value, schema, root=root)})
+    if isinstance(result, celpy.CELEvalError):
+        raise result
+    if not isinstance(result, celtypes.BoolType):
+        raise celpy.CELEvalError(f"the rule yields {type(result).__name__}, not bool")
+    return bool(result)
+
+
+def _why(e: Exception) -> str:
+    text = str(e.args[0]) if e.args else str(e)
+    return f"{type(e).__name__}: {text[:160]}"
 
 
 def _walk(schema: Mapping[str, Any], value: Any, path: str) -> Iterator[RuleCheck]:
@@ -271,11 +251,11 @@ def _walk(schema: Mapping[str, Any], value: Any, path: str) -> Iterator[RuleChec
         rule = v.get("rule", "")
         message = v.get("message") or rule
         try:
-            outcome = "passed" if evaluate(rule, value) else "failed"
+            outcome = "passed" if evaluate(rule, value, schema, root=not path) else "failed"
         except Unsupported as e:
             outcome = f"skipped: {e}"
         except Exception as e:  # a CEL run-time error (absent field): not the rule's verdict
-            outcome = f"skipped: {type(e).__name__}: {e}"
+            outcome = f"skipped: {_why(e)}"
         yield RuleCheck(path or ".", message, rule, outcome)
     if isinstance(value, Mapping):
         props = schema.get("properties") or {}
@@ -296,7 +276,7 @@ def rule_checks(obj: Mapping[str, Any]) -> list[RuleCheck]:
     truth = upstream.crd(str(obj.get("apiVersion")), str(obj.get("kind")))
     if truth is None:
         return []
-    return list(_walk(truth.schema, {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}, ""))
+    return list(_walk(truth.schema, dict(obj), ""))
 
 
 def rule_violations(obj: Mapping[str, Any]) -> list[str]:

@@ -96,7 +96,10 @@ def deploy_monitoring(d: Deployment) -> None:
             depends_on=deps,
             install_operator=install,
             regions=list(zip(serving_regions, copies, strict=True)),
-            opts=pulumi.ResourceOptions(parent=platform, providers=[platform.k8s_provider]),
+            # its trainer-operator Helm release waits for its pods: the system nodes come first
+            opts=pulumi.ResourceOptions(
+                parent=platform, providers=[platform.k8s_provider], depends_on=platform.system_nodes
+            ),
         )
         decisions = pulumi.Output.from_input(d.outputs[f"{key}:lake:models"]).apply(
             lambda m: f"{m.rstrip('/')}/{decisions_key(serving.model)}"

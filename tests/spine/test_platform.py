@@ -522,6 +522,7 @@ def components_before_nodes(plan: Plan) -> list[str]:
         "aicloud:observability:Monitoring",
         "aicloud:serving:InferenceEndpoint",
         "aicloud:training:RegionalTraining",
+        "aicloud:observability:RetrainingPipeline",
     )
     return [r.name for r in plan.resources if r.type in kinds and not floors & set(r.depends_on)]
 
@@ -539,3 +540,15 @@ def test_a_planted_foundations_without_nodes_is_reported():
         replace(r, depends_on=[]) if r.type == "aicloud:platform:ClusterFoundations" else r for r in plan.resources
     ])  # fmt: skip
     assert sorted(components_before_nodes(planted)) == ["aws-usw2-foundations", "gcp-usc1-foundations"]
+
+
+def test_a_planted_retraining_pipeline_without_nodes_is_reported():
+    """Its trainer-operator Helm release waits up to 300 s for pods: before nodes exist it races."""
+    plan = stack_plan("prod")
+    pipelines = sorted(r.name for r in plan.resources if r.type == "aicloud:observability:RetrainingPipeline")
+    assert pipelines, "prod plans no RetrainingPipeline"
+    planted = replace(plan, resources=[
+        replace(r, depends_on=[]) if r.type == "aicloud:observability:RetrainingPipeline" else r
+        for r in plan.resources
+    ])  # fmt: skip
+    assert sorted(components_before_nodes(planted)) == pipelines

@@ -82,9 +82,10 @@ EXCEPTIONS: tuple[Exception_, ...] = (
         "CKV_K8S_38",
         "ServiceAccount token in the retraining trigger",
         _calls_the_api,
-        "The retraining CronJob is the one workload that calls the Kubernetes API (it launches the training job "
-        "and patches the canary's weights, with Roles limited to those named objects); it says so in its "
-        "aicloud.dev/kubernetes-api annotation. Every other pod has automountServiceAccountToken: false.",
+        "The retraining CronJob is the one workload that calls the Kubernetes API (it launches the training job; "
+        "with a canary release its regional agents patch their canary's weights; Roles limited to those named "
+        "objects); it says so in its aicloud.dev/kubernetes-api annotation. Every other pod, an agent without a "
+        "canary included, has automountServiceAccountToken: false.",
     ),
 )
 

@@ -414,6 +414,7 @@ class RegionalPlatform(pulumi.ComponentResource):
             for p in spec.node_pools:
                 pools[p.name].add_compute_class(f"{name}-{p.name}", cluster.k8s_provider)  # type: ignore[attr-defined]
             self.device_plugin = None
+            system = [pools[spec.system_pool.name]]  # GKE removes its default pool: no node before this one
         self.foundations = ClusterFoundations(
             f"{name}-foundations",
             cloud=spec.cloud,
@@ -422,8 +423,12 @@ class RegionalPlatform(pulumi.ComponentResource):
             custom_metrics=custom_metrics,
             prometheus_url=prometheus_url,
             tags=tags,
-            opts=child_opts(cluster),
+            # Its add-on and Helm releases wait for their pods to run (EKS add-on create waits while
+            # DEGRADED, Helm's wait gives up after 300 s): the system pool's nodes must exist first.
+            opts=child_opts(cluster, depends_on=system),
         )
+        self.system_nodes: list[pulumi.Resource] = list(system)
+        """The system pool's floor: what anything whose pods must run during `up` waits for."""
         self.network = network
         self.cluster = cluster
         self.pools = pools

@@ -16,14 +16,15 @@ One small API shared by the trainer (datasets, checkpoints, artifacts) and the m
 - ``google-cloud-storage`` is imported only for ``gs://`` URIs (``pip install 'aicloud[gcs]'``).
 - Missing versus refused. S3 answers a GET or HEAD of a *missing* key with 403 (not 404) to a
   caller without an unconditioned ``s3:ListBucket`` on the bucket (S3 API reference, GetObject /
-  HeadObject "Permissions"), which is what a prefix-scoped grant (``s3:ListBucket`` under an
+  HeadObject "Permissions"; aws/aws-cli#2041), which is what a prefix-scoped grant (``s3:ListBucket`` under an
   ``s3:prefix`` condition, e.g. the retraining agents') gets. So on a 403, ``exists`` and
   ``read_bytes`` ask a ListObjectsV2 limited to the key itself (``Prefix=key``, which such a grant
   allows): absent there means missing (``False`` / ``FileNotFoundError``), present means truly
   refused. When the listing is refused too, a ``PermissionError`` names the permissions needed to
   tell the two apart. GCS answers 404 for a missing object to a caller holding
-  ``storage.objects.get`` on its name (prefix-conditioned grants included, since the condition is
-  on the object's name, not on its existence), so only a refusal is a 403 there; it is raised as is.
+  ``storage.objects.get`` on its name (cloud.google.com/storage/docs/json_api/v1/status-codes;
+  prefix-conditioned grants included, since the condition is on the object's name, not on its
+  existence), so only a refusal is a 403 there; it is raised as is (``google.api_core`` Forbidden).
 - ``lake://<zone>/<key>`` names an object in a lakehouse zone without knowing its bucket: the zone's
   base URI comes from the environment variable ``AICLOUD_LAKE_<ZONE>`` (e.g. ``AICLOUD_LAKE_MODELS=
   s3://acme-prod-models-1a2b``), which the stack sets on the pods it deploys (the buckets are named

@@ -51,7 +51,9 @@ def deploy_monitoring(d: Deployment) -> None:
             cloud=region.cloud,
             pools=list(region.node_pools),
             region_key=region.name,
-            opts=pulumi.ResourceOptions(parent=platform, providers=[platform.k8s_provider]),
+            opts=pulumi.ResourceOptions(
+                parent=platform, providers=[platform.k8s_provider], depends_on=platform.system_nodes
+            ),
         )
     retraining, serving = spec.retraining, d.config.serving
     if retraining is None or serving is None:

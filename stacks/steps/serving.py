@@ -69,7 +69,9 @@ def deploy_serving(d: Deployment) -> None:
             front_door_cidrs=cidrs,
             neg=door is not None and region.cloud == "gcp",
             system_pool=region.system_pool.name,
-            opts=pulumi.ResourceOptions(parent=platform, providers=[platform.k8s_provider]),
+            opts=pulumi.ResourceOptions(
+                parent=platform, providers=[platform.k8s_provider], depends_on=platform.system_nodes
+            ),
         )
         d.outputs[f"{key}:serving"] = {"namespace": plan.namespace, "service": plan.model}
         if door is None or plan.entry_service is None:

@@ -82,7 +82,9 @@ def deploy_training(d: Deployment) -> None:
             install_operator=spec.operator == "install",
             identity=_trainer_identity(d, key),
             region_key=key,
-            opts=pulumi.ResourceOptions(parent=platform, providers=[platform.k8s_provider]),
+            opts=pulumi.ResourceOptions(
+                parent=platform, providers=[platform.k8s_provider], depends_on=platform.system_nodes
+            ),
         )
         if training.operator is not None:
             d.operators.setdefault(key, set()).add(TRAINER_OPERATOR)

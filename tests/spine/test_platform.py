@@ -501,3 +501,41 @@ def test_the_plan_shows_autoscaler_foundations_and_access_per_cluster():
     access = {row[0]: row for row in sections["access"]["rows"]}
     assert set(access) == {r.name for r in stack_plan("prod").config.regions}
     assert all("self-hosted runner" in row[3] and row[4] == "allow-listed" for row in access.values())
+
+
+# ----------------------------------------------------------------------------- waiting for nodes
+
+
+def components_before_nodes(plan: Plan) -> list[str]:
+    """Cluster components whose pods must run for `pulumi up` to finish (an EKS add-on's create
+    waits while it is DEGRADED, a Helm release waits up to 300 s for its pods) but that do not
+    wait for their region's system node pool: a race with node creation on every first `up`."""
+    floors = {
+        r.urn
+        for r in plan.resources
+        if (r.type, r.name.rsplit("-", 2)[-2:])
+        in (("aws:eks/nodeGroup:NodeGroup", ["system", "ng"]), ("gcp:container/nodePool:NodePool", ["system", "np"]))
+    }
+    kinds = (
+        "aicloud:platform:ClusterFoundations",
+        "aicloud:compute:Karpenter",
+        "aicloud:observability:Monitoring",
+        "aicloud:serving:InferenceEndpoint",
+        "aicloud:training:RegionalTraining",
+    )
+    return [r.name for r in plan.resources if r.type in kinds and not floors & set(r.depends_on)]
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_cluster_components_wait_for_the_system_nodes(stack):
+    plan = stack_plan(stack)
+    assert [r for r in plan.resources if r.type == "aicloud:platform:ClusterFoundations"]
+    assert components_before_nodes(plan) == []
+
+
+def test_a_planted_foundations_without_nodes_is_reported():
+    plan = stack_plan("staging")
+    planted = replace(plan, resources=[
+        replace(r, depends_on=[]) if r.type == "aicloud:platform:ClusterFoundations" else r for r in plan.resources
+    ])  # fmt: skip
+    assert sorted(components_before_nodes(planted)) == ["aws-usw2-foundations", "gcp-usc1-foundations"]

@@ -13,6 +13,8 @@ Audit of the callers of `workloads.storage` against their grants (`ZONE_ACCESS`,
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from components.lakehouse.documents import ZONE_ACCESS, s3_prefix_policy, s3_workload_policy
@@ -130,3 +132,41 @@ def test_the_coordinator_appends_decisions_under_its_grant(monkeypatch):
         log = DecisionLog("s3://models/clf/retrain/decisions")
         uri, record = log.append("skip", reason="no drift")
         assert storage.exists(uri) and log.entries() == [record]
+
+
+def test_an_agent_tick_runs_under_its_rendered_grant_with_403_for_missing(monkeypatch):
+    """The aws-usw2 agent's whole tick as its role (S3 policy from `agent_grants`, 403 for a
+    missing key planted): it reads the coordinator's instruction and the replicated candidate,
+    patches its canary once, and writes its outcome and drift report under its own prefix; a
+    second tick finds the outcome and patches nothing."""
+    from components.retraining import agent_settings_for
+    from contracts.retrain import canary_state_uri, rollout_uri
+    from tests.monitoring.specs import aws_region, retraining, serving
+    from tests.monitoring.test_controller import T0
+    from tests.monitoring.test_regional import Cluster, Prometheus
+    from workloads.retrain.regional import run_agent
+
+    decisions = "s3://models/clf/retrain/decisions"
+    settings = agent_settings_for(
+        retraining(), serving("canary"), aws_region(name="aws-usw2", region="us-west-2", primary=False),
+        decisions_uri=decisions,
+    )  # fmt: skip
+    cycle = "rt-clf-2611251230"
+    candidate = f"s3://models-copy/{CANDIDATE}".rstrip("/")
+    instruction = {"cycle": cycle, "region": "aws-usw2", "candidate": candidate, "percent": 10, "issued": "x"}
+    buckets = {
+        "models": {
+            rollout_uri(decisions, "aws-usw2", cycle).removeprefix("s3://models/"): json.dumps(instruction).encode()
+        },
+        "models-copy": {f"{CANDIDATE}manifest.json": b'{"files": {"model.pt": "x"}}', f"{CANDIDATE}model.pt": b"w"},
+    }
+    cluster, prom = Cluster(), Prometheus({"0": 0.3}, rows=2000)
+    with as_role(monkeypatch, agent_policy(), buckets):
+        report = run_agent(settings, metrics=prom, cluster=cluster, now=T0)
+        assert report["rollout"] == {"cycle": cycle, "state": "applied"}
+        outcome = json.loads(storage.read_bytes(canary_state_uri(decisions, "aws-usw2", cycle)))
+        assert outcome["state"] == "applied" and outcome["candidate"] == candidate
+        patched = len(cluster.patches)
+        assert patched > 0
+        run_agent(settings, metrics=prom, cluster=cluster, now=T0)
+        assert len(cluster.patches) == patched, "the outcome was found: nothing is patched twice"

@@ -26,6 +26,7 @@ __all__ = [
     "drift_reports_prefix",
     "region_prefix",
     "render_canary_patch",
+    "read_path",
     "render_job",
     "rollout_prefix",
     "rollout_uri",
@@ -329,6 +330,19 @@ class Settings:
             doc["reportMaxAgeMinutes"] = self.report_max_age_minutes
             doc["stageMinutes"] = self.stage_minutes
         return doc
+
+
+def read_path(obj: Any, path: list[str | int]) -> Any:
+    """The value at `path` (keys and list indexes, as `CanaryTarget.read_path`) in `obj`; None
+    where the path leaves the object."""
+    for key in path:
+        if isinstance(key, int) and isinstance(obj, list) and -len(obj) <= key < len(obj):
+            obj = obj[key]
+        elif isinstance(key, str) and isinstance(obj, dict):
+            obj = obj.get(key)
+        else:
+            return None
+    return obj
 
 
 def run_name(prefix: str, now: datetime) -> str:

@@ -42,7 +42,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from contracts.retrain import Settings, render_canary_patch, render_job, rollout_uri, run_name
+from contracts.retrain import Settings, read_path, render_canary_patch, render_job, rollout_uri, run_name
 from workloads import storage
 from workloads.retrain import regional
 from workloads.retrain.clients import JobState, job_state
@@ -63,17 +63,6 @@ class Cluster(Protocol):
     def patch(
         self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any], *, type: str = "merge"
     ) -> None: ...
-
-
-def _dig(obj: Any, path: list[str | int]) -> Any:
-    for key in path:
-        if isinstance(key, int) and isinstance(obj, list) and -len(obj) <= key < len(obj):
-            obj = obj[key]
-        elif isinstance(key, str) and isinstance(obj, dict):
-            obj = obj.get(key)
-        else:
-            return None
-    return obj
 
 
 def run_once(
@@ -223,7 +212,7 @@ def _follow_training(
     if target is not None:
         read = target.read
         endpoint = cluster.get(read.api_version, read.kind, read.namespace, read.name)
-    percent = _dig(endpoint, target.read_path) if target is not None else None
+    percent = read_path(endpoint, target.read_path) if target is not None else None
     active = target is not None and (endpoint is None or (isinstance(percent, int) and 0 < percent < 100))
     rollout = decide_rollout(
         gate, canary_percent=settings.canary_percent, canary_active=active, can_canary=target is not None

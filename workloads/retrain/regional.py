@@ -31,6 +31,7 @@ from contracts.retrain import (
     Settings,
     canary_state_uri,
     drift_reports_prefix,
+    read_path,
     render_canary_patch,
     rollout_prefix,
     rollout_uri,
@@ -50,17 +51,6 @@ __all__ = [
 REPORT_SCHEMA = "aicloud-retrain-region/1"
 FINAL_STATES = ("applied", "held", "endpoint-missing", "no-canary")
 """Outcomes an agent writes once per cycle (``not-replicated`` is retried, never written)."""
-
-
-def _dig(obj: Any, path: list[str | int]) -> Any:
-    for key in path:
-        if isinstance(key, int) and isinstance(obj, list) and -len(obj) <= key < len(obj):
-            obj = obj[key]
-        elif isinstance(key, str) and isinstance(obj, dict):
-            obj = obj.get(key)
-        else:
-            return None
-    return obj
 
 
 def _write_json(uri: str, doc: dict[str, Any]) -> dict[str, Any]:
@@ -129,7 +119,7 @@ def apply_instruction(settings: AgentSettings, *, cluster: Any, now: datetime) -
         reason = f"endpoint {read.kind} {read.namespace}/{read.name} not found"
         return _write_json(final_uri, {**base, "time": now.isoformat(), "state": "endpoint-missing", "reason": reason})
     applying = applying_uri.rsplit("/", 1)[-1] in written
-    percent = _dig(endpoint, target.read_path)
+    percent = read_path(endpoint, target.read_path)
     if not applying and isinstance(percent, int) and 0 < percent < 100:
         reason = f"a canary already runs at {percent} % on {read.kind} {read.namespace}/{read.name}"
         return _write_json(final_uri, {**base, "time": now.isoformat(), "state": "held", "reason": reason})
@@ -161,7 +151,7 @@ def run_agent(settings: AgentSettings, *, metrics: Any, cluster: Any, now: datet
         endpoint = cluster.get(read.api_version, read.kind, read.namespace, read.name)
         canary = {
             "found": endpoint is not None,
-            "percent": _dig(endpoint, settings.canary.read_path) if endpoint is not None else None,
+            "percent": read_path(endpoint, settings.canary.read_path) if endpoint is not None else None,
         }
     report = {
         "schema": REPORT_SCHEMA,

@@ -16,7 +16,7 @@ Caveat kept from moto: it does not evaluate ``s3:prefix`` conditions on a listin
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,6 +33,34 @@ ACCOUNT = "123456789012"
 _DENIED = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>'
 )
+
+
+def role_session(role: str, *, inline: Sequence[dict[str, Any]] = (), managed: Sequence[str] = ()) -> boto3.Session:
+    """Inside moto: create IAM role `role` (trusted by the account), attach the `managed` policy
+    ARNs and put the `inline` documents on it, assume it, and return a session with its
+    credentials. Its setup is 2 + len(managed) + len(inline) API calls, in that order (for
+    `set_initial_no_auth_action_count`)."""
+    iam = boto3.client("iam", region_name="us-east-1")
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
+    for arn in managed:
+        iam.attach_role_policy(RoleName=role, PolicyArn=arn)
+    for i, doc in enumerate(inline):
+        iam.put_role_policy(RoleName=role, PolicyName=f"inline-{i}", PolicyDocument=json.dumps(doc))
+    creds = boto3.client("sts", region_name="us-east-1").assume_role(
+        RoleArn=f"arn:aws:iam::{ACCOUNT}:role/{role}", RoleSessionName=role
+    )["Credentials"]
+    return boto3.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name="us-east-1",
+    )
 
 
 def _statements(doc: Any) -> list[dict[str, Any]]:
@@ -106,21 +134,10 @@ def as_role(
             admin.create_bucket(Bucket=bucket)
             for key, body in objects.items():
                 admin.put_object(Bucket=bucket, Key=key, Body=body)
-        iam = boto3.client("iam", region_name="us-east-1")
-        trust = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "sts:AssumeRole"}
-            ],
-        }
-        iam.create_role(RoleName="workload", AssumeRolePolicyDocument=json.dumps(trust))
-        iam.put_role_policy(RoleName="workload", PolicyName="storage", PolicyDocument=json.dumps(policy))
-        creds = boto3.client("sts", region_name="us-east-1").assume_role(
-            RoleArn=f"arn:aws:iam::{ACCOUNT}:role/workload", RoleSessionName="workload"
-        )["Credentials"]
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", creds["AccessKeyId"])
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", creds["SecretAccessKey"])
-        monkeypatch.setenv("AWS_SESSION_TOKEN", creds["SessionToken"])
+        creds = role_session("workload", inline=[policy]).get_credentials()
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", creds.access_key)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", creds.secret_key)
+        monkeypatch.setenv("AWS_SESSION_TOKEN", creds.token)
         storage._s3_client_for.cache_clear()
         monkeypatch.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # every call from here is checked
         try:

@@ -38,6 +38,7 @@ from stacks.plan import run_plan
 from stacks.plan.model import Plan
 from stacks.plan.policy import policy_resources
 from tests.endpoints.endpoint_helpers import stack_plan
+from tests.s3_iam import ACCOUNT, role_session
 from tests.stack_helpers import config_errors, raw_stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -256,31 +257,19 @@ def test_moto_evaluates_the_preview_role_as_read_only():
         assert len(named) > 500 and [a for a in named if not a.split(":", 1)[1].startswith(verbs)] == []
 
 
+TRUST = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "sts:AssumeRole"}
+]}  # fmt: skip
+
+
 @set_initial_no_auth_action_count(4)
 def _as_preview_role(managed: list[str], inline: list[dict]) -> dict[str, str]:
-    iam = boto3.client("iam", region_name="us-east-1")
-    trust = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}
-    ]}  # fmt: skip
-    iam.create_role(RoleName="ci-preview", AssumeRolePolicyDocument=json.dumps(trust))
-    for arn in managed:
-        iam.attach_role_policy(RoleName="ci-preview", PolicyArn=arn)
-    for i, doc in enumerate(inline):
-        iam.put_role_policy(RoleName="ci-preview", PolicyName=f"inline-{i}", PolicyDocument=json.dumps(doc))
-    creds = boto3.client("sts", region_name="us-east-1").assume_role(
-        RoleArn="arn:aws:iam::123456789012:role/ci-preview", RoleSessionName="aicloud-preview"
-    )["Credentials"]
-    s = boto3.Session(
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-        region_name="us-east-1",
-    )
+    s = role_session("ci-preview", inline=inline, managed=managed)
     calls = {
         "iam:ListRoles": lambda: s.client("iam").list_roles(),
         "s3:ListBuckets": lambda: s.client("s3").list_buckets(),
         "ec2:DescribeVpcs": lambda: s.client("ec2").describe_vpcs(),
-        "iam:CreateRole": lambda: s.client("iam").create_role(RoleName="x", AssumeRolePolicyDocument=json.dumps(trust)),
+        "iam:CreateRole": lambda: s.client("iam").create_role(RoleName="x", AssumeRolePolicyDocument=json.dumps(TRUST)),
         "iam:AttachRolePolicy": lambda: s.client("iam").attach_role_policy(RoleName="ci-preview", PolicyArn=managed[0]),
         "s3:CreateBucket": lambda: s.client("s3").create_bucket(Bucket="preview-writes"),
         "ec2:CreateVpc": lambda: s.client("ec2").create_vpc(CidrBlock="10.0.0.0/16"),

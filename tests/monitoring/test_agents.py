@@ -28,6 +28,7 @@ from stacks.plan import run_plan
 from stacks.steps.monitoring import AGENT_TYPE, RETRAINING_TYPE, retraining_coverage
 from tests.monitoring.specs import TRAINER, aws_region, retraining, serving
 from tests.monitoring.test_components import assert_valid
+from tests.s3_iam import role_session
 
 STACKS_DIR = Path(__file__).resolve().parents[2] / "stacks"
 ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
@@ -407,21 +408,7 @@ def _as_agent(policy: dict) -> dict[str, str]:
     s3.create_bucket(Bucket="models")
     s3.create_bucket(Bucket="models-copy")
     s3.put_object(Bucket="models-copy", Key="clf/retrain/rt-clf-2611251230/manifest.json", Body=b"{}")
-    iam = boto3.client("iam", region_name="us-east-1")
-    trust = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}
-    ]}  # fmt: skip
-    iam.create_role(RoleName="agent", AssumeRolePolicyDocument=json.dumps(trust))
-    iam.put_role_policy(RoleName="agent", PolicyName="storage", PolicyDocument=json.dumps(policy))
-    creds = boto3.client("sts", region_name="us-east-1").assume_role(
-        RoleArn="arn:aws:iam::123456789012:role/agent", RoleSessionName="retrain-agent"
-    )["Credentials"]
-    s = boto3.Session(
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-        region_name="us-east-1",
-    ).client("s3")
+    s = role_session("agent", inline=[policy]).client("s3")
     own = "clf/retrain/decisions/regions/aws-usw2/"
     calls = {
         "put own report": lambda: s.put_object(Bucket="models", Key=f"{own}drift/r.json", Body=b"{}"),

@@ -111,6 +111,8 @@ class Registration:
 
 
 _WORKER_LOOPS: dict[int, asyncio.AbstractEventLoop] = {}
+_LOOPS: dict[int, asyncio.AbstractEventLoop] = {}
+"""The loop `open_event_loop` last gave each thread."""
 
 
 def open_event_loop() -> asyncio.AbstractEventLoop:
@@ -124,8 +126,13 @@ def open_event_loop() -> asyncio.AbstractEventLoop:
     except RuntimeError:
         loop = None
     if loop is None or loop.is_closed():
-        loop = asyncio.new_event_loop()
+        # `asyncio.run` (a server test, a client) unsets the thread's loop when it ends; the loop
+        # the runtime used before is still open and its worker threads still hand work to it.
+        loop = _LOOPS.get(threading.get_ident())
+        if loop is None or loop.is_closed():
+            loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
+    _LOOPS[threading.get_ident()] = loop
     return loop
 
 

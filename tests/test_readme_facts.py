@@ -63,3 +63,12 @@ def test_the_generator_rewrites_every_quoted_count():
     assert "The policy pack in `policies/` (77 rules" in out
     assert "Test suite: 1234 tests" in out and "`make bench` runs `a.py`" in out
     assert "\naws-use1  Y\n" in out and "\ncost per hour: W\n" in out
+
+
+def test_the_policy_pack_readme_counts_the_rules():
+    from policies.registry import RULES
+
+    text = readme_facts.POLICIES_README.read_text()
+    assert re.match(r"^\d+ guardrails ", text.splitlines()[2]), "policies/README.md opens with its rule count"
+    assert readme_facts.apply_policies(text, len(RULES)) == text, "policies/README.md: run make facts"
+    assert readme_facts.apply_policies("# x\n\n3 guardrails for y", 7) == "# x\n\n7 guardrails for y"

@@ -582,6 +582,34 @@ def rollout_mode(plan: EndpointPlan | None, region_key: str) -> str:
     return "canary: canary Deployment + HTTPRoute weights"
 
 
+def _settings_and_cron(
+    parent: pulumi.ComponentResource,
+    name: str,
+    cron: dict[str, Any],
+    settings_json: pulumi.Input[str],
+    *,
+    settings_map: str,
+    labels: dict[str, str],
+    opts_k8s: pulumi.ResourceOptions,
+    deps: list[pulumi.Resource],
+    created: list[pulumi.Resource],
+) -> None:
+    """The ConfigMap `settings_map` holding a trigger's or agent's settings, and the rendered
+    CronJob that mounts it, created after `deps`, the ConfigMap and `created` (its RBAC)."""
+    config_map = k8s.core.v1.ConfigMap(
+        f"{name}-settings",
+        metadata={"name": settings_map, "namespace": cron["metadata"]["namespace"], "labels": labels},
+        data={"settings.json": settings_json},
+        opts=opts_k8s,
+    )
+    k8s.batch.v1.CronJob(
+        f"{name}-cron",
+        metadata=cron["metadata"],
+        spec=cron["spec"],
+        opts=child_opts(parent, depends_on=[*deps, config_map, *created]),
+    )
+
+
 class RetrainingPipeline(pulumi.ComponentResource):
     """The drift-to-retraining loop of one model in one primary region.
 
@@ -678,20 +706,19 @@ class RetrainingPipeline(pulumi.ComponentResource):
             )
         )
         settings_map = f"retrain-{model}-settings"[:63]
-        config_map = k8s.core.v1.ConfigMap(
-            f"{name}-settings",
-            metadata={"name": settings_map, "namespace": runner_ns, "labels": _labels(model)},
-            data={"settings.json": settings_json},
-            opts=opts_k8s,
-        )
         cron = cron_job_manifest(
             spec, model, image=trainer_image, namespace=runner_ns, service_account=runner_sa, settings_map=settings_map
         )
-        k8s.batch.v1.CronJob(
-            f"{name}-cron",
-            metadata=cron["metadata"],
-            spec=cron["spec"],
-            opts=child_opts(self, depends_on=[*deps, config_map, *created]),
+        _settings_and_cron(
+            self,
+            name,
+            cron,
+            settings_json,
+            settings_map=settings_map,
+            labels=_labels(model),
+            opts_k8s=opts_k8s,
+            deps=deps,
+            created=created,
         )
         self.register_outputs(
             {
@@ -773,12 +800,6 @@ class RetrainingAgent(pulumi.ComponentResource):
             )
         )
         settings_map = f"retrain-{model}-agent-settings"[:63]
-        config_map = k8s.core.v1.ConfigMap(
-            f"{name}-settings",
-            metadata={"name": settings_map, "namespace": namespace, "labels": _labels(model, agent=True)},
-            data={"settings.json": settings_json},
-            opts=opts_k8s,
-        )
         cron = cron_job_manifest(
             spec,
             model,
@@ -789,11 +810,16 @@ class RetrainingAgent(pulumi.ComponentResource):
             agent=True,
             calls_api=canary is not None,
         )
-        k8s.batch.v1.CronJob(
-            f"{name}-cron",
-            metadata=cron["metadata"],
-            spec=cron["spec"],
-            opts=child_opts(self, depends_on=[*deps, config_map, *created]),
+        _settings_and_cron(
+            self,
+            name,
+            cron,
+            settings_json,
+            settings_map=settings_map,
+            labels=_labels(model, agent=True),
+            opts_k8s=opts_k8s,
+            deps=deps,
+            created=created,
         )
         self.register_outputs(
             {

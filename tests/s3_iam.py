@@ -16,7 +16,7 @@ Caveat kept from moto: it does not evaluate ``s3:prefix`` conditions on a listin
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -61,6 +61,18 @@ def role_session(role: str, *, inline: Sequence[dict[str, Any]] = (), managed: S
         aws_session_token=creds["SessionToken"],
         region_name="us-east-1",
     )
+
+
+def outcomes(calls: dict[str, Callable[[], Any]]) -> dict[str, str]:
+    """Make each call; name -> "allowed", or the error code the refusal carries."""
+    out = {}
+    for name, call in calls.items():
+        try:
+            call()
+            out[name] = "allowed"
+        except Exception as exc:  # botocore ClientError: the code names the refusal
+            out[name] = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+    return out
 
 
 def _statements(doc: Any) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ from stacks.plan import run_plan
 from stacks.plan.model import Plan
 from stacks.plan.policy import policy_resources
 from tests.endpoints.endpoint_helpers import stack_plan
-from tests.s3_iam import ACCOUNT, role_session
+from tests.s3_iam import ACCOUNT, outcomes, role_session
 from tests.stack_helpers import config_errors, raw_stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -274,14 +274,7 @@ def _as_preview_role(managed: list[str], inline: list[dict]) -> dict[str, str]:
         "s3:CreateBucket": lambda: s.client("s3").create_bucket(Bucket="preview-writes"),
         "ec2:CreateVpc": lambda: s.client("ec2").create_vpc(CidrBlock="10.0.0.0/16"),
     }
-    out = {}
-    for name, call in calls.items():
-        try:
-            call()
-            out[name] = "allowed"
-        except Exception as exc:  # botocore ClientError: the code names the refusal
-            out[name] = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-    return out
+    return outcomes(calls)
 
 
 def test_moto_refuses_the_preview_roles_writes_when_it_calls_them():

@@ -28,7 +28,7 @@ from stacks.plan import run_plan
 from stacks.steps.monitoring import AGENT_TYPE, RETRAINING_TYPE, retraining_coverage
 from tests.monitoring.specs import TRAINER, aws_region, retraining, serving
 from tests.monitoring.test_components import assert_valid
-from tests.s3_iam import role_session
+from tests.s3_iam import outcomes, role_session
 
 STACKS_DIR = Path(__file__).resolve().parents[2] / "stacks"
 ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
@@ -429,14 +429,7 @@ def _as_agent(policy: dict) -> dict[str, str]:
         ),
         "read the served model": lambda: s.get_object(Bucket="models-copy", Key="clf/v7/manifest.json"),
     }
-    out = {}
-    for name, call in calls.items():
-        try:
-            call()
-            out[name] = "allowed"
-        except Exception as exc:  # botocore ClientError: the code names the refusal
-            out[name] = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-    return out
+    return outcomes(calls)
 
 
 def test_moto_lets_an_agent_touch_its_regions_prefix_and_candidates_only(monkeypatch):
